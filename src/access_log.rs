@@ -1,0 +1,192 @@
+//! Access log in Kuma's MeshAccessLog default formats (operations.md §4), one line per HTTP
+//! request and per TCP connection.
+//!
+//! Lines are formatted on the request's task and handed to a dedicated writer thread through
+//! a bounded channel with `try_send`: a slow disk or a blocked stdout drops lines (counted in
+//! `meshgate_access_log_dropped_total`) instead of stalling requests.
+
+use crate::metrics::METRICS;
+use once_cell::sync::OnceCell;
+use std::io::Write;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+
+const QUEUE: usize = 16 * 1024;
+
+static SINK: OnceCell<SyncSender<String>> = OnceCell::new();
+
+/// Where lines go: `off`, `stdout`, or a file path (appended to).
+pub fn init(target: &str) -> std::io::Result<()> {
+    if target == "off" || target.is_empty() {
+        return Ok(());
+    }
+    let mut out: Box<dyn Write + Send> = if target == "stdout" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(target)?,
+        )
+    };
+    let (tx, rx) = sync_channel::<String>(QUEUE);
+    std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || {
+            while let Ok(line) = rx.recv() {
+                let _ = out.write_all(line.as_bytes());
+                // Flush when the queue is drained, so bursts are written in one go.
+                if let Ok(more) = rx.try_recv() {
+                    let _ = out.write_all(more.as_bytes());
+                    continue;
+                }
+                let _ = out.flush();
+            }
+        })?;
+    let _ = SINK.set(tx);
+    Ok(())
+}
+
+pub fn enabled() -> bool {
+    SINK.get().is_some()
+}
+
+fn emit(line: String) {
+    if let Some(tx) = SINK.get() {
+        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+            METRICS.access_log_dropped.inc();
+        }
+    }
+}
+
+fn start_time() -> String {
+    // RFC 3339 in UTC with milliseconds, like Envoy's %START_TIME%.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+pub struct HttpRecord<'a> {
+    pub mesh: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub protocol: &'a str,
+    pub status: u16,
+    pub flags: &'a str,
+    pub bytes_received: usize,
+    pub bytes_sent: usize,
+    pub duration_ms: u128,
+    pub forwarded_for: &'a str,
+    pub user_agent: &'a str,
+    pub trace_id: &'a str,
+    pub request_id: &'a str,
+    pub authority: &'a str,
+    pub source_service: &'a str,
+    pub destination_service: &'a str,
+    pub source_address: &'a str,
+    pub upstream_host: &'a str,
+}
+
+/// Kuma's default HTTP format.
+pub fn http(r: &HttpRecord<'_>) {
+    if !enabled() {
+        return;
+    }
+    emit(format!(
+        "[{}] {} \"{} {} {}\" {} {} {} {} {} - \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" \"{}\"\n",
+        start_time(),
+        r.mesh,
+        r.method,
+        r.path,
+        r.protocol,
+        r.status,
+        dash(r.flags),
+        r.bytes_received,
+        r.bytes_sent,
+        r.duration_ms,
+        dash(r.forwarded_for),
+        dash(r.user_agent),
+        dash(r.trace_id),
+        dash(r.request_id),
+        dash(r.authority),
+        r.source_service,
+        dash(r.destination_service),
+        r.source_address,
+        dash(r.upstream_host),
+    ));
+}
+
+pub struct TcpRecord<'a> {
+    pub mesh: &'a str,
+    pub flags: &'a str,
+    pub source_address: &'a str,
+    pub source_service: &'a str,
+    pub upstream_host: &'a str,
+    pub destination_service: &'a str,
+    pub duration_ms: u128,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// Kuma's default TCP format.
+pub fn tcp(r: &TcpRecord<'_>) {
+    if !enabled() {
+        return;
+    }
+    emit(format!(
+        "[{}] {} {} {}({})->{}({}) took {}ms, sent {} bytes, received: {} bytes\n",
+        start_time(),
+        dash(r.flags),
+        r.mesh,
+        r.source_address,
+        r.source_service,
+        dash(r.upstream_host),
+        dash(r.destination_service),
+        r.duration_ms,
+        r.bytes_sent,
+        r.bytes_received,
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+    }
+}

@@ -1,0 +1,358 @@
+//! The MeshGateway listeners: the only place that binds sockets for gateway traffic.
+//!
+//! Pingora binds a service's listeners once, at start, and cannot add one later
+//! (cloudflare/pingora#250). meshgate needs listeners that follow the policy files, so this
+//! service owns its sockets and reconciles them with every snapshot: ports that appear are
+//! bound within the reload, ports that disappear stop accepting and are closed, and a port whose
+//! protocol changes keeps its socket (each accepted connection is dispatched by the protocol of
+//! the *current* snapshot). Every socket is registered in Pingora's listen-fd table under
+//! the same `IP:port` key Pingora itself uses, so a graceful upgrade (`-u` + SIGQUIT) hands
+//! runtime-added ports to the new process too; removed ports are taken out of the table.
+//!
+//! A port that cannot be bound is reported in `/config` and keeps `/ready` at 503; binding
+//! is retried every few seconds (another process may free the port).
+
+use crate::metrics::METRICS;
+use crate::proxy::http::HttpGateway;
+use crate::proxy::tcp;
+use crate::proxy::tls::PortAcceptor;
+use crate::snapshot::Protocol;
+use crate::state::{GatewayState, ListenerStatus};
+use async_trait::async_trait;
+use log::{debug, error, info, warn};
+use pingora::apps::ServerApp;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
+use pingora::proxy::HttpProxy;
+use pingora::server::{ListenFds, ShutdownWatch};
+use pingora::services::Service;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const RETRY_BIND: Duration = Duration::from_secs(2);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKLOG: i32 = 65535;
+
+pub type HttpApp = HttpProxy<HttpGateway>;
+
+pub struct ListenerManager {
+    state: Arc<GatewayState>,
+    http: Arc<HttpApp>,
+    bind_ip: IpAddr,
+    /// Ports of the snapshot loaded before the server started: what this process claims
+    /// from a predecessor's fd table during a graceful upgrade.
+    initial_ports: Vec<u16>,
+    /// Process-wide downstream connections (for `--max-connections`).
+    connections: Arc<AtomicUsize>,
+}
+
+/// A bound port and the handle that stops its accept loop.
+struct BoundPort {
+    stop: watch::Sender<bool>,
+}
+
+/// Everything an accepted connection needs, shared by the port's accept loop.
+struct PortContext {
+    port: u16,
+    label: String,
+    state: Arc<GatewayState>,
+    http: Arc<HttpApp>,
+    https: Option<Arc<PortAcceptor>>,
+    tls: Option<Arc<PortAcceptor>>,
+    active: AtomicUsize,
+    connections: Arc<AtomicUsize>,
+}
+
+impl ListenerManager {
+    pub fn new(state: Arc<GatewayState>, http: Arc<HttpApp>, bind_ip: IpAddr) -> Self {
+        let initial_ports = state.snapshot.load().port_numbers();
+        ListenerManager {
+            state,
+            http,
+            bind_ip,
+            initial_ports,
+            connections: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The fd-table key Pingora uses for a TCP listener (`127.0.0.1:8080`, `[::]:8080`).
+    fn key(&self, port: u16) -> String {
+        SocketAddr::new(self.bind_ip, port).to_string()
+    }
+
+    fn reconcile(
+        &self,
+        fds: &Option<ListenFds>,
+        bound: &mut HashMap<u16, BoundPort>,
+        shutdown: &ShutdownWatch,
+    ) {
+        let snap = self.state.snapshot.load_full();
+        let wanted: BTreeMap<u16, Protocol> = snap.listener_plan();
+        let mut errors = BTreeMap::new();
+
+        let stale: Vec<u16> = bound.keys().filter(|p| !wanted.contains_key(p)).copied().collect();
+        for port in stale {
+            if let Some(b) = bound.remove(&port) {
+                let _ = b.stop.send(true);
+            }
+            if let Some(fds) = fds {
+                remove_from_table(fds, &self.key(port));
+            }
+            info!("listener on port {port} removed");
+        }
+
+        for port in wanted.keys().copied() {
+            if bound.contains_key(&port) {
+                continue;
+            }
+            match self.bind(fds, port) {
+                Ok(listener) => {
+                    let (stop, stop_rx) = watch::channel(false);
+                    let ctx = Arc::new(PortContext {
+                        port,
+                        label: port.to_string(),
+                        state: self.state.clone(),
+                        http: self.http.clone(),
+                        https: PortAcceptor::new(self.state.clone(), port, true)
+                            .map_err(|e| error!("port {port}: {e}"))
+                            .ok()
+                            .map(Arc::new),
+                        tls: PortAcceptor::new(self.state.clone(), port, false)
+                            .map_err(|e| error!("port {port}: {e}"))
+                            .ok()
+                            .map(Arc::new),
+                        active: AtomicUsize::new(0),
+                        connections: self.connections.clone(),
+                    });
+                    tokio::spawn(accept_loop(listener, ctx, stop_rx, shutdown.clone()));
+                    bound.insert(port, BoundPort { stop });
+                    info!("listening on {} ({:?})", self.key(port), wanted.get(&port));
+                }
+                Err(e) => {
+                    warn!("cannot listen on {}: {e}", self.key(port));
+                    errors.insert(port, e);
+                }
+            }
+        }
+        METRICS.listeners_bound.set(bound.len() as i64);
+        METRICS.listener_errors.set(errors.len() as i64);
+        self.state.listeners.store(Arc::new(ListenerStatus {
+            bound: bound.keys().copied().collect(),
+            errors,
+        }));
+    }
+
+    /// Binds `port`, or adopts the socket a predecessor handed over in the fd table. The
+    /// table keeps its own descriptor (a `dup`), so closing ours never leaves a stale number
+    /// in it.
+    fn bind(&self, fds: &Option<ListenFds>, port: u16) -> Result<tokio::net::TcpListener, String> {
+        let key = self.key(port);
+        let inherited = fds.as_ref().and_then(|t| t.lock().get(&key).copied());
+        let std_listener = match inherited {
+            Some(fd) => {
+                // SAFETY: `fd` is a listening socket from the fd table, which keeps owning it;
+                // `dup` gives us an independent descriptor for the same socket.
+                let dup = unsafe { libc_dup(fd) }.map_err(|e| format!("dup: {e}"))?;
+                debug!("adopting inherited listener for {key}");
+                unsafe { std::net::TcpListener::from_raw_fd(dup) }
+            }
+            None => {
+                let addr = SocketAddr::new(self.bind_ip, port);
+                let domain = socket2::Domain::for_address(addr);
+                let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)
+                    .map_err(|e| e.to_string())?;
+                sock.set_reuse_address(true).map_err(|e| e.to_string())?;
+                sock.bind(&addr.into()).map_err(|e| format!("bind: {e}"))?;
+                sock.listen(BACKLOG).map_err(|e| format!("listen: {e}"))?;
+                let listener: std::net::TcpListener = sock.into();
+                if let Some(table) = fds {
+                    let copy = listener.try_clone().map_err(|e| e.to_string())?;
+                    table.lock().add(key, copy.into_raw_fd());
+                }
+                listener
+            }
+        };
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
+        tokio::net::TcpListener::from_std(std_listener).map_err(|e| e.to_string())
+    }
+}
+
+/// `dup(2)` without pulling in a libc binding crate: std's `try_clone` on a borrowed fd.
+unsafe fn libc_dup(fd: i32) -> std::io::Result<i32> {
+    let borrowed = std::os::unix::io::BorrowedFd::borrow_raw(fd);
+    let owned = borrowed.try_clone_to_owned()?;
+    Ok(owned.into_raw_fd())
+}
+
+/// Closes the table's descriptor for `key` and forgets it, so a later upgrade does not hand
+/// a dead port to the next process. `Fds` has no remove, but `close_unclaimed` with every
+/// other key kept does exactly that.
+fn remove_from_table(fds: &ListenFds, key: &str) {
+    let mut table = fds.lock();
+    let (keys, _) = table.serialize();
+    let keep: HashSet<String> = keys.into_iter().filter(|k| k != key).collect();
+    table.close_unclaimed(&keep);
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<PortContext>,
+    mut stop: watch::Receiver<bool>,
+    mut shutdown: ShutdownWatch,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((conn, peer)) => {
+                    let ctx = ctx.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move { serve_connection(ctx, conn, peer, shutdown).await });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!("accept on port {}: {e}", ctx.port);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stop.changed() => break,
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    debug!("accept loop for port {} stopped", ctx.port);
+}
+
+/// Decrements connection counts however the connection ends.
+struct ConnGuard<'a> {
+    ctx: &'a PortContext,
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx.active.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        METRICS
+            .downstream_active
+            .with_label_values(&[&self.ctx.label])
+            .dec();
+    }
+}
+
+async fn serve_connection(
+    ctx: Arc<PortContext>,
+    conn: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shutdown: ShutdownWatch,
+) {
+    let snap = ctx.state.snapshot.load_full();
+    let Some(port) = snap.port(ctx.port).cloned() else {
+        return; // the port was removed after this connection was accepted
+    };
+    let active = ctx.active.fetch_add(1, Ordering::Relaxed) + 1;
+    let total = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    METRICS
+        .downstream_active
+        .with_label_values(&[&ctx.label])
+        .inc();
+    METRICS
+        .downstream_total
+        .with_label_values(&[&ctx.label])
+        .inc();
+    let _guard = ConnGuard { ctx: &ctx };
+    let max = ctx.state.settings.max_connections;
+    let over_port = port.connection_limit.is_some_and(|l| active > l as usize);
+    if over_port || (max > 0 && total > max) {
+        METRICS
+            .http_rejected
+            .with_label_values(&[&ctx.label, "conn_limit"])
+            .inc();
+        return; // Envoy closes connections over the limit
+    }
+    let _ = conn.set_nodelay(true);
+    match port.protocol {
+        Protocol::Http => serve_http(&ctx, Box::new(l4_stream(conn)), shutdown).await,
+        Protocol::Https => {
+            let Some(acceptor) = ctx.https.clone() else { return };
+            let handshake =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.handshake(l4_stream(conn)))
+                    .await;
+            match handshake {
+                Ok(Ok(tls)) => serve_http(&ctx, tls, shutdown).await,
+                Ok(Err(e)) => debug!("{peer}: TLS handshake on port {}: {e}", ctx.port),
+                Err(_) => debug!("{peer}: TLS handshake on port {} timed out", ctx.port),
+            }
+        }
+        Protocol::Tcp | Protocol::Tls => {
+            tcp::serve(ctx.state.clone(), snap, ctx.port, conn, peer, ctx.tls.clone()).await
+        }
+    }
+}
+
+fn l4_stream(conn: tokio::net::TcpStream) -> L4Stream {
+    let fd = conn.as_raw_fd();
+    let mut s: L4Stream = conn.into();
+    // Without the digest Pingora cannot tell the proxy which local port (listener) or
+    // client address a request came from.
+    s.set_socket_digest(SocketDigest::from_raw_fd(fd));
+    s
+}
+
+async fn serve_http(ctx: &PortContext, stream: pingora::protocols::Stream, shutdown: ShutdownWatch) {
+    let mut next = ctx.http.process_new(stream, &shutdown).await;
+    while let Some(stream) = next {
+        next = ctx.http.process_new(stream, &shutdown).await;
+    }
+}
+
+#[async_trait]
+impl Service for ListenerManager {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        mut shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+    ) {
+        let mut bound: HashMap<u16, BoundPort> = HashMap::new();
+        let mut changes = self.state.changes.subscribe();
+        let mut retry = tokio::time::interval(RETRY_BIND);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.reconcile(&fds, &mut bound, &shutdown);
+            let has_errors = !self.state.listeners.load().errors.is_empty();
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                }
+                _ = changes.changed() => {}
+                _ = retry.tick(), if has_errors => {}
+            }
+        }
+        self.state.draining.store(true, Ordering::Relaxed);
+        for (_, b) in bound.drain() {
+            let _ = b.stop.send(true);
+        }
+        // Wake idle keep-alive connections so they close instead of waiting for a request.
+        self.http.cleanup().await;
+        info!("listeners stopped");
+    }
+
+    fn name(&self) -> &str {
+        "meshgate-listeners"
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        Some(self.initial_ports.iter().map(|p| self.key(*p)).collect())
+    }
+}

@@ -1,0 +1,204 @@
+//! meshgate's command line and server assembly. Everything else lives in the library.
+
+use clap::Parser;
+use log::{error, info, warn};
+use meshgate::admin::Admin;
+use meshgate::drain::DrainWatcher;
+use meshgate::listeners::ListenerManager;
+use meshgate::proxy::http::HttpGateway;
+use meshgate::reload::{build, PolicyWatcher};
+use meshgate::settings::Settings;
+use meshgate::snapshot::CompileOptions;
+use meshgate::state::GatewayState;
+use meshgate::violation::render;
+use meshgate::{access_log, metrics};
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service as ListeningService;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Kuma's built-in gateway (MeshGateway, MeshHTTPRoute, MeshTCPRoute) on Pingora.
+#[derive(Parser, Debug)]
+#[command(name = "meshgate", version, about)]
+struct Cli {
+    /// Directory of Kuma resources (*.yaml / *.yml, recursively; hot-reloaded).
+    #[arg(long, value_name = "DIR")]
+    policies: PathBuf,
+    /// The MeshGateway to serve (default: the only one in DIR).
+    #[arg(long, value_name = "NAME")]
+    gateway: Option<String>,
+    /// Address every listener binds.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Admin endpoint (/ready, /config, /metrics).
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Validate DIR and exit: 0 when valid, 1 with one line per problem otherwise.
+    #[arg(long)]
+    check: bool,
+    /// Access log target: `off`, `stdout` or a file path (Kuma's default formats).
+    #[arg(long, value_name = "TARGET", default_value = "off")]
+    access_log: String,
+    /// Seconds a client has to send a complete request head.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    header_timeout: u64,
+    /// Idle keep-alive timeout between requests, seconds (Kuma: 300).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    idle_timeout: u64,
+    /// Idle timeout of TCP/TLS route connections, seconds (Kuma: 300).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    tcp_idle_timeout: u64,
+    /// Cap on concurrent downstream connections (0 = no cap).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_connections: usize,
+    /// Accept request header names containing `_` (Kuma's gateway rejects them).
+    #[arg(long)]
+    allow_underscore_headers: bool,
+    #[command(flatten)]
+    pingora: Opt,
+}
+
+/// Pingora's defaults are unsafe for a gateway run without `-c`: a 300 s grace period slept in
+/// full and an upgrade socket in the shared /tmp. These are used when no conf file is given.
+fn default_server_conf() -> ServerConf {
+    let runtime_dir = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".to_string());
+    ServerConf {
+        grace_period_seconds: Some(10),
+        graceful_shutdown_timeout_seconds: Some(5),
+        work_stealing: false,
+        upstream_keepalive_pool_size: 1024,
+        upgrade_sock: format!("{runtime_dir}/meshgate-{}.upgrade.sock", std::process::id()),
+        pid_file: format!("{runtime_dir}/meshgate.pid"),
+        ..ServerConf::default()
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let compile = CompileOptions {
+        gateway: cli.gateway.clone(),
+        policy_dir: cli.policies.clone(),
+    };
+
+    let built = match build(&cli.policies, &compile, 1) {
+        Ok(b) => b,
+        Err(rejected) => {
+            println!("{}", render(&rejected.violations));
+            if !cli.check {
+                error!(
+                    "{} problem(s) in {}; not starting",
+                    rejected.violations.len(),
+                    cli.policies.display()
+                );
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &built.warnings {
+        warn!("{w}");
+    }
+    if cli.check {
+        println!(
+            "{}: valid ({} route entries)",
+            cli.policies.display(),
+            built.snapshot.route_entries
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = access_log::init(&cli.access_log) {
+        error!("cannot open access log {}: {e}", cli.access_log);
+        return ExitCode::FAILURE;
+    }
+    metrics::METRICS.generation.set(1);
+    metrics::METRICS.last_reload_successful.set(1);
+    metrics::METRICS
+        .route_entries
+        .set(built.snapshot.route_entries as i64);
+    metrics::METRICS
+        .compile_seconds
+        .set(built.took.as_secs_f64());
+    info!(
+        "policies loaded: {} route entries in {:.1} ms",
+        built.snapshot.route_entries,
+        built.took.as_secs_f64() * 1000.0
+    );
+
+    let settings = Settings {
+        header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
+        idle_timeout: Duration::from_secs(cli.idle_timeout.max(1)),
+        tcp_idle_timeout: Duration::from_secs(cli.tcp_idle_timeout.max(1)),
+        max_connections: cli.max_connections,
+        allow_underscore_headers: cli.allow_underscore_headers,
+        ..Settings::default()
+    };
+    let state = GatewayState::new(
+        built.snapshot,
+        settings,
+        cli.policies.clone(),
+        compile.clone(),
+    );
+
+    let mut server = if cli.pingora.conf.is_some() {
+        match Server::new(Some(cli.pingora)) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("cannot load the server configuration: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        Server::new_with_opt_and_conf(Some(cli.pingora), default_server_conf())
+    };
+
+    let phases = server.watch_execution_phase();
+    let bootstrap = server.bootstrap_as_a_service();
+
+    let watcher = server.add_service(background_service(
+        "policy-watcher",
+        PolicyWatcher::new(state.clone(), built.fingerprint),
+    ));
+    server.add_service(background_service(
+        "drain-watcher",
+        DrainWatcher {
+            state: state.clone(),
+            phases: tokio::sync::Mutex::new(phases),
+        },
+    ));
+
+    let http = Arc::new(pingora::proxy::http_proxy(
+        &server.configuration,
+        HttpGateway {
+            state: state.clone(),
+        },
+    ));
+    let listeners = server.add_service(ListenerManager::new(state.clone(), http, cli.bind));
+    listeners.add_dependency(&bootstrap);
+    listeners.add_dependency(&watcher);
+
+    let mut admin = ListeningService::new(
+        "meshgate-admin".to_string(),
+        Admin {
+            state: state.clone(),
+        },
+    );
+    admin.add_tcp(&cli.admin.to_string());
+    admin.threads = Some(1);
+    let admin = server.add_service(admin);
+    admin.add_dependency(&bootstrap);
+
+    info!(
+        "meshgate serving MeshGateway {:?} (admin on {})",
+        state.snapshot.load().gateway.name,
+        cli.admin
+    );
+    server.run_forever();
+}

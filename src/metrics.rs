@@ -1,0 +1,267 @@
+//! Prometheus metrics (operations.md §4), served by the admin endpoint `/metrics`.
+//!
+//! Per-request counters go through a thread-local cache of label handles, so the request path
+//! does a hash lookup in thread-local memory and an atomic add: no allocation for label
+//! strings and no lock on the metric families' label maps.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    exponential_buckets, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub http_rejected: IntCounterVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_connect_failures: IntCounterVec,
+    pub upstream_timeouts: IntCounterVec,
+    pub downstream_active: IntGaugeVec,
+    pub downstream_total: IntCounterVec,
+    pub tcp_connections: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub last_reload_successful: IntGauge,
+    pub last_reload_success_timestamp: Gauge,
+    pub generation: IntGauge,
+    pub compile_seconds: Gauge,
+    pub route_entries: IntGauge,
+    pub listeners_bound: IntGauge,
+    pub listener_errors: IntGauge,
+    pub access_log_dropped: IntCounter,
+    pub mirror_requests: IntCounterVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+/// The process-wide metrics. Definitions are static, so the `expect`s can only fire on a
+/// programming error, at first use during start-up.
+pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
+    let r = Registry::new();
+    let http_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "meshgate_http_request_duration_seconds",
+            "Time from request head to the end of the response",
+        )
+        .buckets(exponential_buckets(0.0005, 2.5, 14).expect("valid buckets")),
+        &["listener", "route"],
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(http_duration.clone()))
+        .expect("metric registered once");
+    let downstream_active = IntGaugeVec::new(
+        Opts::new(
+            "meshgate_downstream_connections_active",
+            "Open downstream connections",
+        ),
+        &["listener"],
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(downstream_active.clone()))
+        .expect("metric registered once");
+    let last_reload_success_timestamp = Gauge::new(
+        "meshgate_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last applied policy change",
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(last_reload_success_timestamp.clone()))
+        .expect("metric registered once");
+    let compile_seconds = Gauge::new(
+        "meshgate_config_compile_seconds",
+        "Time to load, validate and compile the last applied snapshot",
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(compile_seconds.clone()))
+        .expect("metric registered once");
+    let access_log_dropped = IntCounter::new(
+        "meshgate_access_log_dropped_total",
+        "Access log lines dropped because the writer fell behind",
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(access_log_dropped.clone()))
+        .expect("metric registered once");
+
+    let build = IntGaugeVec::new(
+        Opts::new("meshgate_build_info", "Build information"),
+        &["version", "pingora"],
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(build.clone()))
+        .expect("metric registered once");
+    build
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), "0.9.1"])
+        .set(1);
+    let start = Gauge::new(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds",
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(start.clone()))
+        .expect("metric registered once");
+    start.set(unix_now());
+
+    Metrics {
+        http_requests: counter(
+            &r,
+            "meshgate_http_requests_total",
+            "HTTP requests by listener, route and status code",
+            &["listener", "route", "code"],
+        ),
+        http_duration,
+        http_rejected: counter(
+            &r,
+            "meshgate_http_requests_rejected_total",
+            "Requests refused before routing, by reason",
+            &["listener", "reason"],
+        ),
+        upstream_requests: counter(
+            &r,
+            "meshgate_upstream_requests_total",
+            "Requests sent to backends, by backend and status code",
+            &["backend", "code"],
+        ),
+        upstream_connect_failures: counter(
+            &r,
+            "meshgate_upstream_connect_failures_total",
+            "Failed connection attempts to backends",
+            &["backend"],
+        ),
+        upstream_timeouts: counter(
+            &r,
+            "meshgate_upstream_timeouts_total",
+            "Backend requests that timed out",
+            &["backend"],
+        ),
+        downstream_active,
+        downstream_total: counter(
+            &r,
+            "meshgate_downstream_connections_total",
+            "Accepted downstream connections",
+            &["listener"],
+        ),
+        tcp_connections: counter(
+            &r,
+            "meshgate_tcp_connections_total",
+            "TCP/TLS route connections by backend and result",
+            &["listener", "backend", "result"],
+        ),
+        reloads: counter(
+            &r,
+            "meshgate_config_reloads_total",
+            "Policy changes by result",
+            &["result"],
+        ),
+        last_reload_successful: gauge(
+            &r,
+            "meshgate_config_last_reload_successful",
+            "1 if the last policy change was applied, 0 if it was rejected",
+        ),
+        last_reload_success_timestamp,
+        generation: gauge(
+            &r,
+            "meshgate_config_generation",
+            "Generation of the active snapshot (as in /config)",
+        ),
+        compile_seconds,
+        route_entries: gauge(
+            &r,
+            "meshgate_config_route_entries",
+            "Route entries in the active snapshot",
+        ),
+        listeners_bound: gauge(
+            &r,
+            "meshgate_listeners_bound",
+            "Ports currently bound for MeshGateway listeners",
+        ),
+        listener_errors: gauge(
+            &r,
+            "meshgate_listener_bind_errors",
+            "MeshGateway ports that could not be bound",
+        ),
+        access_log_dropped,
+        mirror_requests: counter(
+            &r,
+            "meshgate_mirror_requests_total",
+            "Mirrored requests by backend and result",
+            &["backend", "result"],
+        ),
+        registry: r,
+    }
+});
+
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Prometheus text exposition of every meshgate metric.
+pub fn render() -> Vec<u8> {
+    let mut buf = Vec::new();
+    let encoder = TextEncoder::new();
+    let _ = encoder.encode(&METRICS.registry.gather(), &mut buf);
+    buf
+}
+
+/// Identity of a label set for the thread-local cache: addresses of the snapshot's interned
+/// label strings plus the status code. Valid within one snapshot generation.
+type HandleKey = (usize, usize, u16);
+
+struct HandleCache {
+    generation: u64,
+    requests: HashMap<HandleKey, IntCounter>,
+    durations: HashMap<(usize, usize), prometheus::Histogram>,
+}
+
+thread_local! {
+    static HANDLES: RefCell<HandleCache> = RefCell::new(HandleCache {
+        generation: u64::MAX,
+        requests: HashMap::new(),
+        durations: HashMap::new(),
+    });
+}
+
+/// Counts one finished HTTP request. `listener` and `route` must be strings owned by the
+/// snapshot of `generation` (their addresses identify the label set).
+pub fn observe_request(generation: u64, listener: &str, route: &str, code: u16, seconds: f64) {
+    HANDLES.with(|cell| {
+        let Ok(mut cache) = cell.try_borrow_mut() else {
+            return;
+        };
+        if cache.generation != generation {
+            cache.generation = generation;
+            cache.requests.clear();
+            cache.durations.clear();
+        }
+        let key = (listener.as_ptr() as usize, route.as_ptr() as usize, code);
+        cache
+            .requests
+            .entry(key)
+            .or_insert_with(|| {
+                let code = code.to_string();
+                METRICS
+                    .http_requests
+                    .with_label_values(&[listener, route, code.as_str()])
+            })
+            .inc();
+        cache
+            .durations
+            .entry((key.0, key.1))
+            .or_insert_with(|| METRICS.http_duration.with_label_values(&[listener, route]))
+            .observe(seconds);
+    });
+}

@@ -1,0 +1,630 @@
+//! `ProxyHttp` for HTTP and HTTPS listeners (semantics Appendix C, "per HTTP request").
+//!
+//! `request_filter` does all the deciding: one `load_full()` of the snapshot, then port →
+//! (SNI chain) → virtual host → route entry → action, answering locally (404, redirect, 5xx)
+//! or recording the chosen backend and endpoint in the context. The later hooks only apply
+//! what was decided; `logging` records metrics and the access log line.
+
+use super::local::{self, LocalResponse, HSTS, SERVER};
+use super::mirror::{self, MirrorBody};
+use super::normalize::{normalize, Normalized};
+use super::tls::SniName;
+use crate::access_log;
+use crate::metrics::METRICS;
+use crate::snapshot::action::{Action, Forward, HostRewrite, Redirect};
+use crate::snapshot::backends::{Backend, BackendState};
+use crate::snapshot::hostname::normalize_host;
+use crate::snapshot::matchers::RequestView;
+use crate::snapshot::route_table::RouteEntry;
+use crate::snapshot::{ListenerInfo, Protocol, Serving, Snapshot, VirtualHost};
+use crate::state::GatewayState;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderValue, Uri};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::{H1UpgradePolicy, HttpPeer};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Kuma's default gateway retry policy retries connect failures up to 5 times.
+const MAX_CONNECT_ATTEMPTS: usize = 5;
+
+pub struct HttpGateway {
+    pub state: Arc<GatewayState>,
+}
+
+/// Per-request state. Holds the snapshot the request started with, so every hook sees one
+/// consistent configuration even if a reload happens mid-request.
+pub struct RequestCtx {
+    started: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    listener: Option<Arc<ListenerInfo>>,
+    vhost: Option<Arc<VirtualHost>>,
+    entry: Option<usize>,
+    backend: Option<Arc<Backend>>,
+    endpoint: Option<usize>,
+    connect_attempts: usize,
+    https: bool,
+    /// The normalised path when it differs from what the client sent.
+    path: Option<String>,
+    host: String,
+    local_status: u16,
+    flags: &'static str,
+    mirror: Option<MirrorBody>,
+}
+
+impl RequestCtx {
+    fn entry(&self) -> Option<&RouteEntry> {
+        let vh = self.vhost.as_ref()?;
+        vh.routes.entries().get(self.entry?)
+    }
+
+    fn forward(&self) -> Option<&Forward> {
+        match self.entry()?.action.as_ref() {
+            Action::Forward(f) => Some(f),
+            Action::Redirect(_) => None,
+        }
+    }
+}
+
+enum Decision {
+    Local(u16, &'static [u8], &'static str),
+    Redirect(String, u16),
+    Proxy,
+}
+
+impl HttpGateway {
+    fn local_port(session: &Session) -> Option<u16> {
+        session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port())
+    }
+
+    /// The virtual host for this request: by port, then (HTTPS) SNI chain, then Host.
+    fn find_vhost(
+        &self,
+        snap: &Snapshot,
+        session: &Session,
+        host: &str,
+        ctx: &mut RequestCtx,
+    ) -> Option<Arc<VirtualHost>> {
+        let port = snap.port(Self::local_port(session)?)?;
+        match &port.serving {
+            Serving::Http { vhosts } => vhosts.lookup(host).cloned(),
+            Serving::Https { chains } => {
+                ctx.https = true;
+                let sni = session
+                    .digest()
+                    .and_then(|d| d.ssl_digest.as_ref())
+                    .and_then(|d| d.extension.get::<SniName>())
+                    .map(|s| s.0.as_str())
+                    .unwrap_or("");
+                let chain = chains.lookup(sni)?;
+                ctx.listener = Some(chain.listener.clone());
+                // Both SNI and Host must match (§3.5 step 5): Host is looked up in the
+                // chain's own table only.
+                chain.vhosts.lookup(host).cloned()
+            }
+            Serving::Tcp { .. } | Serving::Tls { .. } => None,
+        }
+    }
+
+    fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Decision {
+        let snap = self.state.snapshot.load_full();
+        ctx.snapshot = Some(snap.clone());
+        let req = session.req_header();
+        let raw_host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("");
+        let host = normalize_host(raw_host).into_owned();
+        let path = match normalize(req.uri.path()) {
+            Normalized::Path(p) => p,
+            Normalized::Redirect(to) => {
+                let to = match req.uri.query() {
+                    Some(q) => format!("{to}?{q}"),
+                    None => to,
+                };
+                ctx.host = host;
+                return Decision::Redirect(to, 307);
+            }
+            Normalized::Invalid => return Decision::Local(400, b"bad request path\n", "DPE"),
+        };
+        let Some(vhost) = self.find_vhost(&snap, session, &host, ctx) else {
+            ctx.host = host;
+            return Decision::Local(404, b"", "NR");
+        };
+        if ctx.listener.is_none() {
+            ctx.listener = Some(vhost.listener.clone());
+        }
+        let req = session.req_header();
+        let view = RequestView {
+            method: &req.method,
+            path: &path,
+            query: req.uri.query(),
+            headers: &req.headers,
+        };
+        let found = vhost
+            .routes
+            .find(&view)
+            .map(|e| e as *const RouteEntry)
+            .and_then(|p| vhost.routes.entries().iter().position(|e| std::ptr::eq(e, p)));
+        if path.as_ref() != req.uri.path() {
+            ctx.path = Some(path.into_owned());
+        }
+        ctx.host = host;
+        ctx.vhost = Some(vhost.clone());
+        let Some(idx) = found else {
+            return Decision::Local(404, b"", "NR");
+        };
+        ctx.entry = Some(idx);
+        let Some(entry) = vhost.routes.entries().get(idx) else {
+            return Decision::Local(404, b"", "NR");
+        };
+        match entry.action.as_ref() {
+            Action::Redirect(r) => {
+                let listener_port = vhost.listener.port;
+                let scheme_default = if vhost.listener.protocol == Protocol::Https {
+                    "https"
+                } else {
+                    "http"
+                };
+                let path = ctx.path.as_deref().unwrap_or(session.req_header().uri.path());
+                let location = redirect_location(r, entry, scheme_default, &ctx.host, listener_port, path);
+                Decision::Redirect(location, r.status)
+            }
+            Action::Forward(f) => {
+                let Some(backend) = f.backends.pick() else {
+                    return Decision::Local(500, b"no backend\n", "NC");
+                };
+                ctx.backend = Some(backend.clone());
+                match &backend.state {
+                    BackendState::Unresolved(_) => Decision::Local(500, b"", "NC"),
+                    BackendState::NoEndpoints => {
+                        Decision::Local(503, b"no healthy upstream", "UH")
+                    }
+                    BackendState::Ready => {
+                        ctx.endpoint = next_endpoint_index(backend);
+                        Decision::Proxy
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn next_endpoint_index(backend: &Backend) -> Option<usize> {
+    let ep = backend.next_endpoint()?;
+    backend
+        .endpoints
+        .iter()
+        .position(|e| std::ptr::eq(e, ep))
+}
+
+/// `Location` for a RequestRedirect (§5.2): port always explicit (the listener's unless set),
+/// query stripped.
+fn redirect_location(
+    r: &Redirect,
+    entry: &RouteEntry,
+    default_scheme: &str,
+    host: &str,
+    listener_port: u16,
+    path: &str,
+) -> String {
+    let scheme = r.scheme.as_deref().unwrap_or(default_scheme);
+    let host = r.hostname.as_deref().unwrap_or(host);
+    let port = r.port.unwrap_or(listener_port);
+    let path = match &entry.path_rewrite {
+        Some(rw) => rw.apply(path),
+        None => path.to_string(),
+    };
+    format!("{scheme}://{host}:{port}{path}")
+}
+
+fn has_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+#[async_trait]
+impl ProxyHttp for HttpGateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            listener: None,
+            vhost: None,
+            entry: None,
+            backend: None,
+            endpoint: None,
+            connect_attempts: 0,
+            https: false,
+            path: None,
+            host: String::new(),
+            local_status: 0,
+            flags: "",
+            mirror: None,
+        }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
+        // Kuma's idle timeout between requests (Pingora's default is 60 s).
+        session.set_keepalive(Some(self.state.settings.idle_timeout.as_secs()));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let decision = self.decide(session, ctx);
+        let close = self.state.is_draining();
+        match decision {
+            Decision::Proxy => {
+                if let Some(f) = ctx.forward() {
+                    if let Some(m) = &f.mirror {
+                        if m.fraction >= 1.0 || rand::random::<f64>() < m.fraction {
+                            let req = session.req_header();
+                            let path_and_query = req
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.as_str())
+                                .unwrap_or("/");
+                            let host = req
+                                .headers
+                                .get(http::header::HOST)
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or(ctx.host.as_str());
+                            ctx.mirror = Some(mirror::start(
+                                m.backend.clone(),
+                                &req.method,
+                                path_and_query,
+                                host,
+                                &req.headers,
+                                has_body(req),
+                            ));
+                        }
+                    }
+                }
+                Ok(false)
+            }
+            Decision::Local(status, body, flags) => {
+                ctx.local_status = status;
+                ctx.flags = flags;
+                let https = ctx.https && status != 404;
+                local::write(
+                    session,
+                    LocalResponse {
+                        status,
+                        body,
+                        location: None,
+                        https,
+                        close,
+                    },
+                )
+                .await?;
+                Ok(true)
+            }
+            Decision::Redirect(location, status) => {
+                ctx.local_status = status;
+                local::write(
+                    session,
+                    LocalResponse {
+                        status,
+                        body: b"",
+                        location: Some(&location),
+                        https: ctx.https,
+                        close,
+                    },
+                )
+                .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(m) = ctx.mirror.as_mut() {
+            match body {
+                Some(b) => m.offer(b, end_of_stream),
+                None => m.offer(&Bytes::new(), end_of_stream),
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        let backend = ctx
+            .backend
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(500), "no backend chosen"))?;
+        if ctx.connect_attempts > 0 {
+            // A retry after a failed connect: move on to the next endpoint.
+            ctx.endpoint = next_endpoint_index(backend);
+        }
+        let endpoint = ctx
+            .endpoint
+            .and_then(|i| backend.endpoints.get(i))
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))?;
+        let mut peer = endpoint.peer.clone();
+        let mut policy = peer.options.http_upstream_request_policy;
+        // WebSocket and every other Upgrade are proxied (kumahq/kuma#3311).
+        policy.h1_upgrade = H1UpgradePolicy::Preserve;
+        peer.options.http_upstream_request_policy = policy;
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.connect_attempts += 1;
+        if let Some(b) = &ctx.backend {
+            METRICS
+                .upstream_connect_failures
+                .with_label_values(&[&b.key])
+                .inc();
+            // Connect failures are safe to retry for any method: nothing was sent.
+            if ctx.connect_attempts < MAX_CONNECT_ATTEMPTS.min(b.endpoints.len().max(2)) {
+                e.set_retry(true);
+            }
+        }
+        ctx.flags = "UF";
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let entry = ctx.entry();
+        let rewrite = entry.and_then(|e| e.path_rewrite.clone());
+        if ctx.path.is_some() || rewrite.is_some() {
+            let path = ctx
+                .path
+                .as_deref()
+                .unwrap_or_else(|| upstream.uri.path())
+                .to_string();
+            let path = match &rewrite {
+                Some(rw) => rw.apply(&path),
+                None => path,
+            };
+            let pq = match upstream.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let uri: Uri = pq
+                .parse()
+                .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "rewritten path invalid"))?;
+            upstream.set_uri(uri);
+        }
+        // Clients must not inject mesh identity (§3.8).
+        upstream.remove_header("x-kuma-tags");
+        if let Some(f) = ctx.forward() {
+            for name in &f.request_headers.remove {
+                upstream.remove_header(name);
+            }
+            for (name, value) in &f.request_headers.set {
+                upstream.insert_header(name.clone(), value.clone())?;
+            }
+            for (name, value) in &f.request_headers.add {
+                upstream.append_header(name.clone(), value.clone())?;
+            }
+            match &f.host_rewrite {
+                Some(HostRewrite::Literal(h)) => upstream.insert_header(http::header::HOST, h.as_str())?,
+                Some(HostRewrite::BackendHostname) => {
+                    let name = ctx
+                        .backend
+                        .as_ref()
+                        .zip(ctx.endpoint)
+                        .and_then(|(b, i)| b.endpoints.get(i))
+                        .and_then(|e| e.hostname.clone());
+                    if let Some(h) = name {
+                        upstream.insert_header(http::header::HOST, h)?;
+                    }
+                }
+                None => {}
+            }
+        }
+        if let (Some(b), Some(snap)) = (&ctx.backend, &ctx.snapshot) {
+            if !b.external {
+                upstream.insert_header(
+                    "x-kuma-tags",
+                    format!("&kuma.io/service={}&", snap.gateway.service),
+                )?;
+            }
+        }
+        // Envoy with use_remote_address: append the client to x-forwarded-for.
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = client.ip().to_string();
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        upstream.insert_header(
+            "x-forwarded-proto",
+            if ctx.https { "https" } else { "http" },
+        )?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(f) = ctx.forward() {
+            let mods = &f.response_headers;
+            for name in &mods.remove {
+                resp.remove_header(name);
+            }
+            for (name, value) in &mods.set {
+                resp.insert_header(name.clone(), value.clone())?;
+            }
+            for (name, value) in &mods.add {
+                resp.append_header(name.clone(), value.clone())?;
+            }
+        }
+        resp.insert_header("server", SERVER)?;
+        if ctx.https {
+            resp.insert_header("strict-transport-security", HSTS)?;
+        }
+        if self.state.is_draining() && resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            session.set_keepalive(None);
+            resp.insert_header("connection", HeaderValue::from_static("close"))?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::ConnectProxyFailure
+            | ErrorType::TLSHandshakeFailure => {
+                ctx.flags = "UF";
+                503
+            }
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                ctx.flags = "UT";
+                if let Some(b) = &ctx.backend {
+                    METRICS.upstream_timeouts.with_label_values(&[&b.key]).inc();
+                }
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => {
+                    ctx.flags = "UC";
+                    503
+                }
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        ctx.flags = "DC";
+                        0
+                    }
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            ctx.local_status = code;
+            let body: &[u8] = if code == 503 {
+                b"upstream connect error or disconnect/reset before headers"
+            } else {
+                b""
+            };
+            let _ = local::write(
+                session,
+                LocalResponse {
+                    status: code,
+                    body,
+                    location: None,
+                    https: ctx.https,
+                    close: true,
+                },
+            )
+            .await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(ctx.local_status);
+        let elapsed = ctx.started.elapsed();
+        if let Some(snap) = &ctx.snapshot {
+            let listener = ctx.listener.as_ref().map(|l| l.label.as_str()).unwrap_or("");
+            let route = ctx.entry().map(|e| &*e.route_name).unwrap_or("");
+            crate::metrics::observe_request(snap.generation, listener, route, status, elapsed.as_secs_f64());
+            if let Some(b) = &ctx.backend {
+                if session.response_written().is_some() && ctx.local_status == 0 {
+                    METRICS
+                        .upstream_requests
+                        .with_label_values(&[&b.key, &status.to_string()])
+                        .inc();
+                }
+            }
+        }
+        if access_log::enabled() {
+            log_access(session, ctx, status, elapsed);
+        }
+    }
+}
+
+fn log_access(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
+    let req = session.req_header();
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let upstream = ctx
+        .backend
+        .as_ref()
+        .zip(ctx.endpoint)
+        .and_then(|(b, i)| b.endpoints.get(i))
+        .map(|e| e.addr.to_string())
+        .unwrap_or_default();
+    let (mesh, source) = ctx
+        .snapshot
+        .as_ref()
+        .map(|s| (s.gateway.mesh.as_str(), s.gateway.service.as_str()))
+        .unwrap_or(("", ""));
+    let protocol = format!("{:?}", req.version);
+    access_log::http(&access_log::HttpRecord {
+        mesh,
+        method: req.method.as_str(),
+        path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        protocol: &protocol,
+        status,
+        flags: ctx.flags,
+        bytes_received: session.body_bytes_read(),
+        bytes_sent: session.body_bytes_sent(),
+        duration_ms: elapsed.as_millis(),
+        forwarded_for: header("x-forwarded-for"),
+        user_agent: header("user-agent"),
+        trace_id: header("x-b3-traceid"),
+        request_id: header("x-request-id"),
+        authority: header("host"),
+        source_service: source,
+        destination_service: ctx.backend.as_ref().map(|b| b.service.as_str()).unwrap_or(""),
+        source_address: &client,
+        upstream_host: &upstream,
+    });
+}

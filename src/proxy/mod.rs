@@ -1,0 +1,10 @@
+//! The data path: Pingora hooks for HTTP(S) ([`http`]) and the L4 proxy for TCP/TLS routes
+//! ([`tcp`]). They only look up the current snapshot, apply its compiled decisions and record
+//! what happened; nothing here parses configuration.
+
+pub mod http;
+pub mod local;
+pub mod mirror;
+pub mod normalize;
+pub mod tcp;
+pub mod tls;

@@ -1,0 +1,237 @@
+//! TCP and TLS listeners: MeshTCPRoute traffic (semantics §7).
+//!
+//! The backend is chosen per connection by weight; a connection without a route is accepted
+//! and closed; a backend that cannot be reached closes the connection (after trying up to
+//! five endpoints, like Kuma's default `maxConnectAttempt`). Bytes are copied both ways with
+//! half-close passed through and an idle timeout (Kuma's default: 5 minutes).
+
+use super::tls::{parse_sni, record_len, PortAcceptor, SniError};
+use crate::access_log;
+use crate::metrics::METRICS;
+use crate::snapshot::backends::{Backend, BackendState, WeightedBackends};
+use crate::snapshot::{ListenerInfo, Serving, Snapshot, TlsMode};
+use crate::state::GatewayState;
+use log::{debug, warn};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_ATTEMPTS: usize = 5;
+/// Largest TLS record a ClientHello can arrive in.
+const MAX_HELLO: usize = 16 * 1024 + 5;
+
+/// Serves one accepted connection on a TCP or TLS port.
+pub async fn serve(
+    state: Arc<GatewayState>,
+    snap: Arc<Snapshot>,
+    port: u16,
+    stream: TcpStream,
+    client: SocketAddr,
+    acceptor: Option<Arc<PortAcceptor>>,
+) {
+    let Some(p) = snap.port(port).cloned() else {
+        return;
+    };
+    match &p.serving {
+        Serving::Tcp { listener, backends } => {
+            proxy(&state, &snap, listener, backends, stream, client).await
+        }
+        Serving::Tls { chains } => {
+            let sni = match read_sni(&stream, state.settings.header_timeout).await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!("{client}: closing TLS connection on port {port}: {e}");
+                    return;
+                }
+            };
+            let Some(chain) = chains.lookup(sni.as_deref().unwrap_or("")).cloned() else {
+                debug!("{client}: no TLS listener for SNI {sni:?} on port {port}");
+                return;
+            };
+            match chain.mode {
+                TlsMode::Passthrough => {
+                    proxy(&state, &snap, &chain.listener, &chain.backends, stream, client).await
+                }
+                TlsMode::Terminate => {
+                    let Some(acceptor) = acceptor else { return };
+                    let mut l4: pingora::protocols::l4::stream::Stream = stream.into();
+                    use pingora::protocols::GetSocketDigest;
+                    if let Ok(fd) = l4.as_raw_fd_checked() {
+                        l4.set_socket_digest(pingora::protocols::SocketDigest::from_raw_fd(fd));
+                    }
+                    match acceptor.handshake(l4).await {
+                        Ok(tls) => {
+                            proxy(&state, &snap, &chain.listener, &chain.backends, tls, client)
+                                .await
+                        }
+                        Err(e) => debug!("{client}: TLS handshake failed on port {port}: {e}"),
+                    }
+                }
+            }
+        }
+        Serving::Http { .. } | Serving::Https { .. } => {}
+    }
+}
+
+trait RawFdChecked {
+    fn as_raw_fd_checked(&self) -> Result<std::os::unix::io::RawFd, ()>;
+}
+
+impl RawFdChecked for pingora::protocols::l4::stream::Stream {
+    fn as_raw_fd_checked(&self) -> Result<std::os::unix::io::RawFd, ()> {
+        use std::os::unix::io::AsRawFd;
+        Ok(self.as_raw_fd())
+    }
+}
+
+/// Peeks at the ClientHello (without consuming it) and returns its SNI.
+async fn read_sni(stream: &TcpStream, deadline: Duration) -> Result<Option<String>, String> {
+    let mut buf = vec![0u8; MAX_HELLO];
+    let started = Instant::now();
+    loop {
+        let n = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), stream.peek(&mut buf))
+            .await
+            .map_err(|_| "no ClientHello in time".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before ClientHello".into());
+        }
+        let have = &buf[..n];
+        match record_len(have) {
+            Some(len) if len > MAX_HELLO => return Err("ClientHello too large".into()),
+            Some(len) if n >= len => {
+                return parse_sni(&have[..len]).map_err(|e| format!("{e:?}"));
+            }
+            _ => {
+                if n >= 1 && have[0] != 0x16 {
+                    return Err(format!("{:?}", SniError::NotTls));
+                }
+                // Wait for more of the record to arrive.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+async fn connect(backend: &Backend) -> Option<(TcpStream, SocketAddr)> {
+    let attempts = CONNECT_ATTEMPTS.min(backend.endpoints.len().max(1));
+    for _ in 0..attempts {
+        let ep = backend.next_endpoint()?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ep.addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Some((s, ep.addr));
+            }
+            Ok(Err(e)) => warn!("TCP route: connect to {} ({}) failed: {e}", ep.addr, backend.key),
+            Err(_) => warn!("TCP route: connect to {} ({}) timed out", ep.addr, backend.key),
+        }
+        METRICS
+            .upstream_connect_failures
+            .with_label_values(&[&backend.key])
+            .inc();
+    }
+    None
+}
+
+async fn proxy<S>(
+    state: &GatewayState,
+    snap: &Snapshot,
+    listener: &ListenerInfo,
+    backends: &WeightedBackends,
+    mut downstream: S,
+    client: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let backend = backends.pick().cloned();
+    let (flags, upstream_addr, sent, received) = match &backend {
+        None => ("NR", None, 0, 0),
+        Some(b) if b.state != BackendState::Ready => ("UH", None, 0, 0),
+        Some(b) => match connect(b).await {
+            None => ("UF", None, 0, 0),
+            Some((mut up, addr)) => {
+                let (a, b2) =
+                    copy_both_ways(&mut downstream, &mut up, state.settings.tcp_idle_timeout).await;
+                ("", Some(addr), a, b2)
+            }
+        },
+    };
+    let _ = downstream.shutdown().await;
+    let backend_key = backend.as_ref().map(|b| b.key.as_str()).unwrap_or("");
+    let result = if flags.is_empty() { "proxied" } else { flags };
+    METRICS
+        .tcp_connections
+        .with_label_values(&[&listener.label, backend_key, result])
+        .inc();
+    if access_log::enabled() {
+        let upstream = upstream_addr.map(|a| a.to_string()).unwrap_or_default();
+        access_log::tcp(&access_log::TcpRecord {
+            mesh: &snap.gateway.mesh,
+            flags,
+            source_address: &client.ip().to_string(),
+            source_service: &snap.gateway.service,
+            upstream_host: &upstream,
+            destination_service: backend.as_ref().map(|b| b.service.as_str()).unwrap_or(""),
+            duration_ms: started.elapsed().as_millis(),
+            bytes_sent: received,
+            bytes_received: sent,
+        });
+    }
+}
+
+/// Copies both directions until both have ended or the connection idles out. A read EOF on
+/// one side becomes a write shutdown (FIN) on the other, so half-closed protocols work.
+/// Returns (bytes client→backend, bytes backend→client).
+async fn copy_both_ways<A, B>(a: &mut A, b: &mut B, idle: Duration) -> (u64, u64)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf_a = vec![0u8; 16 * 1024];
+    let mut buf_b = vec![0u8; 16 * 1024];
+    let (mut a_open, mut b_open) = (true, true);
+    let (mut to_b, mut to_a) = (0u64, 0u64);
+    while a_open || b_open {
+        let step = tokio::time::timeout(idle, async {
+            tokio::select! {
+                r = a.read(&mut buf_a), if a_open => (true, r),
+                r = b.read(&mut buf_b), if b_open => (false, r),
+            }
+        })
+        .await;
+        let Ok((from_a, read)) = step else {
+            break; // idle timeout
+        };
+        match read {
+            Ok(0) | Err(_) => {
+                if from_a {
+                    a_open = false;
+                    let _ = b.shutdown().await;
+                } else {
+                    b_open = false;
+                    let _ = a.shutdown().await;
+                }
+                if matches!(read, Err(_)) {
+                    break; // a reset: give up on both directions
+                }
+            }
+            Ok(n) => {
+                let written = if from_a {
+                    to_b += n as u64;
+                    b.write_all(&buf_a[..n]).await
+                } else {
+                    to_a += n as u64;
+                    a.write_all(&buf_b[..n]).await
+                };
+                if written.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    (to_b, to_a)
+}

@@ -1,0 +1,149 @@
+//! Kuma resources as typed Rust values.
+//!
+//! Both shapes Kuma accepts end in the same types:
+//! - Universal: `type` / `name` / `mesh` at the top; `MeshGateway` and `Dataplane` keep their
+//!   fields flat beside them, newer resources put them under `spec`.
+//! - Kubernetes: `apiVersion: kuma.io/v1alpha1`, `kind`, `metadata`, `spec`; the mesh comes from
+//!   a top-level `mesh:` or the `kuma.io/mesh` label.
+//!
+//! The loader (`loader.rs`) turns files into these types; nothing here validates Kuma's rules
+//! (that is `crate::validate`), so the types mirror Kuma's schema loosely: enum-like fields stay
+//! strings and numbers stay wide so validation can word errors the way Kuma does.
+
+pub mod common;
+pub mod dataplane;
+pub mod gateway;
+pub mod http_route;
+pub mod loader;
+pub mod secret;
+pub mod service;
+pub mod tcp_route;
+
+use crate::violation::Origin;
+use std::collections::BTreeMap;
+
+pub use common::{BackendRef, TargetRef};
+pub use dataplane::Dataplane;
+pub use gateway::MeshGateway;
+pub use http_route::MeshHttpRoute;
+pub use secret::Secret;
+pub use service::{MeshExternalService, MeshService};
+pub use tcp_route::MeshTcpRoute;
+
+/// The resource kinds meshgate understands. Anything else is skipped with a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    MeshGateway,
+    MeshHttpRoute,
+    MeshTcpRoute,
+    Dataplane,
+    MeshService,
+    MeshExternalService,
+    Secret,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "MeshGateway" => Kind::MeshGateway,
+            "MeshHTTPRoute" => Kind::MeshHttpRoute,
+            "MeshTCPRoute" => Kind::MeshTcpRoute,
+            "Dataplane" => Kind::Dataplane,
+            "MeshService" => Kind::MeshService,
+            "MeshExternalService" => Kind::MeshExternalService,
+            "Secret" => Kind::Secret,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::MeshGateway => "MeshGateway",
+            Kind::MeshHttpRoute => "MeshHTTPRoute",
+            Kind::MeshTcpRoute => "MeshTCPRoute",
+            Kind::Dataplane => "Dataplane",
+            Kind::MeshService => "MeshService",
+            Kind::MeshExternalService => "MeshExternalService",
+            Kind::Secret => "Secret",
+        }
+    }
+
+    /// Kuma's older (protobuf) resources keep their fields flat in Universal form, so their
+    /// field paths have no `spec.` prefix there.
+    pub fn is_flat_in_universal(self) -> bool {
+        matches!(self, Kind::MeshGateway | Kind::Dataplane | Kind::Secret)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Universal,
+    Kubernetes,
+}
+
+/// What every resource carries besides its spec.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub origin: Origin,
+    pub kind: Kind,
+    pub name: String,
+    pub mesh: String,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub form: Form,
+}
+
+impl Meta {
+    /// `Kind/name`, as error lines show it.
+    pub fn display_name(&self) -> String {
+        format!("{}/{}", self.kind.as_str(), self.name)
+    }
+
+    /// The prefix of field paths inside this resource's spec, matching what the user wrote:
+    /// flat Universal resources have none, everything else is under `spec.`.
+    pub fn spec_prefix(&self) -> &'static str {
+        if self.form == Form::Universal && self.kind.is_flat_in_universal() {
+            ""
+        } else {
+            "spec."
+        }
+    }
+}
+
+/// A decoded resource with its metadata.
+#[derive(Debug, Clone)]
+pub struct Res<T> {
+    pub meta: Meta,
+    pub spec: T,
+}
+
+/// Every resource found in a policy directory, grouped by kind, in a deterministic order
+/// (file path, then document index).
+#[derive(Debug, Clone, Default)]
+pub struct ResourceSet {
+    pub gateways: Vec<Res<MeshGateway>>,
+    pub http_routes: Vec<Res<MeshHttpRoute>>,
+    pub tcp_routes: Vec<Res<MeshTcpRoute>>,
+    pub dataplanes: Vec<Res<Dataplane>>,
+    pub mesh_services: Vec<Res<MeshService>>,
+    pub external_services: Vec<Res<MeshExternalService>>,
+    pub secrets: Vec<Res<Secret>>,
+    /// Documents of kinds meshgate does not know (kept for the `--check` warning lines).
+    pub skipped: Vec<(Origin, String)>,
+}
+
+impl ResourceSet {
+    pub fn len(&self) -> usize {
+        self.gateways.len()
+            + self.http_routes.len()
+            + self.tcp_routes.len()
+            + self.dataplanes.len()
+            + self.mesh_services.len()
+            + self.external_services.len()
+            + self.secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

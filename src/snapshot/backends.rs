@@ -1,0 +1,269 @@
+//! Backends: what a `backendRef` resolves to (semantics §6), compiled once per snapshot.
+//!
+//! A [`Backend`] is Kuma's "cluster": one destination (a legacy service name with optional
+//! subset tags, a real MeshService port, or a MeshExternalService) with its endpoints. Route
+//! entries that name the same destination share one `Arc<Backend>`, so round robin across its
+//! endpoints is shared too, as it is for an Envoy cluster.
+
+use pingora::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Kuma's default connect timeout for gateway clusters (MeshTimeout `connectionTimeout`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pooled upstream connections idle longer than this are not reused; shorter than the typical
+/// backend keep-alive so a reused connection is rarely reset under us.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// Why a destination has no endpoints to offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendState {
+    Ready,
+    /// The destination exists but nothing healthy serves it: 503 (§6.4).
+    NoEndpoints,
+    /// The reference names nothing (missing MeshService, port, MeshExternalService): 500 (§6.2).
+    Unresolved(String),
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// The DNS name the endpoint was configured with, if any (`hostToBackendHostname`, SNI).
+    pub hostname: Option<String>,
+    /// A ready-made peer, cloned per request instead of rebuilt.
+    pub peer: HttpPeer,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    pub enabled: bool,
+    pub verify_cert: bool,
+    pub verify_hostname: bool,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    /// Stable identity, e.g. `demo-app`, `demo-app{version=v2}`, `MeshService/api:80`.
+    pub key: String,
+    /// Kuma's `kuma.io/service` value or resource name (access log destination, metrics).
+    pub service: String,
+    pub state: BackendState,
+    pub endpoints: Vec<Endpoint>,
+    /// External services get no `x-kuma-tags` header (they are not mesh members).
+    pub external: bool,
+    next: AtomicUsize,
+}
+
+impl Backend {
+    pub fn new(
+        key: String,
+        service: String,
+        resolved: Result<Vec<(SocketAddr, Option<String>)>, String>,
+        external: bool,
+        tls: &UpstreamTls,
+        h2: bool,
+    ) -> Self {
+        let (state, endpoints) = match resolved {
+            Err(reason) => (BackendState::Unresolved(reason), Vec::new()),
+            Ok(addrs) if addrs.is_empty() => (BackendState::NoEndpoints, Vec::new()),
+            Ok(addrs) => (
+                BackendState::Ready,
+                addrs
+                    .into_iter()
+                    .map(|(addr, hostname)| Endpoint {
+                        peer: make_peer(addr, hostname.as_deref(), tls, h2),
+                        addr,
+                        hostname,
+                    })
+                    .collect(),
+            ),
+        };
+        Backend {
+            key,
+            service,
+            state,
+            endpoints,
+            external,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Round robin across endpoints (Kuma's default LB for gateway clusters).
+    pub fn next_endpoint(&self) -> Option<&Endpoint> {
+        match self.endpoints.len() {
+            0 => None,
+            1 => self.endpoints.first(),
+            n => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+                self.endpoints.get(i)
+            }
+        }
+    }
+}
+
+fn make_peer(addr: SocketAddr, hostname: Option<&str>, tls: &UpstreamTls, h2: bool) -> HttpPeer {
+    let sni = if tls.enabled {
+        tls.server_name
+            .clone()
+            .or_else(|| hostname.map(str::to_string))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mut peer = HttpPeer::new(addr, tls.enabled, sni);
+    peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+    peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+    if tls.enabled {
+        peer.options.verify_cert = tls.verify_cert;
+        peer.options.verify_hostname = tls.verify_hostname;
+    }
+    if h2 {
+        // Plain h2 (prior knowledge) for h2c/gRPC backends; over TLS prefer h2 via ALPN.
+        if tls.enabled {
+            peer.options.set_http_version(2, 1);
+        } else {
+            peer.options.set_http_version(2, 2);
+        }
+        peer.options.max_h2_streams = 100;
+    }
+    peer
+}
+
+/// A rule's backends with their weights, chosen per request (HTTP) or per connection (TCP).
+#[derive(Debug, Clone, Default)]
+pub struct WeightedBackends {
+    /// (backend, cumulative weight); only backends with weight > 0.
+    items: Vec<(Arc<Backend>, u64)>,
+    total: u64,
+}
+
+impl WeightedBackends {
+    /// Builds from `(backend, weight)` pairs in declaration order. Kuma collapses refs to the
+    /// same destination (the last weight wins) and forces a lone backend's weight to 100 %
+    /// (§6.3); weight 0 is never chosen otherwise.
+    pub fn new(refs: Vec<(Arc<Backend>, u32)>) -> Self {
+        let mut collapsed: Vec<(Arc<Backend>, u32)> = Vec::new();
+        for (b, w) in refs {
+            match collapsed.iter_mut().find(|(c, _)| c.key == b.key) {
+                Some(slot) => slot.1 = w,
+                None => collapsed.push((b, w)),
+            }
+        }
+        if collapsed.len() == 1 {
+            collapsed[0].1 = collapsed[0].1.max(1);
+        }
+        let mut total = 0u64;
+        let items = collapsed
+            .into_iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|(b, w)| {
+                total += u64::from(w);
+                (b, total)
+            })
+            .collect();
+        WeightedBackends { items, total }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn pick(&self) -> Option<&Arc<Backend>> {
+        match self.items.len() {
+            0 => None,
+            1 => self.items.first().map(|(b, _)| b),
+            _ => {
+                let r = rand::random_range(0..self.total);
+                let i = self.items.partition_point(|(_, cum)| *cum <= r);
+                self.items.get(i).map(|(b, _)| b)
+            }
+        }
+    }
+
+    /// `(backend, weight)` for `/config`.
+    pub fn describe(&self) -> Vec<(String, u64)> {
+        let mut prev = 0;
+        self.items
+            .iter()
+            .map(|(b, cum)| {
+                let w = cum - prev;
+                prev = *cum;
+                (b.key.clone(), w)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(key: &str, port: u16) -> Arc<Backend> {
+        Arc::new(Backend::new(
+            key.into(),
+            key.into(),
+            Ok(vec![(SocketAddr::from(([127, 0, 0, 1], port)), None)]),
+            false,
+            &UpstreamTls::default(),
+            false,
+        ))
+    }
+
+    #[test]
+    fn lone_backend_with_weight_zero_gets_all_traffic() {
+        // §6.3: "a rule with a single backend of weight 0 gets weight forced to 1".
+        let w = WeightedBackends::new(vec![(backend("a", 1), 0)]);
+        assert_eq!(w.pick().map(|b| b.key.as_str()), Some("a"));
+    }
+
+    #[test]
+    fn weight_zero_is_never_chosen_among_several() {
+        let w = WeightedBackends::new(vec![(backend("a", 1), 0), (backend("b", 2), 1)]);
+        for _ in 0..200 {
+            assert_eq!(w.pick().map(|b| b.key.as_str()), Some("b"));
+        }
+    }
+
+    #[test]
+    fn same_destination_collapses_last_weight_wins() {
+        let w = WeightedBackends::new(vec![
+            (backend("a", 1), 5),
+            (backend("b", 2), 1),
+            (backend("a", 1), 0),
+        ]);
+        assert_eq!(w.describe(), vec![("b".to_string(), 1)]);
+    }
+
+    #[test]
+    fn weights_split_traffic_proportionally() {
+        let w = WeightedBackends::new(vec![(backend("a", 1), 80), (backend("b", 2), 20)]);
+        let n = 20_000;
+        let a = (0..n)
+            .filter(|_| w.pick().map(|b| b.key.as_str()) == Some("a"))
+            .count();
+        let share = a as f64 / n as f64;
+        assert!((0.77..0.83).contains(&share), "share {share}");
+    }
+
+    #[test]
+    fn endpoints_rotate_round_robin() {
+        let b = Backend::new(
+            "s".into(),
+            "s".into(),
+            Ok(vec![
+                (SocketAddr::from(([127, 0, 0, 1], 1)), None),
+                (SocketAddr::from(([127, 0, 0, 1], 2)), None),
+            ]),
+            false,
+            &UpstreamTls::default(),
+            false,
+        );
+        let ports: Vec<u16> = (0..4)
+            .filter_map(|_| b.next_endpoint().map(|e| e.addr.port()))
+            .collect();
+        assert_eq!(ports, vec![1, 2, 1, 2]);
+    }
+}

@@ -1,0 +1,171 @@
+//! The compiled, immutable view of a policy directory that the proxy reads.
+//!
+//! A [`Snapshot`] is built once per applied change (`compile`) and swapped in whole with
+//! `ArcSwap`; requests and connections hold an `Arc<Snapshot>` for their lifetime, so they
+//! always see one consistent configuration. Everything a request needs is precomputed:
+//! port → host table → virtual host → indexed route table → weighted backends → endpoints.
+
+pub mod action;
+pub mod backends;
+pub mod certs;
+pub mod compile;
+pub mod hostname;
+pub mod matchers;
+mod merge;
+mod resolve;
+pub mod route_table;
+mod summary;
+
+use backends::WeightedBackends;
+use certs::CertSet;
+use hostname::HostTable;
+use route_table::RouteTable;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+pub use compile::{compile, CompileOptions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Protocol {
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "TLS")]
+    Tls,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Protocol> {
+        Some(match s {
+            "HTTP" => Protocol::Http,
+            "HTTPS" => Protocol::Https,
+            "TCP" => Protocol::Tcp,
+            "TLS" => Protocol::Tls,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::Https => "HTTPS",
+            Protocol::Tcp => "TCP",
+            Protocol::Tls => "TLS",
+        }
+    }
+
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Https)
+    }
+}
+
+/// The gateway this process serves.
+#[derive(Debug, Clone)]
+pub struct GatewayIdentity {
+    pub name: String,
+    pub mesh: String,
+    /// The gateway's `kuma.io/service` (access log source, `x-kuma-tags`).
+    pub service: String,
+}
+
+/// One MeshGateway listener (several may share a port).
+#[derive(Debug)]
+pub struct ListenerInfo {
+    pub port: u16,
+    pub protocol: Protocol,
+    /// `*` for "any host".
+    pub hostname: String,
+    /// Metric label: `8080` or `8080/foo.example.com`.
+    pub label: String,
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    /// Kuma's binding hostname (§3.5).
+    pub name: String,
+    pub listener: Arc<ListenerInfo>,
+    pub routes: RouteTable,
+}
+
+/// An HTTPS listener hostname: the certificate and the route table chosen by SNI (§3.7).
+#[derive(Debug)]
+pub struct HttpsChain {
+    pub listener: Arc<ListenerInfo>,
+    pub certs: Arc<CertSet>,
+    pub vhosts: HostTable<Arc<VirtualHost>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Terminate,
+    Passthrough,
+}
+
+/// A TLS listener hostname: how the connection is handled once SNI chose it (§7.3).
+#[derive(Debug)]
+pub struct TlsChain {
+    pub listener: Arc<ListenerInfo>,
+    pub mode: TlsMode,
+    pub certs: Option<Arc<CertSet>>,
+    pub backends: WeightedBackends,
+}
+
+#[derive(Debug)]
+pub enum Serving {
+    Http {
+        vhosts: HostTable<Arc<VirtualHost>>,
+    },
+    Https {
+        chains: HostTable<Arc<HttpsChain>>,
+    },
+    Tcp {
+        listener: Arc<ListenerInfo>,
+        /// Empty: no route, the connection is accepted and closed (§7.2).
+        backends: WeightedBackends,
+    },
+    Tls {
+        chains: HostTable<Arc<TlsChain>>,
+    },
+}
+
+/// Everything served on one port (Kuma collapses same-port listeners into one socket).
+#[derive(Debug)]
+pub struct Port {
+    pub port: u16,
+    pub protocol: Protocol,
+    /// MeshGateway `resources.connectionLimit` for this port.
+    pub connection_limit: Option<u32>,
+    pub serving: Serving,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub gateway: GatewayIdentity,
+    pub ports: HashMap<u16, Arc<Port>>,
+    /// Number of route entries across all virtual hosts (metrics, logs).
+    pub route_entries: usize,
+    /// Pre-rendered description for `GET /config`.
+    pub summary: serde_json::Value,
+}
+
+impl Snapshot {
+    /// The ports to bind, in order.
+    pub fn port_numbers(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.ports.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn port(&self, port: u16) -> Option<&Arc<Port>> {
+        self.ports.get(&port)
+    }
+
+    /// Ports with their protocols, for the listener manager and readiness.
+    pub fn listener_plan(&self) -> BTreeMap<u16, Protocol> {
+        self.ports.iter().map(|(p, v)| (*p, v.protocol)).collect()
+    }
+}

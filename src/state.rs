@@ -1,0 +1,82 @@
+//! The state shared by the proxy, the listeners, the reloader and the admin endpoint.
+
+use crate::settings::Settings;
+use crate::snapshot::{CompileOptions, Snapshot};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Which ports are bound, and why the others are not.
+#[derive(Debug, Default, Clone)]
+pub struct ListenerStatus {
+    pub bound: BTreeSet<u16>,
+    pub errors: BTreeMap<u16, String>,
+}
+
+pub struct GatewayState {
+    /// The active snapshot. Readers take one `load_full()` per request/connection.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Why the latest change was rejected; cleared by the next applied change.
+    pub last_error: ArcSwapOption<String>,
+    pub listeners: ArcSwap<ListenerStatus>,
+    /// Bumped (with the new generation) whenever a snapshot is applied, so the listener
+    /// manager re-plans its ports at once.
+    pub changes: tokio::sync::watch::Sender<u64>,
+    /// Set once the process is draining (upgrade or shutdown): responses then carry
+    /// `Connection: close` so keep-alive clients move to the new process in time.
+    pub draining: AtomicBool,
+    pub settings: Settings,
+    pub policy_dir: PathBuf,
+    pub compile: CompileOptions,
+}
+
+impl GatewayState {
+    pub fn new(
+        first: Snapshot,
+        settings: Settings,
+        policy_dir: PathBuf,
+        compile: CompileOptions,
+    ) -> Arc<Self> {
+        let generation = first.generation;
+        let (changes, _) = tokio::sync::watch::channel(generation);
+        Arc::new(GatewayState {
+            snapshot: ArcSwap::from_pointee(first),
+            last_error: ArcSwapOption::empty(),
+            listeners: ArcSwap::from_pointee(ListenerStatus::default()),
+            changes,
+            draining: AtomicBool::new(false),
+            settings,
+            policy_dir,
+            compile,
+        })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ready = a snapshot is serving and every port it asks for is bound.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.is_draining() {
+            return Err("draining".to_string());
+        }
+        let snap = self.snapshot.load();
+        let status = self.listeners.load();
+        let mut missing = Vec::new();
+        for port in snap.port_numbers() {
+            if !status.bound.contains(&port) {
+                match status.errors.get(&port) {
+                    Some(e) => missing.push(format!("port {port}: {e}")),
+                    None => missing.push(format!("port {port}: not bound yet")),
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    }
+}
