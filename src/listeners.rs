@@ -13,6 +13,7 @@
 //! is retried every few seconds (another process may free the port).
 
 use crate::metrics::METRICS;
+use crate::proxy::guard::{Guarded, Limits};
 use crate::proxy::http::HttpGateway;
 use crate::proxy::tcp;
 use crate::proxy::tls::PortAcceptor;
@@ -49,6 +50,7 @@ pub struct ListenerManager {
     initial_ports: Vec<u16>,
     /// Process-wide downstream connections (for `--max-connections`).
     connections: Arc<AtomicUsize>,
+    limits: Arc<Limits>,
 }
 
 /// A bound port and the handle that stops its accept loop.
@@ -59,7 +61,8 @@ struct BoundPort {
 /// Everything an accepted connection needs, shared by the port's accept loop.
 struct PortContext {
     port: u16,
-    label: String,
+    label: Arc<str>,
+    limits: Arc<Limits>,
     state: Arc<GatewayState>,
     http: Arc<HttpApp>,
     https: Option<Arc<PortAcceptor>>,
@@ -71,7 +74,15 @@ struct PortContext {
 impl ListenerManager {
     pub fn new(state: Arc<GatewayState>, http: Arc<HttpApp>, bind_ip: IpAddr) -> Self {
         let initial_ports = state.snapshot.load().port_numbers();
+        let s = &state.settings;
+        let limits = Arc::new(Limits {
+            header_timeout: s.header_timeout,
+            max_header_bytes: s.max_header_bytes,
+            max_header_count: s.max_header_count,
+            allow_underscore_headers: s.allow_underscore_headers,
+        });
         ListenerManager {
+            limits,
             state,
             http,
             bind_ip,
@@ -95,7 +106,11 @@ impl ListenerManager {
         let wanted: BTreeMap<u16, Protocol> = snap.listener_plan();
         let mut errors = BTreeMap::new();
 
-        let stale: Vec<u16> = bound.keys().filter(|p| !wanted.contains_key(p)).copied().collect();
+        let stale: Vec<u16> = bound
+            .keys()
+            .filter(|p| !wanted.contains_key(p))
+            .copied()
+            .collect();
         for port in stale {
             if let Some(b) = bound.remove(&port) {
                 let _ = b.stop.send(true);
@@ -115,7 +130,8 @@ impl ListenerManager {
                     let (stop, stop_rx) = watch::channel(false);
                     let ctx = Arc::new(PortContext {
                         port,
-                        label: port.to_string(),
+                        label: Arc::from(port.to_string()),
+                        limits: self.limits.clone(),
                         state: self.state.clone(),
                         http: self.http.clone(),
                         https: PortAcceptor::new(self.state.clone(), port, true)
@@ -280,20 +296,46 @@ async fn serve_connection(
     }
     let _ = conn.set_nodelay(true);
     match port.protocol {
-        Protocol::Http => serve_http(&ctx, Box::new(l4_stream(conn)), shutdown).await,
+        Protocol::Http => {
+            let guarded = Guarded::new(
+                Box::new(l4_stream(conn)),
+                ctx.limits.clone(),
+                ctx.label.clone(),
+            );
+            serve_http(&ctx, Box::new(guarded), shutdown).await
+        }
         Protocol::Https => {
-            let Some(acceptor) = ctx.https.clone() else { return };
+            let Some(acceptor) = ctx.https.clone() else {
+                return;
+            };
             let handshake =
                 tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.handshake(l4_stream(conn)))
                     .await;
             match handshake {
-                Ok(Ok(tls)) => serve_http(&ctx, tls, shutdown).await,
+                Ok(Ok(tls)) => {
+                    // HTTP/2 has its own framing limits (h2); guard HTTP/1 only.
+                    let stream: pingora::protocols::Stream =
+                        if tls.selected_alpn_proto() == Some(pingora::protocols::ALPN::H2) {
+                            tls
+                        } else {
+                            Box::new(Guarded::new(tls, ctx.limits.clone(), ctx.label.clone()))
+                        };
+                    serve_http(&ctx, stream, shutdown).await
+                }
                 Ok(Err(e)) => debug!("{peer}: TLS handshake on port {}: {e}", ctx.port),
                 Err(_) => debug!("{peer}: TLS handshake on port {} timed out", ctx.port),
             }
         }
         Protocol::Tcp | Protocol::Tls => {
-            tcp::serve(ctx.state.clone(), snap, ctx.port, conn, peer, ctx.tls.clone()).await
+            tcp::serve(
+                ctx.state.clone(),
+                snap,
+                ctx.port,
+                conn,
+                peer,
+                ctx.tls.clone(),
+            )
+            .await
         }
     }
 }
@@ -307,7 +349,11 @@ fn l4_stream(conn: tokio::net::TcpStream) -> L4Stream {
     s
 }
 
-async fn serve_http(ctx: &PortContext, stream: pingora::protocols::Stream, shutdown: ShutdownWatch) {
+async fn serve_http(
+    ctx: &PortContext,
+    stream: pingora::protocols::Stream,
+    shutdown: ShutdownWatch,
+) {
     let mut next = ctx.http.process_new(stream, &shutdown).await;
     while let Some(stream) = next {
         next = ctx.http.process_new(stream, &shutdown).await;

@@ -133,9 +133,7 @@ impl PolicyWatcher {
                 }
                 *last_fingerprint = rejected.fingerprint;
                 let text = render(&rejected.violations);
-                error!(
-                    "policy change rejected, previous snapshot keeps serving:\n{text}"
-                );
+                error!("policy change rejected, previous snapshot keeps serving:\n{text}");
                 self.state.last_error.store(Some(Arc::new(text)));
                 METRICS.reloads.with_label_values(&["failure"]).inc();
                 METRICS.last_reload_successful.set(0);

@@ -120,7 +120,11 @@ impl HttpGateway {
             .uri
             .authority()
             .map(|a| a.as_str())
-            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+            .or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
             .unwrap_or("");
         let host = normalize_host(raw_host).into_owned();
         let path = match normalize(req.uri.path()) {
@@ -153,7 +157,13 @@ impl HttpGateway {
             .routes
             .find(&view)
             .map(|e| e as *const RouteEntry)
-            .and_then(|p| vhost.routes.entries().iter().position(|e| std::ptr::eq(e, p)));
+            .and_then(|p| {
+                vhost
+                    .routes
+                    .entries()
+                    .iter()
+                    .position(|e| std::ptr::eq(e, p))
+            });
         if path.as_ref() != req.uri.path() {
             ctx.path = Some(path.into_owned());
         }
@@ -174,8 +184,12 @@ impl HttpGateway {
                 } else {
                     "http"
                 };
-                let path = ctx.path.as_deref().unwrap_or(session.req_header().uri.path());
-                let location = redirect_location(r, entry, scheme_default, &ctx.host, listener_port, path);
+                let path = ctx
+                    .path
+                    .as_deref()
+                    .unwrap_or(session.req_header().uri.path());
+                let location =
+                    redirect_location(r, entry, scheme_default, &ctx.host, listener_port, path);
                 Decision::Redirect(location, r.status)
             }
             Action::Forward(f) => {
@@ -185,9 +199,7 @@ impl HttpGateway {
                 ctx.backend = Some(backend.clone());
                 match &backend.state {
                     BackendState::Unresolved(_) => Decision::Local(500, b"", "NC"),
-                    BackendState::NoEndpoints => {
-                        Decision::Local(503, b"no healthy upstream", "UH")
-                    }
+                    BackendState::NoEndpoints => Decision::Local(503, b"no healthy upstream", "UH"),
                     BackendState::Ready => {
                         ctx.endpoint = next_endpoint_index(backend);
                         Decision::Proxy
@@ -200,10 +212,7 @@ impl HttpGateway {
 
 fn next_endpoint_index(backend: &Backend) -> Option<usize> {
     let ep = backend.next_endpoint()?;
-    backend
-        .endpoints
-        .iter()
-        .position(|e| std::ptr::eq(e, ep))
+    backend.endpoints.iter().position(|e| std::ptr::eq(e, ep))
 }
 
 /// `Location` for a RequestRedirect (§5.2): port always explicit (the listener's unless set),
@@ -224,6 +233,51 @@ fn redirect_location(
         None => path.to_string(),
     };
     format!("{scheme}://{host}:{port}{path}")
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one valid `Host` (HTTP/2 carries
+/// `:authority` in the URI instead).
+fn check_host(req: &RequestHeader) -> std::result::Result<(), &'static str> {
+    if req.uri.authority().is_some() {
+        return Ok(()); // h2 :authority or absolute-form; Pingora checks Host agrees
+    }
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (None, _) if req.version == http::Version::HTTP_11 => return Err("missing_host"),
+        (None, _) => return Ok(()),
+        (Some(h), None) => h.as_bytes(),
+        (Some(_), Some(_)) => return Err("duplicate_host"),
+    };
+    let valid = !host.is_empty()
+        && host.iter().all(|&c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'['
+                        | b']'
+                        | b'%'
+                )
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err("invalid_host")
+    }
 }
 
 fn has_body(req: &RequestHeader) -> bool {
@@ -258,10 +312,29 @@ impl ProxyHttp for HttpGateway {
         }
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         // Kuma's idle timeout between requests (Pingora's default is 60 s).
         session.set_keepalive(Some(self.state.settings.idle_timeout.as_secs()));
+        // Pipelined HTTP/1.1 requests are answered in order (RFC 9112 §9.3.2) instead of
+        // Pingora's default of answering the first and closing.
+        session.set_pipelining_enabled(true);
+        if let Err(reason) = check_host(session.req_header()) {
+            ctx.flags = "DPE";
+            let label = Self::local_port(session)
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            METRICS
+                .http_rejected
+                .with_label_values(&[&label, reason])
+                .inc();
+            return Err(Error::explain(ErrorType::HTTPStatus(400), reason));
+        }
         Ok(())
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        // Refusing a bad request is routine, not an error worth a log line per request.
+        matches!(error.etype(), ErrorType::HTTPStatus(code) if *code < 500)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
@@ -273,11 +346,8 @@ impl ProxyHttp for HttpGateway {
                     if let Some(m) = &f.mirror {
                         if m.fraction >= 1.0 || rand::random::<f64>() < m.fraction {
                             let req = session.req_header();
-                            let path_and_query = req
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.as_str())
-                                .unwrap_or("/");
+                            let path_and_query =
+                                req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                             let host = req
                                 .headers
                                 .get(http::header::HOST)
@@ -347,7 +417,11 @@ impl ProxyHttp for HttpGateway {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
         let backend = ctx
             .backend
             .as_ref()
@@ -412,9 +486,9 @@ impl ProxyHttp for HttpGateway {
                 Some(q) => format!("{path}?{q}"),
                 None => path,
             };
-            let uri: Uri = pq
-                .parse()
-                .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "rewritten path invalid"))?;
+            let uri: Uri = pq.parse().map_err(|_| {
+                Error::explain(ErrorType::HTTPStatus(400), "rewritten path invalid")
+            })?;
             upstream.set_uri(uri);
         }
         // Clients must not inject mesh identity (§3.8).
@@ -430,7 +504,9 @@ impl ProxyHttp for HttpGateway {
                 upstream.append_header(name.clone(), value.clone())?;
             }
             match &f.host_rewrite {
-                Some(HostRewrite::Literal(h)) => upstream.insert_header(http::header::HOST, h.as_str())?,
+                Some(HostRewrite::Literal(h)) => {
+                    upstream.insert_header(http::header::HOST, h.as_str())?
+                }
                 Some(HostRewrite::BackendHostname) => {
                     let name = ctx
                         .backend
@@ -502,7 +578,12 @@ impl ProxyHttp for HttpGateway {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout
@@ -568,9 +649,19 @@ impl ProxyHttp for HttpGateway {
             .unwrap_or(ctx.local_status);
         let elapsed = ctx.started.elapsed();
         if let Some(snap) = &ctx.snapshot {
-            let listener = ctx.listener.as_ref().map(|l| l.label.as_str()).unwrap_or("");
+            let listener = ctx
+                .listener
+                .as_ref()
+                .map(|l| l.label.as_str())
+                .unwrap_or("");
             let route = ctx.entry().map(|e| &*e.route_name).unwrap_or("");
-            crate::metrics::observe_request(snap.generation, listener, route, status, elapsed.as_secs_f64());
+            crate::metrics::observe_request(
+                snap.generation,
+                listener,
+                route,
+                status,
+                elapsed.as_secs_f64(),
+            );
             if let Some(b) = &ctx.backend {
                 if session.response_written().is_some() && ctx.local_status == 0 {
                     METRICS
@@ -588,7 +679,12 @@ impl ProxyHttp for HttpGateway {
 
 fn log_access(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
     let req = session.req_header();
-    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = |n: &str| {
+        req.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let client = session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -623,7 +719,11 @@ fn log_access(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duratio
         request_id: header("x-request-id"),
         authority: header("host"),
         source_service: source,
-        destination_service: ctx.backend.as_ref().map(|b| b.service.as_str()).unwrap_or(""),
+        destination_service: ctx
+            .backend
+            .as_ref()
+            .map(|b| b.service.as_str())
+            .unwrap_or(""),
         source_address: &client,
         upstream_host: &upstream,
     });

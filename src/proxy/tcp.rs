@@ -53,7 +53,15 @@ pub async fn serve(
             };
             match chain.mode {
                 TlsMode::Passthrough => {
-                    proxy(&state, &snap, &chain.listener, &chain.backends, stream, client).await
+                    proxy(
+                        &state,
+                        &snap,
+                        &chain.listener,
+                        &chain.backends,
+                        stream,
+                        client,
+                    )
+                    .await
                 }
                 TlsMode::Terminate => {
                     let Some(acceptor) = acceptor else { return };
@@ -92,10 +100,13 @@ async fn read_sni(stream: &TcpStream, deadline: Duration) -> Result<Option<Strin
     let mut buf = vec![0u8; MAX_HELLO];
     let started = Instant::now();
     loop {
-        let n = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), stream.peek(&mut buf))
-            .await
-            .map_err(|_| "no ClientHello in time".to_string())?
-            .map_err(|e| e.to_string())?;
+        let n = tokio::time::timeout(
+            deadline.saturating_sub(started.elapsed()),
+            stream.peek(&mut buf),
+        )
+        .await
+        .map_err(|_| "no ClientHello in time".to_string())?
+        .map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("closed before ClientHello".into());
         }
@@ -125,8 +136,14 @@ async fn connect(backend: &Backend) -> Option<(TcpStream, SocketAddr)> {
                 let _ = s.set_nodelay(true);
                 return Some((s, ep.addr));
             }
-            Ok(Err(e)) => warn!("TCP route: connect to {} ({}) failed: {e}", ep.addr, backend.key),
-            Err(_) => warn!("TCP route: connect to {} ({}) timed out", ep.addr, backend.key),
+            Ok(Err(e)) => warn!(
+                "TCP route: connect to {} ({}) failed: {e}",
+                ep.addr, backend.key
+            ),
+            Err(_) => warn!(
+                "TCP route: connect to {} ({}) timed out",
+                ep.addr, backend.key
+            ),
         }
         METRICS
             .upstream_connect_failures

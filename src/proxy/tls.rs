@@ -59,7 +59,10 @@ struct SniToDigest;
 
 #[async_trait]
 impl TlsAccept for SniToDigest {
-    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
         let sni = tls.server_name().unwrap_or("").to_ascii_lowercase();
         Some(Arc::new(SniName(sni)))
     }

@@ -375,7 +375,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "meshgate-loader-test-{}-{}",
             std::process::id(),
-            files.first().map(|f| f.0.len() * 31 + f.1.len()).unwrap_or(0)
+            files
+                .first()
+                .map(|f| f.0.len() * 31 + f.1.len())
+                .unwrap_or(0)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         for (name, text) in files {
@@ -440,10 +443,7 @@ mod tests {
             l.violations[0].field.as_deref(),
             Some("spec.to[0].rules[0].matches[0].path.value")
         );
-        assert_eq!(
-            l.violations[0].resource.as_deref(),
-            Some("MeshHTTPRoute/r")
-        );
+        assert_eq!(l.violations[0].resource.as_deref(), Some("MeshHTTPRoute/r"));
     }
 
     #[test]

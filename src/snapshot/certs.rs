@@ -111,7 +111,10 @@ mod tests {
     fn pem_without_key_is_rejected_with_kuma_wording() {
         let err = parse_pem_pair(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
             .unwrap_err();
-        assert!(err.contains("missing private key") || err.contains("invalid"), "{err}");
+        assert!(
+            err.contains("missing private key") || err.contains("invalid"),
+            "{err}"
+        );
         let err = parse_pem_pair(b"").unwrap_err();
         assert_eq!(err, "missing server certificate");
     }

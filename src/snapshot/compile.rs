@@ -13,15 +13,19 @@ use super::action::{Action, Forward, HeaderMods, HostRewrite, Mirror, PathRewrit
 use super::backends::WeightedBackends;
 use super::certs::{key_family, parse_pem_pair, read_datasource, CertSet};
 use super::hostname::{self, HostTable};
-use super::matchers::{full_match_regex, Conditions, HeaderMatcher, PathKind, PathMatcher, QueryMatcher};
+use super::matchers::{
+    full_match_regex, Conditions, HeaderMatcher, PathKind, PathMatcher, QueryMatcher,
+};
 use super::merge::{merge_http_routes, merge_tcp_routes, MergedRule, RuleGroups};
 use super::resolve::Resolver;
 use super::route_table::{RouteEntry, RouteTable};
 use super::*;
 use crate::resources::common::Tags;
 use crate::resources::gateway::Listener;
-use crate::resources::http_route::{Filter, HeaderModifier, HttpMatch, PathRewrite as PathRewriteSpec};
-use crate::resources::{Meta, MeshGateway, Res, ResourceSet, TargetRef};
+use crate::resources::http_route::{
+    Filter, HeaderModifier, HttpMatch, PathRewrite as PathRewriteSpec,
+};
+use crate::resources::{MeshGateway, Meta, Res, ResourceSet, TargetRef};
 use crate::violation::Violation;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashSet;
@@ -125,7 +129,11 @@ fn select_gateway<'a>(
 ) -> Result<&'a Res<MeshGateway>, Vec<Violation>> {
     match wanted {
         Some(name) => {
-            let found: Vec<_> = set.gateways.iter().filter(|g| g.meta.name == name).collect();
+            let found: Vec<_> = set
+                .gateways
+                .iter()
+                .filter(|g| g.meta.name == name)
+                .collect();
             match found.as_slice() {
                 [one] => Ok(one),
                 [] => Err(vec![Violation::global(format!(
@@ -152,7 +160,11 @@ fn select_gateway<'a>(
 
 /// `networking.gateway.tags` of the builtin gateway Dataplane the MeshGateway selects.
 fn gateway_dataplane_tags(set: &ResourceSet, gw: &Res<MeshGateway>) -> Tags {
-    for dp in set.dataplanes.iter().filter(|d| d.meta.mesh == gw.meta.mesh) {
+    for dp in set
+        .dataplanes
+        .iter()
+        .filter(|d| d.meta.mesh == gw.meta.mesh)
+    {
         let Some(g) = dp.spec.networking.as_ref().and_then(|n| n.gateway.as_ref()) else {
             continue;
         };
@@ -203,7 +215,9 @@ impl<'a> Ctx<'a> {
         let listeners = gw.spec.conf.as_ref().map(|c| c.listeners.as_slice());
         for (index, l) in listeners.unwrap_or_default().iter().enumerate() {
             let (Some(port), Some(protocol)) = (
-                l.port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0),
+                l.port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0),
                 l.protocol.as_deref().and_then(Protocol::parse),
             ) else {
                 continue; // validation reported it
@@ -476,7 +490,10 @@ impl<'a> Ctx<'a> {
                     scheme: r.scheme,
                     hostname: r.hostname,
                     port,
-                    status: r.status_code.and_then(|s| u16::try_from(s).ok()).unwrap_or(302),
+                    status: r
+                        .status_code
+                        .and_then(|s| u16::try_from(s).ok())
+                        .unwrap_or(302),
                 }));
             }
         }
@@ -506,7 +523,9 @@ impl<'a> Ctx<'a> {
             None => 1.0,
             Some(serde_yaml::Value::Number(n)) => n.as_f64().unwrap_or(100.0) / 100.0,
             Some(serde_yaml::Value::String(s)) => {
-                s.trim().parse::<f64>().map_err(|_| format!("invalid mirror percentage {s:?}"))?
+                s.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("invalid mirror percentage {s:?}"))?
                     / 100.0
             }
             Some(_) => return Err("invalid mirror percentage".to_string()),
@@ -592,7 +611,12 @@ impl<'a> Ctx<'a> {
             meta.spec_prefix(),
             l.index
         );
-        let certs = l.spec.tls.as_ref().map(|t| t.certificates.as_slice()).unwrap_or_default();
+        let certs = l
+            .spec
+            .tls
+            .as_ref()
+            .map(|t| t.certificates.as_slice())
+            .unwrap_or_default();
         if certs.is_empty() {
             self.violations.push(Violation::new(
                 &meta.origin,
@@ -608,7 +632,9 @@ impl<'a> Ctx<'a> {
                 .and_then(|pem| parse_pem_pair(&pem));
             match parsed {
                 Ok(k) => {
-                    if keys.iter().any(|other: &Arc<rustls::sign::CertifiedKey>| key_family(other) == key_family(&k)) {
+                    if keys.iter().any(|other: &Arc<rustls::sign::CertifiedKey>| {
+                        key_family(other) == key_family(&k)
+                    }) {
                         self.violations.push(Violation::new(
                             &meta.origin,
                             Some(meta.display_name()),
@@ -752,7 +778,9 @@ fn rewrite_spec(rule: &MergedRule) -> Option<PathRewriteSpec> {
     let mut out = None;
     for f in filters {
         let p = match f.filter_type.as_str() {
-            "RequestRedirect" if !forwards => f.request_redirect.as_ref().and_then(|r| r.path.clone()),
+            "RequestRedirect" if !forwards => {
+                f.request_redirect.as_ref().and_then(|r| r.path.clone())
+            }
             "URLRewrite" if forwards => f.url_rewrite.as_ref().and_then(|u| u.path.clone()),
             _ => None,
         };

@@ -117,7 +117,9 @@ mod tests {
         let mut l = load_dir(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(l.violations.is_empty(), "{:?}", l.violations);
-        l.resources.http_routes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        l.resources
+            .http_routes
+            .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
         l.resources.http_routes
     }
 
@@ -155,7 +157,10 @@ spec:
         let rules = &g["*"];
         assert_eq!(rules.len(), 1);
         let conf = &rules[0].conf;
-        assert_eq!(conf.backend_refs.as_ref().unwrap()[0].name.as_deref(), Some("v2"));
+        assert_eq!(
+            conf.backend_refs.as_ref().unwrap()[0].name.as_deref(),
+            Some("v2")
+        );
         assert!(conf.filters.is_some());
         assert_eq!(rules[0].route_name, "beta");
     }

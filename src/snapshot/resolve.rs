@@ -121,11 +121,15 @@ impl<'a> Resolver<'a> {
         let Some(ms) = ms else {
             return self.unresolved(key, format!("MeshService {name:?} not found"));
         };
-        let port = ms.spec.ports.iter().find(|p| match (&r.port, &r.section_name) {
-            (Some(want), _) => p.port == Some(*want),
-            (None, Some(section)) => p.name.as_deref() == Some(section.as_str()),
-            (None, None) => false,
-        });
+        let port = ms
+            .spec
+            .ports
+            .iter()
+            .find(|p| match (&r.port, &r.section_name) {
+                (Some(want), _) => p.port == Some(*want),
+                (None, Some(section)) => p.name.as_deref() == Some(section.as_str()),
+                (None, None) => false,
+            });
         let Some(port) = port else {
             return self.unresolved(
                 key,
@@ -226,12 +230,24 @@ impl<'a> Resolver<'a> {
             mes.spec.match_.as_ref().and_then(|m| m.protocol.as_deref()),
             Some("http2" | "grpc")
         );
-        self.insert(key, name.to_string(), Ok(endpoints), true, &upstream_tls, h2)
+        self.insert(
+            key,
+            name.to_string(),
+            Ok(endpoints),
+            true,
+            &upstream_tls,
+            h2,
+        )
     }
 
     fn healthy_inbounds(&self) -> Vec<(String, &'a Inbound)> {
         let mut out = Vec::new();
-        for dp in self.set.dataplanes.iter().filter(|d| d.meta.mesh == self.mesh) {
+        for dp in self
+            .set
+            .dataplanes
+            .iter()
+            .filter(|d| d.meta.mesh == self.mesh)
+        {
             let Some(net) = &dp.spec.networking else {
                 continue;
             };
@@ -255,12 +271,7 @@ impl<'a> Resolver<'a> {
         }
         let host = address.trim_end_matches('.');
         match (host, port).to_socket_addrs() {
-            Ok(addrs) => Some(
-                addrs
-                    .map(|a| (a, Some(host.to_string())))
-                    .take(1)
-                    .collect(),
-            ),
+            Ok(addrs) => Some(addrs.map(|a| (a, Some(host.to_string()))).take(1).collect()),
             Err(e) => {
                 self.warnings
                     .push(format!("cannot resolve endpoint {host}:{port}: {e}"));
@@ -270,9 +281,17 @@ impl<'a> Resolver<'a> {
     }
 
     fn unresolved(&mut self, key: String, reason: String) -> Arc<Backend> {
-        self.warnings.push(format!("{key}: {reason} (requests get 500)"));
+        self.warnings
+            .push(format!("{key}: {reason} (requests get 500)"));
         let service = key.clone();
-        self.insert(key, service, Err(reason), false, &UpstreamTls::default(), false)
+        self.insert(
+            key,
+            service,
+            Err(reason),
+            false,
+            &UpstreamTls::default(),
+            false,
+        )
     }
 
     fn insert(
@@ -284,7 +303,14 @@ impl<'a> Resolver<'a> {
         tls: &UpstreamTls,
         h2: bool,
     ) -> Arc<Backend> {
-        let b = Arc::new(Backend::new(key.clone(), service, endpoints, external, tls, h2));
+        let b = Arc::new(Backend::new(
+            key.clone(),
+            service,
+            endpoints,
+            external,
+            tls,
+            h2,
+        ));
         self.cache.insert(key, b.clone());
         b
     }

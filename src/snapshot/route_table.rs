@@ -32,7 +32,16 @@ impl RouteEntry {
     /// Kuma's sort key (`pkg/plugins/runtime/gateway/route/sorter.go`): exact < prefix < regex,
     /// longer path first, method before none, more headers, more query params, then the
     /// path string.
-    fn precedence(&self) -> (PathKind, Reverse<usize>, Reverse<bool>, Reverse<usize>, Reverse<usize>, &str) {
+    fn precedence(
+        &self,
+    ) -> (
+        PathKind,
+        Reverse<usize>,
+        Reverse<bool>,
+        Reverse<usize>,
+        Reverse<usize>,
+        &str,
+    ) {
         (
             self.path.kind,
             Reverse(self.path.value.len()),
@@ -84,7 +93,11 @@ impl RouteTable {
         }
         if table.regexes.len() >= REGEX_SET_THRESHOLD {
             let patterns = table.regexes.iter().filter_map(|&i| {
-                entries[i as usize].path.regex.as_ref().map(|r| r.as_str().to_string())
+                entries[i as usize]
+                    .path
+                    .regex
+                    .as_ref()
+                    .map(|r| r.as_str().to_string())
             });
             table.regex_set = RegexSet::new(patterns).ok();
         }

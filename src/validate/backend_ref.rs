@@ -107,14 +107,21 @@ mod tests {
     #[test]
     fn subset_needs_a_name() {
         assert_eq!(
-            check("[{kind: MeshServiceSubset, tags: {v: '1'}}]", RouteKind::Http),
+            check(
+                "[{kind: MeshServiceSubset, tags: {v: '1'}}]",
+                RouteKind::Http
+            ),
             ["backendRefs[0].name: must be set when kind is MeshServiceSubset"]
         );
     }
 
     #[test]
     fn multi_zone_service_needs_a_port() {
-        assert!(check("[{kind: MeshMultiZoneService, name: a, port: 80}]", RouteKind::Tcp).is_empty());
+        assert!(check(
+            "[{kind: MeshMultiZoneService, name: a, port: 80}]",
+            RouteKind::Tcp
+        )
+        .is_empty());
         assert_eq!(
             check("[{kind: MeshMultiZoneService, name: a}]", RouteKind::Tcp),
             ["backendRefs[0].port: must be defined with kind MeshMultiZoneService"]
@@ -124,7 +131,10 @@ mod tests {
     #[test]
     fn port_and_weight_ranges() {
         assert_eq!(
-            check("[{kind: MeshService, name: a, port: 70000, weight: -1}]", RouteKind::Http),
+            check(
+                "[{kind: MeshService, name: a, port: 70000, weight: -1}]",
+                RouteKind::Http
+            ),
             [
                 "backendRefs[0].port: port must be in the range [1, 65535]",
                 "backendRefs[0].weight: in body should be greater than or equal to 0",

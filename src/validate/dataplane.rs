@@ -109,7 +109,10 @@ fn validate_networking(
         let at = net.field("inbound").index(i);
         validate_inbound(r, &at, inbound);
         if inbound.tags.as_ref().is_some_and(|t| !t.is_empty())
-            && !inbound.tags.as_ref().is_some_and(|t| t.contains_key(SERVICE_TAG))
+            && !inbound
+                .tags
+                .as_ref()
+                .is_some_and(|t| t.contains_key(SERVICE_TAG))
         {
             r.add(&at.field("tags").key(SERVICE_TAG), "tag has to exist");
         }
@@ -175,7 +178,10 @@ mod tests {
 
     #[test]
     fn address_rules() {
-        assert_yaml(&dp("networking: {}\n"), &["networking.address: address can't be empty"]);
+        assert_yaml(
+            &dp("networking: {}\n"),
+            &["networking.address: address can't be empty"],
+        );
         assert_yaml(
             &dp("networking: {address: 0.0.0.0}\n"),
             &["networking.address: must not be 0.0.0.0 or ::"],
@@ -232,6 +238,9 @@ mod tests {
 
     #[test]
     fn inbound_without_tags_needs_no_service() {
-        assert_yaml(&dp("networking:\n  address: 127.0.0.1\n  inbound:\n  - port: 1\n"), &[]);
+        assert_yaml(
+            &dp("networking:\n  address: 127.0.0.1\n  inbound:\n  - port: 1\n"),
+            &[],
+        );
     }
 }

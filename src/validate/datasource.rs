@@ -46,7 +46,9 @@ mod tests {
 
     fn check(yaml: &str) -> Vec<String> {
         let ds: DataSource = serde_yaml::from_str(yaml).expect("test datasource");
-        run(&meta(), |r| validate_datasource(r, &FieldPath::root().field("c"), &ds))
+        run(&meta(), |r| {
+            validate_datasource(r, &FieldPath::root().field("c"), &ds)
+        })
     }
 
     #[test]
@@ -61,7 +63,10 @@ mod tests {
     #[test]
     fn inline_must_be_base64() {
         assert!(check("inline: aGVsbG8=").is_empty());
-        assert_eq!(check("inline: 'not base64!'"), ["c.inline: must be valid base64"]);
+        assert_eq!(
+            check("inline: 'not base64!'"),
+            ["c.inline: must be valid base64"]
+        );
     }
 
     #[test]

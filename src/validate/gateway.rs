@@ -45,7 +45,12 @@ pub fn validate_gateway(r: &mut Report, spec: &MeshGateway) {
         ..TagRules::SELECTOR
     };
     for (i, s) in spec.selectors.iter().enumerate() {
-        validate_tags(r, &selectors.index(i).field("match"), &s.match_tags, selector_tags);
+        validate_tags(
+            r,
+            &selectors.index(i).field("match"),
+            &s.match_tags,
+            selector_tags,
+        );
         if i > 0 && cross_mesh {
             r.add(&selectors.index(i), "there can be at most one selector");
         }
@@ -88,7 +93,10 @@ fn validate_listener(r: &mut Report, at: &FieldPath, l: &Listener) {
         None => r.add(&at.field("protocol"), CANNOT_BE_EMPTY),
         Some("HTTPS") => {
             if cross_mesh {
-                r.add(&at.field("protocol"), "protocol is not supported with crossMesh");
+                r.add(
+                    &at.field("protocol"),
+                    "protocol is not supported with crossMesh",
+                );
             } else if let Some(tls) = &l.tls {
                 if tls.mode.as_deref() == Some("PASSTHROUGH") {
                     r.add(
@@ -212,7 +220,10 @@ fn validate_collapsibility(r: &mut Report, listeners_path: &FieldPath, listeners
         if distinct.len() > 1 {
             for (i, _) in limited {
                 r.add(
-                    &listeners_path.index(i).field("resources").field("connectionLimit"),
+                    &listeners_path
+                        .index(i)
+                        .field("resources")
+                        .field("connectionLimit"),
                     "conflicting values for this port",
                 );
             }
@@ -295,7 +306,9 @@ mod tests {
     #[test]
     fn port_range_and_protocol() {
         assert_yaml(
-            &listeners("  - protocol: HTTP\n  - port: 70000\n    protocol: HTTP\n    hostname: a.b\n"),
+            &listeners(
+                "  - protocol: HTTP\n  - port: 70000\n    protocol: HTTP\n    hostname: a.b\n",
+            ),
             &[
                 "conf.listeners[0].port: port must be in the range [1, 65535]",
                 "conf.listeners[1].port: port must be in the range [1, 65535]",

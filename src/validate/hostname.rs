@@ -13,7 +13,8 @@
 use std::net::IpAddr;
 
 /// Kubernetes' `validation.IsDNS1123Subdomain` pattern, quoted in its message.
-const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 
 /// One label of `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
 fn is_rfc1123_label(label: &str) -> bool {
@@ -118,31 +119,73 @@ mod tests {
 
     #[test]
     fn gateway_hostnames_follow_kuma() {
-        for ok in ["*", "foo.example.com", "*.example.com", "a-b.c0", "localhost"] {
+        for ok in [
+            "*",
+            "foo.example.com",
+            "*.example.com",
+            "a-b.c0",
+            "localhost",
+        ] {
             assert!(gateway_hostname_problems(ok).is_empty(), "{ok}");
         }
-        assert_eq!(gateway_hostname_problems("*.foo.*.example.com"), ["invalid wildcard domain"]);
-        for bad in ["Foo.com", "foo_bar.com", "foo.example$.com", "-a.com", "a..b", "a.com."] {
-            assert_eq!(gateway_hostname_problems(bad), ["invalid hostname"], "{bad}");
+        assert_eq!(
+            gateway_hostname_problems("*.foo.*.example.com"),
+            ["invalid wildcard domain"]
+        );
+        for bad in [
+            "Foo.com",
+            "foo_bar.com",
+            "foo.example$.com",
+            "-a.com",
+            "a..b",
+            "a.com.",
+        ] {
+            assert_eq!(
+                gateway_hostname_problems(bad),
+                ["invalid hostname"],
+                "{bad}"
+            );
         }
         let long = format!("{}.com", "a".repeat(250));
-        assert_eq!(gateway_hostname_problems(&long), ["must be at most 253 characters"]);
+        assert_eq!(
+            gateway_hostname_problems(&long),
+            ["must be at most 253 characters"]
+        );
     }
 
     #[test]
     fn precise_hostnames_refuse_ips_then_check_rfc1123() {
-        assert_eq!(precise_hostname_problems("10.0.0.1"), ["cannot be an IP address"]);
-        assert_eq!(precise_hostname_problems("010.000.0.1"), ["cannot be an IP address"]);
-        assert_eq!(precise_hostname_problems("::1"), ["cannot be an IP address"]);
+        assert_eq!(
+            precise_hostname_problems("10.0.0.1"),
+            ["cannot be an IP address"]
+        );
+        assert_eq!(
+            precise_hostname_problems("010.000.0.1"),
+            ["cannot be an IP address"]
+        );
+        assert_eq!(
+            precise_hostname_problems("::1"),
+            ["cannot be an IP address"]
+        );
         assert!(precise_hostname_problems("example.com").is_empty());
         let p = precise_hostname_problems("Example.com");
         assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("a lowercase RFC 1123 subdomain"), "{}", p[0]);
+        assert!(
+            p[0].starts_with("a lowercase RFC 1123 subdomain"),
+            "{}",
+            p[0]
+        );
     }
 
     #[test]
     fn dns_names_follow_govalidator() {
-        for ok in ["example.com", "Example.COM", "my_host", "a.b.c.", "localhost"] {
+        for ok in [
+            "example.com",
+            "Example.COM",
+            "my_host",
+            "a.b.c.",
+            "localhost",
+        ] {
             assert!(is_dns_name(ok), "{ok}");
         }
         for bad in ["", "1.2.3.4", "a..b", "-a.com", "a b", &"a".repeat(64)] {

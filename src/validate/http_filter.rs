@@ -140,7 +140,10 @@ fn validate_redirect(r: &mut Report, at: &FieldPath, rr: &RequestRedirect, ctx: 
     }
     if let Some(code) = rr.status_code {
         if !STATUS_CODES.contains(&code) {
-            r.add(&at.field("statusCode"), "in body should be one of [301 302 303 307 308]");
+            r.add(
+                &at.field("statusCode"),
+                "in body should be one of [301 302 303 307 308]",
+            );
         }
     }
 }
@@ -235,7 +238,11 @@ mod tests {
     }
 
     fn check(yaml: &str) -> Vec<String> {
-        check_with(yaml, "[{path: {type: PathPrefix, value: /}}]", "MeshGateway")
+        check_with(
+            yaml,
+            "[{path: {type: PathPrefix, value: /}}]",
+            "MeshGateway",
+        )
     }
 
     #[test]
@@ -263,7 +270,10 @@ mod tests {
             check("[{type: RequestHeaderModifier, requestHeaderModifier: {}}]"),
             ["filters[0].requestHeaderModifier: must have at least one defined: set, add, remove"]
         );
-        assert!(check("[{type: ResponseHeaderModifier, responseHeaderModifier: {remove: [x]}}]").is_empty());
+        assert!(
+            check("[{type: ResponseHeaderModifier, responseHeaderModifier: {remove: [x]}}]")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -305,7 +315,9 @@ mod tests {
         );
         let bad_host = check("[{type: RequestRedirect, requestRedirect: {hostname: Foo.com}}]");
         assert_eq!(bad_host.len(), 1);
-        assert!(bad_host[0].starts_with("filters[0].requestRedirect.hostname: a lowercase RFC 1123"));
+        assert!(
+            bad_host[0].starts_with("filters[0].requestRedirect.hostname: a lowercase RFC 1123")
+        );
     }
 
     #[test]
@@ -342,13 +354,19 @@ mod tests {
 
     #[test]
     fn host_to_backend_hostname_rules() {
-        assert!(check("[{type: URLRewrite, urlRewrite: {hostToBackendHostname: true}}]").is_empty());
+        assert!(
+            check("[{type: URLRewrite, urlRewrite: {hostToBackendHostname: true}}]").is_empty()
+        );
         assert_eq!(
             check("[{type: URLRewrite, urlRewrite: {hostname: a.example.com, hostToBackendHostname: true}}]"),
             ["filters[0].urlRewrite.hostToBackendHostname: cannot be set together with hostname"]
         );
         assert_eq!(
-            check_with("[{type: URLRewrite, urlRewrite: {hostToBackendHostname: true}}]", "[]", "Mesh"),
+            check_with(
+                "[{type: URLRewrite, urlRewrite: {hostToBackendHostname: true}}]",
+                "[]",
+                "Mesh"
+            ),
             ["filters[0].urlRewrite.hostToBackendHostname: can only be set with MeshGateway"]
         );
         assert_eq!(

@@ -25,11 +25,8 @@ pub const HEADER_NAME_MAX: usize = 256;
 /// lower-case HTTP token characters (header matching is case-insensitive, so names are
 /// written lower-case).
 pub fn validate_header_name(r: &mut Report, path: &FieldPath, name: &str) {
-    let token = |c: char| {
-        c.is_ascii_lowercase()
-            || c.is_ascii_digit()
-            || "!#$%&'*+-.^_`|~".contains(c)
-    };
+    let token =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() {
         r.add(path, schema::REQUIRED);
     } else if name.len() > HEADER_NAME_MAX {
@@ -169,7 +166,10 @@ mod tests {
     #[test]
     fn matches_are_required_and_non_empty() {
         assert_eq!(check("null"), ["matches: in body is required"]);
-        assert_eq!(check("[]"), ["matches: in body should have at least 1 items"]);
+        assert_eq!(
+            check("[]"),
+            ["matches: in body should have at least 1 items"]
+        );
         assert!(check("[{}]").is_empty());
     }
 
@@ -194,7 +194,10 @@ mod tests {
 
     #[test]
     fn path_prefix_without_trailing_slash() {
-        assert!(check("[{path: {type: PathPrefix, value: /}}, {path: {type: PathPrefix, value: /a}}]").is_empty());
+        assert!(check(
+            "[{path: {type: PathPrefix, value: /}}, {path: {type: PathPrefix, value: /a}}]"
+        )
+        .is_empty());
         assert_eq!(
             check("[{path: {type: PathPrefix, value: /api/}}]"),
             ["matches[0].path.value: does not need a trailing slash because only a `/`-separated prefix or an entire path is matched"]
@@ -204,7 +207,9 @@ mod tests {
     #[test]
     fn paths_are_absolute() {
         assert_eq!(
-            check("[{path: {type: Exact, value: relative}}, {path: {type: PathPrefix, value: rel}}]"),
+            check(
+                "[{path: {type: Exact, value: relative}}, {path: {type: PathPrefix, value: rel}}]"
+            ),
             [
                 "matches[0].path.value: must be an absolute path",
                 "matches[1].path.value: must be an absolute path",

@@ -28,7 +28,10 @@ pub fn field_must_be_one_of(field: &str, allowed: &[&str]) -> String {
 
 /// K:`validators.MustHaveExactlyOneOf`.
 pub fn must_have_exactly_one_of(entity: &str, allowed: &[&str]) -> String {
-    format!("{entity} must have exactly one defined: {}", allowed.join(", "))
+    format!(
+        "{entity} must have exactly one defined: {}",
+        allowed.join(", ")
+    )
 }
 
 /// K:`validators.MustHaveAtLeastOne`.
@@ -83,7 +86,10 @@ mod tests {
             field_must_be_one_of("mode", &["A", "B"]),
             r#""mode" must be one of ["A", "B"]"#
         );
-        assert_eq!(must_be_one_of("type", &["X", "Y"]), "type must be one of: X, Y");
+        assert_eq!(
+            must_be_one_of("type", &["X", "Y"]),
+            "type must be one of: X, Y"
+        );
         assert_eq!(
             schema::one_of(&["Allow", "Deny"]),
             "in body should be one of [Allow Deny]"

@@ -9,7 +9,8 @@ use super::path::FieldPath;
 use super::report::Report;
 use crate::resources::{Form, Kind};
 
-const IDENTIFIER_MSG: &str = "invalid characters. A lowercase RFC 1123 subdomain must consist of lower case \
+const IDENTIFIER_MSG: &str =
+    "invalid characters. A lowercase RFC 1123 subdomain must consist of lower case \
 alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const MESH_MSG: &str = "invalid characters. Valid characters are numbers, lowercase latin letters and '-', '_', '.' symbols.";
 
@@ -79,7 +80,12 @@ mod tests {
             [format!("metadata.name: {IDENTIFIER_MSG}")]
         );
         assert_eq!(
-            check(Kind::Dataplane, Form::Universal, &"a".repeat(254), "default"),
+            check(
+                Kind::Dataplane,
+                Form::Universal,
+                &"a".repeat(254),
+                "default"
+            ),
             ["name: value length must less or equal 253"]
         );
     }
@@ -102,7 +108,12 @@ mod tests {
             ["name: must not be longer than 63 characters"]
         );
         assert_eq!(
-            check(Kind::MeshExternalService, Form::Kubernetes, &long, "default"),
+            check(
+                Kind::MeshExternalService,
+                Form::Kubernetes,
+                &long,
+                "default"
+            ),
             ["name: must not be longer than 63 characters"]
         );
     }

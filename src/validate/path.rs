@@ -60,9 +60,15 @@ mod tests {
     fn builds_kuma_style_paths() {
         let p = FieldPath::root().field("conf").field("listeners").index(2);
         assert_eq!(p.as_str(), "conf.listeners[2]");
-        assert_eq!(p.field("tls").field("mode").as_str(), "conf.listeners[2].tls.mode");
         assert_eq!(
-            FieldPath::root().field("tags").key("kuma.io/service").as_str(),
+            p.field("tls").field("mode").as_str(),
+            "conf.listeners[2].tls.mode"
+        );
+        assert_eq!(
+            FieldPath::root()
+                .field("tags")
+                .key("kuma.io/service")
+                .as_str(),
             "tags[\"kuma.io/service\"]"
         );
     }
@@ -72,7 +78,10 @@ mod tests {
         use crate::resources::{Form, Kind};
         use crate::violation::Origin;
         let mut meta = Meta {
-            origin: Origin { file: "f.yaml".into(), document: 1 },
+            origin: Origin {
+                file: "f.yaml".into(),
+                document: 1,
+            },
             kind: Kind::MeshGateway,
             name: "gw".into(),
             mesh: "default".into(),
@@ -82,7 +91,10 @@ mod tests {
         };
         assert_eq!(FieldPath::spec_of(&meta).field("conf").as_str(), "conf");
         meta.form = Form::Kubernetes;
-        assert_eq!(FieldPath::spec_of(&meta).field("conf").as_str(), "spec.conf");
+        assert_eq!(
+            FieldPath::spec_of(&meta).field("conf").as_str(),
+            "spec.conf"
+        );
         meta.kind = Kind::MeshHttpRoute;
         meta.form = Form::Universal;
         assert_eq!(FieldPath::spec_of(&meta).field("to").as_str(), "spec.to");

@@ -82,7 +82,9 @@ mod tests {
 
     fn top(yaml: &str, m: &Meta) -> Vec<String> {
         let t: TargetRef = serde_yaml::from_str(yaml).expect("test targetRef");
-        run(m, |r| validate_top(r, &FieldPath::root().field("targetRef"), Some(&t)))
+        run(m, |r| {
+            validate_top(r, &FieldPath::root().field("targetRef"), Some(&t))
+        })
     }
 
     #[test]
@@ -128,6 +130,9 @@ mod tests {
             check("Mesh", Some("{kind: Mesh}")),
             ["targetRef.kind: value 'Mesh' is not supported"]
         );
-        assert_eq!(check("MeshGateway", None), ["targetRef: in body is required"]);
+        assert_eq!(
+            check("MeshGateway", None),
+            ["targetRef: in body is required"]
+        );
     }
 }

@@ -113,12 +113,18 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        run(&meta(), |r| validate_tags(r, &FieldPath::root().field("t"), &tags, rules))
+        run(&meta(), |r| {
+            validate_tags(r, &FieldPath::root().field("t"), &tags, rules)
+        })
     }
 
     #[test]
     fn selector_values_allow_star_and_slashes() {
-        assert!(check(&[("kuma.io/service", "*"), ("a", "b/c")], TagRules::SELECTOR).is_empty());
+        assert!(check(
+            &[("kuma.io/service", "*"), ("a", "b/c")],
+            TagRules::SELECTOR
+        )
+        .is_empty());
         assert_eq!(
             check(&[("a", "b c")], TagRules::SELECTOR),
             ["t[\"a\"]: tag value must consist of alphanumeric characters, dots, dashes, slashes and underscores or be \"*\""]
@@ -154,7 +160,10 @@ mod tests {
         };
         assert_eq!(
             check(&[], rules),
-            ["t: must have at least one tag", "t: mandatory tag \"kuma.io/service\" is missing"]
+            [
+                "t: must have at least one tag",
+                "t: mandatory tag \"kuma.io/service\" is missing"
+            ]
         );
         let rules = TagRules {
             forbidden_keys: DATAPLANE_ONLY_KEYS,

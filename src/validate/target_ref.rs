@@ -114,7 +114,10 @@ pub fn validate_ref(r: &mut Report, path: &FieldPath, t: &RefView, rules: &RefRu
     }
     for (i, p) in t.proxy_types.into_iter().flatten().enumerate() {
         if !PROXY_TYPES.contains(&p.as_str()) {
-            r.add(&path.field("proxyTypes").index(i), schema::one_of(PROXY_TYPES));
+            r.add(
+                &path.field("proxyTypes").index(i),
+                schema::one_of(PROXY_TYPES),
+            );
         }
     }
     if !rules.supported.contains(&t.kind) {
@@ -125,7 +128,10 @@ pub fn validate_ref(r: &mut Report, path: &FieldPath, t: &RefView, rules: &RefRu
     match t.kind {
         "Mesh" => {
             if set_str(t.name) {
-                ctx.at("name", format!("using name with kind {} is not yet supported", t.kind));
+                ctx.at(
+                    "name",
+                    format!("using name with kind {} is not yet supported", t.kind),
+                );
             }
             ctx.disallow_str("mesh", t.mesh);
             ctx.disallow_map("tags", t.tags);
@@ -139,7 +145,10 @@ pub fn validate_ref(r: &mut Report, path: &FieldPath, t: &RefView, rules: &RefRu
             ctx.disallow_str("mesh", t.mesh);
             ctx.disallow_proxy_types();
             if set_map(t.labels) && (set_str(t.name) || set_str(t.namespace)) {
-                ctx.at("labels", "either labels or name and namespace must be specified");
+                ctx.at(
+                    "labels",
+                    "either labels or name and namespace must be specified",
+                );
             }
             // Route policies are never inbound policies.
             if set_str(t.section_name) {
@@ -233,13 +242,19 @@ impl RefCheck<'_, '_, '_, '_> {
     }
 
     fn disallow_proxy_types(&mut self) {
-        self.disallow("proxyTypes", self.t.proxy_types.is_some_and(|p| !p.is_empty()));
+        self.disallow(
+            "proxyTypes",
+            self.t.proxy_types.is_some_and(|p| !p.is_empty()),
+        );
     }
 
     /// K:`validateProxyTypes`.
     fn proxy_types_not_empty(&mut self) {
         if self.t.proxy_types.is_some_and(|p| p.is_empty()) {
-            self.at("proxyTypes", "must be undefined or have at least one element");
+            self.at(
+                "proxyTypes",
+                "must be undefined or have at least one element",
+            );
         }
     }
 
@@ -263,7 +278,12 @@ mod tests {
     fn check(yaml: &str, rules: &RefRules) -> Vec<String> {
         let t: TargetRef = serde_yaml::from_str(yaml).expect("test targetRef");
         run(&meta(), |r| {
-            validate_ref(r, &FieldPath::root().field("targetRef"), &RefView::from(&t), rules)
+            validate_ref(
+                r,
+                &FieldPath::root().field("targetRef"),
+                &RefView::from(&t),
+                rules,
+            )
         })
     }
 
@@ -361,7 +381,11 @@ mod tests {
             allowed_invalid_names: &[UNRESOLVED_BACKEND],
             ..RefRules::kinds(&["MeshService"])
         };
-        assert!(check("kind: MeshService\nname: kuma.io/unresolved-backend", &rules).is_empty());
+        assert!(check(
+            "kind: MeshService\nname: kuma.io/unresolved-backend",
+            &rules
+        )
+        .is_empty());
         assert_eq!(check("kind: MeshService\nname: a/b", &rules).len(), 1);
     }
 }

@@ -9,7 +9,10 @@ use super::report::Report;
 /// wrapping first could hide an unbalanced `)` such as `a)|(b`).
 pub fn check_regex(r: &mut Report, path: &FieldPath, pattern: &str) {
     if let Err(e) = regex::Regex::new(pattern) {
-        r.add(path, format!("must be a valid regular expression: {}", reason(&e)));
+        r.add(
+            path,
+            format!("must be a valid regular expression: {}", reason(&e)),
+        );
     }
 }
 
@@ -28,7 +31,9 @@ mod tests {
     use crate::validate::testutil::{meta, run};
 
     fn check(p: &str) -> Vec<String> {
-        run(&meta(), |r| check_regex(r, &FieldPath::root().field("value"), p))
+        run(&meta(), |r| {
+            check_regex(r, &FieldPath::root().field("value"), p)
+        })
     }
 
     #[test]
@@ -39,7 +44,10 @@ mod tests {
 
     #[test]
     fn invalid_patterns_are_one_line() {
-        assert_eq!(check("(abc"), ["value: must be a valid regular expression: unclosed group"]);
+        assert_eq!(
+            check("(abc"),
+            ["value: must be a valid regular expression: unclosed group"]
+        );
         assert_eq!(check("a)|(b").len(), 1);
         // Look-around is not RE2.
         assert_eq!(check("a(?=b)").len(), 1);

@@ -1,0 +1,509 @@
+//! A guard in front of Pingora's HTTP/1 parser for what Pingora lets through
+//! (operations.md §2.2, §2.4): it watches the bytes of each request head as they are read
+//! and, before Pingora acts on them, refuses
+//! - a head not complete within the header deadline (slowloris) → 408,
+//! - a head larger than 64 KiB or with more than 100 fields → 431,
+//! - a request-target holding spaces, NUL or other control bytes (Pingora would
+//!   percent-escape and forward them) → 400,
+//! - header names containing `_` (Kuma's gateway rejects them) → 400.
+//!
+//! It follows HTTP/1 framing just enough to find the next head: a `Content-Length` body is
+//! skipped by count, a chunked body until the gateway starts its response, and an `Upgrade`
+//! or CONNECT request turns the guard off for the rest of the connection. A refusal writes a
+//! complete response with `Connection: close` and then reports end-of-stream to Pingora.
+//! HTTP/2 connections are not wrapped (their framing has its own limits in `h2`).
+
+use crate::metrics::METRICS;
+use crate::proxy::local::SERVER;
+use async_trait::async_trait;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, UniqueID, UniqueIDType,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+type Stream = pingora::protocols::Stream;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
+    pub allow_underscore_headers: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Timeout,
+    TooLarge,
+    BadTarget,
+    Underscore,
+}
+
+impl Refusal {
+    fn status_line(self) -> &'static str {
+        match self {
+            Refusal::Timeout => "408 Request Timeout",
+            Refusal::TooLarge => "431 Request Header Fields Too Large",
+            Refusal::BadTarget | Refusal::Underscore => "400 Bad Request",
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Timeout => "header_timeout",
+            Refusal::TooLarge => "header_too_large",
+            Refusal::BadTarget => "bad_request_target",
+            Refusal::Underscore => "underscore_header",
+        }
+    }
+}
+
+/// Where the connection is in its request stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a head (keep-alive idle: Pingora's timeout applies).
+    Idle,
+    /// Inside a head.
+    Head,
+    /// Skipping a body of known length.
+    Body(u64),
+    /// Inside a chunked body: until the gateway starts writing its response.
+    Chunked,
+    /// Upgraded or CONNECT: raw bytes, nothing more to check.
+    Off,
+}
+
+/// Incremental scanner of one request head.
+#[derive(Debug, Default)]
+struct HeadScan {
+    bytes: usize,
+    fields: usize,
+    /// The current line so far (kept short: only the start matters beyond the target).
+    line: Vec<u8>,
+    first_line_done: bool,
+    content_length: Option<u64>,
+    chunked: bool,
+    upgrade: bool,
+    connect: bool,
+}
+
+enum Scan {
+    More,
+    /// Head complete after this many bytes of the chunk; what follows.
+    Done(usize),
+    Refuse(Refusal),
+}
+
+/// Longest line prefix kept for inspecting a header line's name and framing fields.
+const LINE_KEEP: usize = 8 * 1024;
+
+impl HeadScan {
+    fn feed(&mut self, data: &[u8], limits: &Limits) -> Scan {
+        for (i, &b) in data.iter().enumerate() {
+            self.bytes += 1;
+            if self.bytes > limits.max_header_bytes {
+                return Scan::Refuse(Refusal::TooLarge);
+            }
+            if b != b'\n' {
+                if self.line.len() < LINE_KEEP || !self.first_line_done {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let line = std::mem::take(&mut self.line);
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            if !self.first_line_done {
+                if line.is_empty() {
+                    continue; // RFC 9112 §2.2: ignore empty lines before the request line
+                }
+                self.first_line_done = true;
+                if let Err(r) = self.request_line(line) {
+                    return Scan::Refuse(r);
+                }
+                continue;
+            }
+            if line.is_empty() {
+                return Scan::Done(i + 1);
+            }
+            self.fields += 1;
+            if self.fields > limits.max_header_count {
+                return Scan::Refuse(Refusal::TooLarge);
+            }
+            if let Err(r) = self.header_line(line, limits) {
+                return Scan::Refuse(r);
+            }
+        }
+        Scan::More
+    }
+
+    fn request_line(&mut self, line: &[u8]) -> Result<(), Refusal> {
+        // method SP request-target SP HTTP-version, nothing else (RFC 9112 §3).
+        let mut parts = line.split(|&c| c == b' ');
+        let method = parts.next().unwrap_or_default();
+        let target = parts.next().unwrap_or_default();
+        let version = parts.next().unwrap_or_default();
+        if parts.next().is_some() || target.is_empty() || !version.starts_with(b"HTTP/") {
+            return Err(Refusal::BadTarget);
+        }
+        if target.iter().any(|&c| c < 0x21 || c == 0x7f) {
+            return Err(Refusal::BadTarget);
+        }
+        self.connect = method == b"CONNECT";
+        Ok(())
+    }
+
+    fn header_line(&mut self, line: &[u8], limits: &Limits) -> Result<(), Refusal> {
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            return Ok(()); // malformed: Pingora's parser answers 400 itself
+        };
+        let name = &line[..colon];
+        if !limits.allow_underscore_headers && name.contains(&b'_') {
+            return Err(Refusal::Underscore);
+        }
+        let value = trim(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.content_length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.chunked = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        }
+        Ok(())
+    }
+
+    /// What follows the head.
+    fn next_phase(&self) -> Phase {
+        if self.upgrade || self.connect {
+            Phase::Off
+        } else if self.chunked {
+            Phase::Chunked
+        } else {
+            match self.content_length {
+                Some(n) if n > 0 => Phase::Body(n),
+                _ => Phase::Idle,
+            }
+        }
+    }
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// The guarded stream, over plain TCP or the plaintext side of TLS.
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Stream,
+    limits: Arc<Limits>,
+    listener: Arc<str>,
+    phase: Phase,
+    scan: HeadScan,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// A refusal being written: the response bytes and how many are out.
+    refusal: Option<(Vec<u8>, usize)>,
+    done: bool,
+}
+
+impl Guarded {
+    pub fn new(inner: Stream, limits: Arc<Limits>, listener: Arc<str>) -> Self {
+        let deadline = Some(Box::pin(tokio::time::sleep(limits.header_timeout)));
+        Guarded {
+            inner,
+            limits,
+            listener,
+            // The first head is expected at once: a connection that sends nothing is held
+            // only for the header deadline.
+            phase: Phase::Head,
+            scan: HeadScan::default(),
+            deadline,
+            refusal: None,
+            done: false,
+        }
+    }
+
+    fn refuse(&mut self, r: Refusal) {
+        METRICS
+            .http_rejected
+            .with_label_values(&[&self.listener, r.reason()])
+            .inc();
+        let resp = format!(
+            "HTTP/1.1 {}\r\nserver: {SERVER}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            r.status_line()
+        );
+        self.refusal = Some((resp.into_bytes(), 0));
+        self.deadline = None;
+    }
+
+    /// Runs the head scanner over freshly read bytes, moving through phases.
+    fn inspect(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match self.phase.clone() {
+                Phase::Off | Phase::Chunked => return,
+                Phase::Body(n) => {
+                    let take = (n as usize).min(data.len());
+                    data = &data[take..];
+                    let left = n - take as u64;
+                    self.phase = if left == 0 {
+                        Phase::Idle
+                    } else {
+                        Phase::Body(left)
+                    };
+                }
+                Phase::Idle => {
+                    self.phase = Phase::Head;
+                    self.scan = HeadScan::default();
+                    self.deadline = Some(Box::pin(tokio::time::sleep(self.limits.header_timeout)));
+                }
+                Phase::Head => match self.scan.feed(data, &self.limits) {
+                    Scan::More => return,
+                    Scan::Refuse(r) => {
+                        self.refuse(r);
+                        return;
+                    }
+                    Scan::Done(used) => {
+                        data = &data[used..];
+                        self.phase = self.scan.next_phase();
+                        self.deadline = None;
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(Ok(()));
+        }
+        if this.refusal.is_none() && this.phase == Phase::Head {
+            if let Some(d) = this.deadline.as_mut() {
+                if d.as_mut().poll(cx).is_ready() {
+                    this.refuse(Refusal::Timeout);
+                }
+            }
+        }
+        if let Some((resp, sent)) = this.refusal.as_mut() {
+            // Write the refusal, then report end-of-stream so Pingora closes quietly.
+            while *sent < resp.len() {
+                match Pin::new(&mut this.inner).poll_write(cx, &resp[*sent..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
+                    Poll::Ready(Ok(n)) => *sent += n,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if let Poll::Pending = Pin::new(&mut this.inner).poll_flush(cx) {
+                return Poll::Pending;
+            }
+            this.done = true;
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let fresh = buf.filled()[before..].to_vec();
+                if this.phase != Phase::Off && !fresh.is_empty() {
+                    this.inspect(&fresh);
+                    if this.refusal.is_some() {
+                        // Hide the refused bytes from Pingora and answer on the next poll.
+                        buf.set_filled(before);
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        // The response to a chunked request has started: the next bytes are a new head.
+        if self.phase == Phase::Chunked && data.starts_with(b"HTTP/1.") {
+            self.phase = Phase::Idle;
+        }
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.phase == Phase::Chunked && bufs.first().is_some_and(|b| b.starts_with(b"HTTP/1.")) {
+            self.phase = Phase::Idle;
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Guarded {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for Guarded {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Guarded {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Guarded {
+    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Guarded {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for Guarded {
+    fn get_socket_digest(&self) -> Option<Arc<pingora::protocols::SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, d: pingora::protocols::SocketDigest) {
+        self.inner.set_socket_digest(d)
+    }
+}
+
+#[async_trait]
+impl Peek for Guarded {
+    // Peeking bypasses the guard; Pingora only peeks for the h2c preface, which is off.
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_header_count: 100,
+            allow_underscore_headers: false,
+        }
+    }
+
+    fn scan(head: &[u8]) -> Result<(usize, Phase), Refusal> {
+        let mut s = HeadScan::default();
+        match s.feed(head, &limits()) {
+            Scan::Done(n) => Ok((n, s.next_phase())),
+            Scan::Refuse(r) => Err(r),
+            Scan::More => panic!("incomplete head"),
+        }
+    }
+
+    #[test]
+    fn a_normal_head_passes_and_finds_its_body() {
+        let h = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(scan(h), Ok((h.len() - 5, Phase::Body(5))));
+        let h = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(scan(h), Ok((h.len(), Phase::Idle)));
+    }
+
+    #[test]
+    fn control_bytes_and_spaces_in_the_target_are_refused() {
+        assert_eq!(scan(b"GET /a b HTTP/1.1\r\n\r\n"), Err(Refusal::BadTarget));
+        assert_eq!(
+            scan(b"GET /a\x00b HTTP/1.1\r\n\r\n"),
+            Err(Refusal::BadTarget)
+        );
+        assert_eq!(
+            scan(b"GET /a\x01 HTTP/1.1\r\n\r\n"),
+            Err(Refusal::BadTarget)
+        );
+    }
+
+    #[test]
+    fn underscores_in_names_are_refused() {
+        assert_eq!(
+            scan(b"GET / HTTP/1.1\r\nx_a: 1\r\n\r\n"),
+            Err(Refusal::Underscore)
+        );
+    }
+
+    #[test]
+    fn too_many_fields_or_bytes_are_431() {
+        let mut h = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..101 {
+            h.extend(format!("x-{i}: v\r\n").as_bytes());
+        }
+        h.extend(b"\r\n");
+        assert_eq!(scan(&h), Err(Refusal::TooLarge));
+        let mut h = b"GET / HTTP/1.1\r\nx-big: ".to_vec();
+        h.extend(vec![b'a'; 70 * 1024]);
+        assert!(matches!(
+            HeadScan::default().feed(&h, &limits()),
+            Scan::Refuse(Refusal::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn upgrade_turns_the_guard_off() {
+        let h = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+        assert_eq!(scan(h), Ok((h.len(), Phase::Off)));
+    }
+}
