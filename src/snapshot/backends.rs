@@ -42,6 +42,8 @@ pub struct UpstreamTls {
     pub verify_cert: bool,
     pub verify_hostname: bool,
     pub server_name: Option<String>,
+    /// DER certificates to trust instead of the system roots (`verification.caCert`).
+    pub ca: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 #[derive(Debug)]
@@ -119,6 +121,14 @@ fn make_peer(addr: SocketAddr, hostname: Option<&str>, tls: &UpstreamTls, h2: bo
     if tls.enabled {
         peer.options.verify_cert = tls.verify_cert;
         peer.options.verify_hostname = tls.verify_hostname;
+        if let Some(ca) = &tls.ca {
+            use pingora::utils::tls::{parse_x509, WrappedX509};
+            let certs: Vec<WrappedX509> = ca
+                .iter()
+                .map(|der| WrappedX509::new(der.clone(), |c| parse_x509(c)))
+                .collect();
+            peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+        }
     }
     if h2 {
         // Plain h2 (prior knowledge) for h2c/gRPC backends; over TLS prefer h2 via ALPN.

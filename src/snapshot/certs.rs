@@ -98,6 +98,18 @@ pub fn parse_pem_pair(pem: &[u8]) -> Result<Arc<CertifiedKey>, String> {
     Ok(Arc::new(ck))
 }
 
+/// DER certificates of a PEM CA bundle.
+pub fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut &pem[..])
+        .map(|c| c.map(|c| c.as_ref().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in CA bundle".to_string());
+    }
+    Ok(certs)
+}
+
 /// The signature algorithm family of a key, used to reject two pairs of the same type.
 pub fn key_family(ck: &CertifiedKey) -> rustls::SignatureAlgorithm {
     ck.key.algorithm()

@@ -74,7 +74,7 @@ pub fn compile(
         set,
         opts,
         gateway,
-        resolver: Resolver::new(set, &mesh),
+        resolver: Resolver::new(set, &mesh, &opts.policy_dir),
         violations: Vec::new(),
         route_entries: 0,
     };

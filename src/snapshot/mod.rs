@@ -169,3 +169,19 @@ impl Snapshot {
         self.ports.iter().map(|(p, v)| (*p, v.protocol)).collect()
     }
 }
+
+impl Snapshot {
+    /// The route entry an HTTP request would take on a plain-HTTP `port` (tests, benches and
+    /// tools; the proxy does the same lookup with SNI for HTTPS).
+    pub fn http_route(
+        &self,
+        port: u16,
+        host: &str,
+        req: &matchers::RequestView<'_>,
+    ) -> Option<&route_table::RouteEntry> {
+        match &self.port(port)?.serving {
+            Serving::Http { vhosts } => vhosts.lookup(host)?.routes.find(req),
+            _ => None,
+        }
+    }
+}

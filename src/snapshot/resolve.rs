@@ -17,15 +17,17 @@ type Endpoints = Vec<(SocketAddr, Option<String>)>;
 pub struct Resolver<'a> {
     set: &'a ResourceSet,
     mesh: &'a str,
+    policy_dir: &'a std::path::Path,
     cache: HashMap<String, Arc<Backend>>,
     pub warnings: Vec<String>,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(set: &'a ResourceSet, mesh: &'a str) -> Self {
+    pub fn new(set: &'a ResourceSet, mesh: &'a str, policy_dir: &'a std::path::Path) -> Self {
         Resolver {
             set,
             mesh,
+            policy_dir,
             cache: HashMap::new(),
             warnings: Vec::new(),
         }
@@ -220,11 +222,26 @@ impl<'a> Resolver<'a> {
         let mode = verification
             .and_then(|v| v.mode.as_deref())
             .unwrap_or("Secured");
+        let ca = match verification.and_then(|v| v.ca_cert.as_ref()) {
+            None => None,
+            Some(ds) => {
+                let ders =
+                    super::certs::read_datasource(ds, self.policy_dir, self.mesh, &set.secrets)
+                        .and_then(|pem| super::certs::parse_ca_bundle(&pem));
+                match ders {
+                    Ok(d) => Some(Arc::new(d)),
+                    Err(e) => {
+                        return self.unresolved(key, format!("tls.verification.caCert: {e}"));
+                    }
+                }
+            }
+        };
         let upstream_tls = UpstreamTls {
             enabled: tls.and_then(|t| t.enabled).unwrap_or(false),
             verify_cert: !matches!(mode, "SkipCA" | "SkipAll"),
             verify_hostname: matches!(mode, "Secured" | "SkipCA"),
             server_name: verification.and_then(|v| v.server_name.clone()),
+            ca,
         };
         let h2 = matches!(
             mes.spec.match_.as_ref().and_then(|m| m.protocol.as_deref()),
