@@ -52,6 +52,7 @@ pub struct RequestCtx {
     host: String,
     local_status: u16,
     flags: &'static str,
+    timeout_body: &'static str,
     mirror: Option<MirrorBody>,
 }
 
@@ -308,6 +309,7 @@ impl ProxyHttp for HttpGateway {
             host: String::new(),
             local_status: 0,
             flags: "",
+            timeout_body: "",
             mirror: None,
         }
     }
@@ -435,6 +437,12 @@ impl ProxyHttp for HttpGateway {
             .and_then(|i| backend.endpoints.get(i))
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))?;
         let mut peer = endpoint.peer.clone();
+        if let Some(f) = ctx.forward() {
+            let (read, _) = f.timeouts.read_timeout();
+            peer.options.connection_timeout = Some(f.timeouts.connect);
+            peer.options.read_timeout = read;
+            peer.options.write_timeout = f.timeouts.stream_idle;
+        }
         let mut policy = peer.options.http_upstream_request_policy;
         // WebSocket and every other Upgrade are proxied (kumahq/kuma#3311).
         policy.h1_upgrade = H1UpgradePolicy::Preserve;
@@ -597,6 +605,10 @@ impl ProxyHttp for HttpGateway {
             }
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 ctx.flags = "UT";
+                ctx.timeout_body = ctx
+                    .forward()
+                    .map(|f| f.timeouts.read_timeout().1)
+                    .unwrap_or("stream timeout");
                 if let Some(b) = &ctx.backend {
                     METRICS.upstream_timeouts.with_label_values(&[&b.key]).inc();
                 }
@@ -619,10 +631,10 @@ impl ProxyHttp for HttpGateway {
         };
         if code > 0 && session.response_written().is_none() {
             ctx.local_status = code;
-            let body: &[u8] = if code == 503 {
-                b"upstream connect error or disconnect/reset before headers"
-            } else {
-                b""
+            let body: &[u8] = match code {
+                503 => b"upstream connect error or disconnect/reset before headers",
+                504 => ctx.timeout_body.as_bytes(),
+                _ => b"",
             };
             let _ = local::write(
                 session,

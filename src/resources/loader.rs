@@ -243,6 +243,7 @@ fn load_document(origin: Origin, value: Value, loaded: &mut Loaded) {
         Kind::MeshExternalService => {
             push(meta, header.spec, &mut set.external_services, violations)
         }
+        Kind::MeshTimeout => push(meta, header.spec, &mut set.timeouts, violations),
         Kind::Secret => push(meta, header.spec, &mut set.secrets, violations),
     }
 }

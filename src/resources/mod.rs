@@ -18,6 +18,7 @@ pub mod loader;
 pub mod secret;
 pub mod service;
 pub mod tcp_route;
+pub mod timeout;
 
 use crate::violation::Origin;
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub use http_route::MeshHttpRoute;
 pub use secret::Secret;
 pub use service::{MeshExternalService, MeshService};
 pub use tcp_route::MeshTcpRoute;
+pub use timeout::MeshTimeout;
 
 /// The resource kinds meshgate understands. Anything else is skipped with a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,6 +41,7 @@ pub enum Kind {
     Dataplane,
     MeshService,
     MeshExternalService,
+    MeshTimeout,
     Secret,
 }
 
@@ -51,6 +54,7 @@ impl Kind {
             "Dataplane" => Kind::Dataplane,
             "MeshService" => Kind::MeshService,
             "MeshExternalService" => Kind::MeshExternalService,
+            "MeshTimeout" => Kind::MeshTimeout,
             "Secret" => Kind::Secret,
             _ => return None,
         })
@@ -64,6 +68,7 @@ impl Kind {
             Kind::Dataplane => "Dataplane",
             Kind::MeshService => "MeshService",
             Kind::MeshExternalService => "MeshExternalService",
+            Kind::MeshTimeout => "MeshTimeout",
             Kind::Secret => "Secret",
         }
     }
@@ -127,6 +132,7 @@ pub struct ResourceSet {
     pub dataplanes: Vec<Res<Dataplane>>,
     pub mesh_services: Vec<Res<MeshService>>,
     pub external_services: Vec<Res<MeshExternalService>>,
+    pub timeouts: Vec<Res<MeshTimeout>>,
     pub secrets: Vec<Res<Secret>>,
     /// Documents of kinds meshgate does not know (kept for the `--check` warning lines).
     pub skipped: Vec<(Origin, String)>,
@@ -140,6 +146,7 @@ impl ResourceSet {
             + self.dataplanes.len()
             + self.mesh_services.len()
             + self.external_services.len()
+            + self.timeouts.len()
             + self.secrets.len()
     }
 

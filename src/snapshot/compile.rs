@@ -9,7 +9,9 @@
 //! 5. expand rules into entries (PathPrefix → `/p/` prefix + `/p` exact, §4.1), specialise
 //!    rewrites per entry, resolve backends, and index each virtual host's table.
 
-use super::action::{Action, Forward, HeaderMods, HostRewrite, Mirror, PathRewrite, Redirect};
+use super::action::{
+    Action, Forward, HeaderMods, HostRewrite, Mirror, PathRewrite, Redirect, Timeouts,
+};
 use super::backends::WeightedBackends;
 use super::certs::{key_family, parse_pem_pair, read_datasource, CertSet};
 use super::hostname::{self, HostTable};
@@ -25,11 +27,13 @@ use crate::resources::gateway::Listener;
 use crate::resources::http_route::{
     Filter, HeaderModifier, HttpMatch, PathRewrite as PathRewriteSpec,
 };
-use crate::resources::{MeshGateway, Meta, Res, ResourceSet, TargetRef};
+use crate::resources::timeout::parse_duration;
+use crate::resources::{MeshGateway, MeshTimeout, Meta, Res, ResourceSet, TargetRef};
 use crate::violation::Violation;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
@@ -508,7 +512,68 @@ impl<'a> Ctx<'a> {
             response_headers,
             host_rewrite,
             mirror,
+            timeouts: self.timeouts_for(&rule.route_name)?,
         }))
+    }
+
+    /// The MeshTimeout settings that apply to a route: Mesh-wide, then MeshGateway, then
+    /// MeshHTTPRoute policies, each more specific level overriding field by field (and, within
+    /// a level, a greater policy name overriding a smaller one, as with routes).
+    fn timeouts_for(&self, route: &str) -> Result<Timeouts, String> {
+        let gw = &self.gateway.meta;
+        let mut policies: Vec<(u8, &Res<MeshTimeout>)> = self
+            .set
+            .timeouts
+            .iter()
+            .filter(|t| t.meta.mesh == gw.mesh)
+            .filter_map(|t| {
+                let target = t.spec.target_ref.as_ref()?;
+                let rank = match target.kind.as_str() {
+                    "Mesh" => {
+                        let gateway_proxies = target
+                            .proxy_types
+                            .as_ref()
+                            .is_none_or(|p| p.iter().any(|p| p == "Gateway"));
+                        gateway_proxies.then_some(0)?
+                    }
+                    "MeshGateway" if target.name.as_deref() == Some(gw.name.as_str()) => 1,
+                    "MeshHTTPRoute" if target.name.as_deref() == Some(route) => 2,
+                    _ => return None,
+                };
+                Some((rank, t))
+            })
+            .collect();
+        policies.sort_by(|a, b| (a.0, &a.1.meta.name).cmp(&(b.0, &b.1.meta.name)));
+        let mut out = Timeouts::default();
+        for (_, policy) in policies {
+            let name = &policy.meta.name;
+            for to in policy.spec.to.iter().flatten() {
+                if to.target_ref.as_ref().is_some_and(|t| t.kind != "Mesh") {
+                    continue; // per-backend targets are not applied on the gateway
+                }
+                let Some(conf) = &to.default else { continue };
+                let parse = |field: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
+                    match v {
+                        None => Ok(None),
+                        Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
+                            format!("MeshTimeout/{name}: {field}: invalid duration {s:?}")
+                        }),
+                    }
+                };
+                if let Some(d) = parse("connectionTimeout", &conf.connection_timeout)? {
+                    out.connect = d;
+                }
+                if let Some(http) = &conf.http {
+                    if let Some(d) = parse("http.requestTimeout", &http.request_timeout)? {
+                        out.request = (!d.is_zero()).then_some(d);
+                    }
+                    if let Some(d) = parse("http.streamIdleTimeout", &http.stream_idle_timeout)? {
+                        out.stream_idle = (!d.is_zero()).then_some(d);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// RequestMirror: a legacy reference only (service name + optional subset tags, §5.4).
