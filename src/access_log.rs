@@ -4,22 +4,32 @@
 //! Lines are formatted on the request's task and handed to a dedicated writer thread through
 //! a bounded channel with `try_send`: a slow disk or a blocked stdout drops lines (counted in
 //! `meshgate_access_log_dropped_total`) instead of stalling requests.
+//!
+//! The target is opened by [`init`] before the server starts (so a bad path fails start-up),
+//! but the writer thread is started by the [`AccessLogWriter`] background service: threads
+//! started before Pingora daemonizes (`-d`) do not survive the fork.
 
 use crate::metrics::METRICS;
 use once_cell::sync::OnceCell;
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Mutex;
 
 const QUEUE: usize = 16 * 1024;
 
 static SINK: OnceCell<SyncSender<String>> = OnceCell::new();
+
+type Output = Box<dyn Write + Send>;
+
+/// The receiving end and the opened target, waiting for the writer thread.
+static PENDING: Mutex<Option<(Receiver<String>, Output)>> = Mutex::new(None);
 
 /// Where lines go: `off`, `stdout`, or a file path (appended to).
 pub fn init(target: &str) -> std::io::Result<()> {
     if target == "off" || target.is_empty() {
         return Ok(());
     }
-    let mut out: Box<dyn Write + Send> = if target == "stdout" {
+    let out: Output = if target == "stdout" {
         Box::new(std::io::stdout())
     } else {
         Box::new(
@@ -30,21 +40,40 @@ pub fn init(target: &str) -> std::io::Result<()> {
         )
     };
     let (tx, rx) = sync_channel::<String>(QUEUE);
-    std::thread::Builder::new()
-        .name("access-log".into())
-        .spawn(move || {
-            while let Ok(line) = rx.recv() {
-                let _ = out.write_all(line.as_bytes());
-                // Flush when the queue is drained, so bursts are written in one go.
-                if let Ok(more) = rx.try_recv() {
-                    let _ = out.write_all(more.as_bytes());
-                    continue;
-                }
-                let _ = out.flush();
-            }
-        })?;
+    if let Ok(mut pending) = PENDING.lock() {
+        *pending = Some((rx, out));
+    }
     let _ = SINK.set(tx);
     Ok(())
+}
+
+fn write_lines(rx: Receiver<String>, mut out: Output) {
+    while let Ok(line) = rx.recv() {
+        let _ = out.write_all(line.as_bytes());
+        // Flush once the queue is drained, so bursts are written together.
+        while let Ok(more) = rx.try_recv() {
+            let _ = out.write_all(more.as_bytes());
+        }
+        let _ = out.flush();
+    }
+}
+
+/// Starts the writer thread inside the running (possibly daemonized) server.
+pub struct AccessLogWriter;
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for AccessLogWriter {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        let pending = PENDING.lock().ok().and_then(|mut p| p.take());
+        if let Some((rx, out)) = pending {
+            let spawned = std::thread::Builder::new()
+                .name("access-log".into())
+                .spawn(move || write_lines(rx, out));
+            if let Err(e) = spawned {
+                log::error!("cannot start the access log writer: {e}");
+            }
+        }
+    }
 }
 
 pub fn enabled() -> bool {

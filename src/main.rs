@@ -68,17 +68,39 @@ struct Cli {
 
 /// Pingora's defaults are unsafe for a gateway run without `-c`: a 300 s grace period slept in
 /// full and an upgrade socket in the shared /tmp. These are used when no conf file is given.
-fn default_server_conf() -> ServerConf {
-    let runtime_dir = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".to_string());
-    ServerConf {
+/// The upgrade socket and pid file go to a directory only this user can enter
+/// (`$XDG_RUNTIME_DIR/meshgate` or `/tmp/meshgate-UID`), so another local user cannot receive
+/// the listening sockets (operations.md §1.1 #10). Both processes of an upgrade compute the same
+/// path. Production runs pass `-c` with `/run/meshgate` paths.
+fn default_server_conf() -> std::io::Result<ServerConf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    let dir = match std::env::var("XDG_RUNTIME_DIR") {
+        Ok(d) if !d.is_empty() => PathBuf::from(d).join("meshgate"),
+        _ => PathBuf::from(format!("/tmp/meshgate-{uid}")),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let meta = std::fs::metadata(&dir)?;
+    if meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} must be owned by uid {uid} with mode 0700",
+            dir.display()
+        )));
+    }
+    Ok(ServerConf {
         grace_period_seconds: Some(10),
         graceful_shutdown_timeout_seconds: Some(5),
         work_stealing: false,
         upstream_keepalive_pool_size: 1024,
-        upgrade_sock: format!("{runtime_dir}/meshgate-{}.upgrade.sock", std::process::id()),
-        pid_file: format!("{runtime_dir}/meshgate.pid"),
+        upgrade_sock: dir.join("upgrade.sock").display().to_string(),
+        pid_file: dir.join("meshgate.pid").display().to_string(),
         ..ServerConf::default()
-    }
+    })
 }
 
 fn main() -> ExitCode {
@@ -156,7 +178,13 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        Server::new_with_opt_and_conf(Some(cli.pingora), default_server_conf())
+        match default_server_conf() {
+            Ok(conf) => Server::new_with_opt_and_conf(Some(cli.pingora), conf),
+            Err(e) => {
+                error!("cannot prepare the runtime directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     };
 
     let phases = server.watch_execution_phase();
@@ -165,6 +193,10 @@ fn main() -> ExitCode {
     let watcher = server.add_service(background_service(
         "policy-watcher",
         PolicyWatcher::new(state.clone(), built.fingerprint),
+    ));
+    server.add_service(background_service(
+        "access-log",
+        access_log::AccessLogWriter,
     ));
     server.add_service(background_service(
         "drain-watcher",

@@ -226,6 +226,7 @@ type HandleKey = (usize, usize, u16);
 struct HandleCache {
     generation: u64,
     requests: HashMap<HandleKey, IntCounter>,
+    upstream: HashMap<(usize, u16), IntCounter>,
     durations: HashMap<(usize, usize), prometheus::Histogram>,
 }
 
@@ -233,13 +234,22 @@ thread_local! {
     static HANDLES: RefCell<HandleCache> = RefCell::new(HandleCache {
         generation: u64::MAX,
         requests: HashMap::new(),
+        upstream: HashMap::new(),
         durations: HashMap::new(),
     });
 }
 
-/// Counts one finished HTTP request. `listener` and `route` must be strings owned by the
-/// snapshot of `generation` (their addresses identify the label set).
-pub fn observe_request(generation: u64, listener: &str, route: &str, code: u16, seconds: f64) {
+/// Counts one finished HTTP request. `listener`, `route` and `upstream` (the backend that
+/// answered, if one did) must be strings owned by the snapshot of `generation`: their
+/// addresses identify the label set.
+pub fn observe_request(
+    generation: u64,
+    listener: &str,
+    route: &str,
+    upstream: Option<&str>,
+    code: u16,
+    seconds: f64,
+) {
     HANDLES.with(|cell| {
         let Ok(mut cache) = cell.try_borrow_mut() else {
             return;
@@ -247,7 +257,20 @@ pub fn observe_request(generation: u64, listener: &str, route: &str, code: u16, 
         if cache.generation != generation {
             cache.generation = generation;
             cache.requests.clear();
+            cache.upstream.clear();
             cache.durations.clear();
+        }
+        if let Some(backend) = upstream {
+            cache
+                .upstream
+                .entry((backend.as_ptr() as usize, code))
+                .or_insert_with(|| {
+                    let code = code.to_string();
+                    METRICS
+                        .upstream_requests
+                        .with_label_values(&[backend, code.as_str()])
+                })
+                .inc();
         }
         let key = (listener.as_ptr() as usize, route.as_ptr() as usize, code);
         cache

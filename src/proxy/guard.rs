@@ -5,7 +5,12 @@
 //! - a head larger than 64 KiB or with more than 100 fields → 431,
 //! - a request-target holding spaces, NUL or other control bytes (Pingora would
 //!   percent-escape and forward them) → 400,
-//! - header names containing `_` (Kuma's gateway rejects them) → 400.
+//! - header names containing `_` (Kuma's gateway rejects them) → 400,
+//! - ambiguous framing: `Content-Length` together with `Transfer-Encoding`, differing or
+//!   malformed `Content-Length`s, a `Transfer-Encoding` not ending in `chunked`, obs-fold and
+//!   field lines without a colon → 400. Pingora refuses most of these too, but with
+//!   pipelining on, a refused head must never leave a smuggled tail behind, and every
+//!   refusal here is counted in `meshgate_http_requests_rejected_total`.
 //!
 //! It follows HTTP/1 framing just enough to find the next head: a `Content-Length` body is
 //! skipped by count, a chunked body until the gateway starts its response, and an `Upgrade`
@@ -43,6 +48,8 @@ pub enum Refusal {
     TooLarge,
     BadTarget,
     Underscore,
+    BadFraming,
+    BadHeader,
 }
 
 impl Refusal {
@@ -50,7 +57,9 @@ impl Refusal {
         match self {
             Refusal::Timeout => "408 Request Timeout",
             Refusal::TooLarge => "431 Request Header Fields Too Large",
-            Refusal::BadTarget | Refusal::Underscore => "400 Bad Request",
+            Refusal::BadTarget | Refusal::Underscore | Refusal::BadFraming | Refusal::BadHeader => {
+                "400 Bad Request"
+            }
         }
     }
 
@@ -60,6 +69,8 @@ impl Refusal {
             Refusal::TooLarge => "header_too_large",
             Refusal::BadTarget => "bad_request_target",
             Refusal::Underscore => "underscore_header",
+            Refusal::BadFraming => "bad_framing",
+            Refusal::BadHeader => "bad_header",
         }
     }
 }
@@ -159,20 +170,47 @@ impl HeadScan {
     }
 
     fn header_line(&mut self, line: &[u8], limits: &Limits) -> Result<(), Refusal> {
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            return Err(Refusal::BadHeader); // obs-fold (RFC 9112 §5.2)
+        }
         let Some(colon) = line.iter().position(|&c| c == b':') else {
-            return Ok(()); // malformed: Pingora's parser answers 400 itself
+            return Err(Refusal::BadHeader);
         };
         let name = &line[..colon];
+        if name.is_empty() || name.iter().any(|&c| c <= b' ' || c == 0x7f) {
+            return Err(Refusal::BadHeader); // incl. whitespace before the colon (§5.1)
+        }
         if !limits.allow_underscore_headers && name.contains(&b'_') {
             return Err(Refusal::Underscore);
         }
         let value = trim(&line[colon + 1..]);
         if name.eq_ignore_ascii_case(b"content-length") {
-            self.content_length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            let parsed = std::str::from_utf8(value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or(Refusal::BadFraming)?;
+            if self.content_length.is_some_and(|prev| prev != parsed) {
+                return Err(Refusal::BadFraming);
+            }
+            self.content_length = Some(parsed);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = value
+                .rsplit(|&c| c == b',')
+                .next()
+                .map(trim)
+                .unwrap_or_default();
+            if !last.eq_ignore_ascii_case(b"chunked") {
+                return Err(Refusal::BadFraming); // RFC 9112 §6.3: chunked must be final
+            }
             self.chunked = true;
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade = true;
+        }
+        if self.chunked && self.content_length.is_some() {
+            // RFC 9112 §6.1 allows "use TE, then close"; refusing is simpler and leaves no
+            // room for a smuggled request behind the body.
+            return Err(Refusal::BadFraming);
         }
         Ok(())
     }
@@ -311,7 +349,7 @@ impl AsyncRead for Guarded {
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            if let Poll::Pending = Pin::new(&mut this.inner).poll_flush(cx) {
+            if Pin::new(&mut this.inner).poll_flush(cx).is_pending() {
                 return Poll::Pending;
             }
             this.done = true;
@@ -499,6 +537,22 @@ mod tests {
             HeadScan::default().feed(&h, &limits()),
             Scan::Refuse(Refusal::TooLarge)
         ));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let cl_te = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(scan(cl_te), Err(Refusal::BadFraming));
+        let two_cl = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        assert_eq!(scan(two_cl), Err(Refusal::BadFraming));
+        let bad_cl = b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n";
+        assert_eq!(scan(bad_cl), Err(Refusal::BadFraming));
+        let te = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
+        assert_eq!(scan(te), Err(Refusal::BadFraming));
+        let fold = b"GET / HTTP/1.1\r\nx-a: 1\r\n 2\r\n\r\n";
+        assert_eq!(scan(fold), Err(Refusal::BadHeader));
+        let space = b"GET / HTTP/1.1\r\nx-a : 1\r\n\r\n";
+        assert_eq!(scan(space), Err(Refusal::BadHeader));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Uri};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::{H1UpgradePolicy, HttpPeer};
+use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ pub struct HttpGateway {
 pub struct RequestCtx {
     started: Instant,
     snapshot: Option<Arc<Snapshot>>,
+    /// The local port the request arrived on.
+    port: Option<u16>,
     listener: Option<Arc<ListenerInfo>>,
     vhost: Option<Arc<VirtualHost>>,
     entry: Option<usize>,
@@ -92,7 +94,7 @@ impl HttpGateway {
         host: &str,
         ctx: &mut RequestCtx,
     ) -> Option<Arc<VirtualHost>> {
-        let port = snap.port(Self::local_port(session)?)?;
+        let port = snap.port(ctx.port?)?;
         match &port.serving {
             Serving::Http { vhosts } => vhosts.lookup(host).cloned(),
             Serving::Https { chains } => {
@@ -116,6 +118,7 @@ impl HttpGateway {
     fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Decision {
         let snap = self.state.snapshot.load_full();
         ctx.snapshot = Some(snap.clone());
+        ctx.port = Self::local_port(session);
         let req = session.req_header();
         let raw_host = req
             .uri
@@ -202,18 +205,13 @@ impl HttpGateway {
                     BackendState::Unresolved(_) => Decision::Local(500, b"", "NC"),
                     BackendState::NoEndpoints => Decision::Local(503, b"no healthy upstream", "UH"),
                     BackendState::Ready => {
-                        ctx.endpoint = next_endpoint_index(backend);
+                        ctx.endpoint = backend.next_endpoint_index();
                         Decision::Proxy
                     }
                 }
             }
         }
     }
-}
-
-fn next_endpoint_index(backend: &Backend) -> Option<usize> {
-    let ep = backend.next_endpoint()?;
-    backend.endpoints.iter().position(|e| std::ptr::eq(e, ep))
 }
 
 /// `Location` for a RequestRedirect (§5.2): port always explicit (the listener's unless set),
@@ -249,36 +247,61 @@ fn check_host(req: &RequestHeader) -> std::result::Result<(), &'static str> {
         (Some(h), None) => h.as_bytes(),
         (Some(_), Some(_)) => return Err("duplicate_host"),
     };
-    let valid = !host.is_empty()
-        && host.iter().all(|&c| {
-            c.is_ascii_alphanumeric()
-                || matches!(
-                    c,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b':'
-                        | b'['
-                        | b']'
-                        | b'%'
-                )
-        });
-    if valid {
+    if valid_host(host) {
         Ok(())
     } else {
         Err("invalid_host")
     }
+}
+
+/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2): a bracketed IP literal or a reg-name, then an
+/// optional all-digit port.
+fn valid_host(host: &[u8]) -> bool {
+    let (name_ok, rest) = if let Some(inner) = host.strip_prefix(b"[") {
+        match inner.iter().position(|&c| c == b']') {
+            Some(end) => (
+                end > 0
+                    && inner[..end]
+                        .iter()
+                        .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.'),
+                &inner[end + 1..],
+            ),
+            None => return false,
+        }
+    } else {
+        let end = host.iter().position(|&c| c == b':').unwrap_or(host.len());
+        let name = &host[..end];
+        (
+            !name.is_empty()
+                && name.iter().all(|&c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(
+                            c,
+                            b'-' | b'.'
+                                | b'_'
+                                | b'~'
+                                | b'!'
+                                | b'$'
+                                | b'&'
+                                | b'\''
+                                | b'('
+                                | b')'
+                                | b'*'
+                                | b'+'
+                                | b','
+                                | b';'
+                                | b'='
+                                | b'%'
+                        )
+                }),
+            &host[end..],
+        )
+    };
+    let port_ok = match rest.strip_prefix(b":") {
+        None => rest.is_empty(),
+        Some(p) => p.len() <= 5 && p.iter().all(u8::is_ascii_digit),
+    };
+    name_ok && port_ok
 }
 
 fn has_body(req: &RequestHeader) -> bool {
@@ -298,6 +321,7 @@ impl ProxyHttp for HttpGateway {
         RequestCtx {
             started: Instant::now(),
             snapshot: None,
+            port: None,
             listener: None,
             vhost: None,
             entry: None,
@@ -371,6 +395,13 @@ impl ProxyHttp for HttpGateway {
             Decision::Local(status, body, flags) => {
                 ctx.local_status = status;
                 ctx.flags = flags;
+                if flags == "NR" {
+                    let label = ctx.port.map(|p| p.to_string()).unwrap_or_default();
+                    METRICS
+                        .http_rejected
+                        .with_label_values(&[&label, "no_route"])
+                        .inc();
+                }
                 let https = ctx.https && status != 404;
                 local::write(
                     session,
@@ -430,23 +461,19 @@ impl ProxyHttp for HttpGateway {
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(500), "no backend chosen"))?;
         if ctx.connect_attempts > 0 {
             // A retry after a failed connect: move on to the next endpoint.
-            ctx.endpoint = next_endpoint_index(backend);
+            ctx.endpoint = backend.next_endpoint_index();
         }
         let endpoint = ctx
             .endpoint
             .and_then(|i| backend.endpoints.get(i))
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))?;
         let mut peer = endpoint.peer.clone();
-        if let Some(f) = ctx.forward() {
+        if let Some(f) = ctx.forward().filter(|f| f.timeouts != Default::default()) {
             let (read, _) = f.timeouts.read_timeout();
             peer.options.connection_timeout = Some(f.timeouts.connect);
             peer.options.read_timeout = read;
             peer.options.write_timeout = f.timeouts.stream_idle;
         }
-        let mut policy = peer.options.http_upstream_request_policy;
-        // WebSocket and every other Upgrade are proxied (kumahq/kuma#3311).
-        policy.h1_upgrade = H1UpgradePolicy::Preserve;
-        peer.options.http_upstream_request_policy = policy;
         Ok(Box::new(peer))
     }
 
@@ -531,10 +558,7 @@ impl ProxyHttp for HttpGateway {
         }
         if let (Some(b), Some(snap)) = (&ctx.backend, &ctx.snapshot) {
             if !b.external {
-                upstream.insert_header(
-                    "x-kuma-tags",
-                    format!("&kuma.io/service={}&", snap.gateway.service),
-                )?;
+                upstream.insert_header("x-kuma-tags", snap.gateway.kuma_tags.clone())?;
             }
         }
         // Envoy with use_remote_address: append the client to x-forwarded-for.
@@ -629,6 +653,15 @@ impl ProxyHttp for HttpGateway {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
+        if code == 400 {
+            let label = Self::local_port(session)
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            METRICS
+                .http_rejected
+                .with_label_values(&[&label, "bad_request"])
+                .inc();
+        }
         if code > 0 && session.response_written().is_none() {
             ctx.local_status = code;
             let body: &[u8] = match code {
@@ -661,27 +694,28 @@ impl ProxyHttp for HttpGateway {
             .unwrap_or(ctx.local_status);
         let elapsed = ctx.started.elapsed();
         if let Some(snap) = &ctx.snapshot {
-            let listener = ctx
-                .listener
-                .as_ref()
-                .map(|l| l.label.as_str())
-                .unwrap_or("");
+            let listener = match &ctx.listener {
+                Some(l) => l.label.as_str(),
+                None => ctx
+                    .port
+                    .and_then(|p| snap.port(p))
+                    .map(|p| p.label.as_str())
+                    .unwrap_or(""),
+            };
             let route = ctx.entry().map(|e| &*e.route_name).unwrap_or("");
+            let upstream = ctx
+                .backend
+                .as_ref()
+                .filter(|_| ctx.local_status == 0 && session.response_written().is_some())
+                .map(|b| b.key.as_str());
             crate::metrics::observe_request(
                 snap.generation,
                 listener,
                 route,
+                upstream,
                 status,
                 elapsed.as_secs_f64(),
             );
-            if let Some(b) = &ctx.backend {
-                if session.response_written().is_some() && ctx.local_status == 0 {
-                    METRICS
-                        .upstream_requests
-                        .with_label_values(&[&b.key, &status.to_string()])
-                        .inc();
-                }
-            }
         }
         if access_log::enabled() {
             log_access(session, ctx, status, elapsed);
@@ -739,4 +773,35 @@ fn log_access(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duratio
         source_address: &client,
         upstream_host: &upstream,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn host_syntax() {
+        for ok in [
+            "a.test",
+            "a.test:8080",
+            "[::1]",
+            "[::1]:80",
+            "127.0.0.1:1",
+            "x_y",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "example.com:abc",
+            "[::1",
+            "a b",
+            "a/b",
+            "a@b",
+            ":80",
+            "a:123456",
+            "",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
 }

@@ -65,11 +65,11 @@ pub async fn serve(
                 }
                 TlsMode::Terminate => {
                     let Some(acceptor) = acceptor else { return };
-                    let mut l4: pingora::protocols::l4::stream::Stream = stream.into();
                     use pingora::protocols::GetSocketDigest;
-                    if let Ok(fd) = l4.as_raw_fd_checked() {
-                        l4.set_socket_digest(pingora::protocols::SocketDigest::from_raw_fd(fd));
-                    }
+                    use std::os::unix::io::AsRawFd;
+                    let fd = stream.as_raw_fd();
+                    let mut l4: pingora::protocols::l4::stream::Stream = stream.into();
+                    l4.set_socket_digest(pingora::protocols::SocketDigest::from_raw_fd(fd));
                     match acceptor.handshake(l4).await {
                         Ok(tls) => {
                             proxy(&state, &snap, &chain.listener, &chain.backends, tls, client)
@@ -81,17 +81,6 @@ pub async fn serve(
             }
         }
         Serving::Http { .. } | Serving::Https { .. } => {}
-    }
-}
-
-trait RawFdChecked {
-    fn as_raw_fd_checked(&self) -> Result<std::os::unix::io::RawFd, ()>;
-}
-
-impl RawFdChecked for pingora::protocols::l4::stream::Stream {
-    fn as_raw_fd_checked(&self) -> Result<std::os::unix::io::RawFd, ()> {
-        use std::os::unix::io::AsRawFd;
-        Ok(self.as_raw_fd())
     }
 }
 
@@ -232,7 +221,7 @@ where
                     b_open = false;
                     let _ = a.shutdown().await;
                 }
-                if matches!(read, Err(_)) {
+                if read.is_err() {
                     break; // a reset: give up on both directions
                 }
             }

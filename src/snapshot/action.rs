@@ -122,7 +122,7 @@ pub struct Redirect {
 
 #[derive(Debug, Clone)]
 pub enum Action {
-    Forward(Forward),
+    Forward(Box<Forward>),
     Redirect(Redirect),
 }
 

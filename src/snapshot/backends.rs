@@ -95,13 +95,15 @@ impl Backend {
 
     /// Round robin across endpoints (Kuma's default LB for gateway clusters).
     pub fn next_endpoint(&self) -> Option<&Endpoint> {
+        self.endpoints.get(self.next_endpoint_index()?)
+    }
+
+    /// The index of the next endpoint in round-robin order.
+    pub fn next_endpoint_index(&self) -> Option<usize> {
         match self.endpoints.len() {
             0 => None,
-            1 => self.endpoints.first(),
-            n => {
-                let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-                self.endpoints.get(i)
-            }
+            1 => Some(0),
+            n => Some(self.next.fetch_add(1, Ordering::Relaxed) % n),
         }
     }
 }
@@ -117,6 +119,10 @@ fn make_peer(addr: SocketAddr, hostname: Option<&str>, tls: &UpstreamTls, h2: bo
     };
     let mut peer = HttpPeer::new(addr, tls.enabled, sni);
     peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+    // WebSocket and every other Upgrade are proxied (kumahq/kuma#3311): Pingora's default
+    // forwards only WebSocket upgrades.
+    peer.options.http_upstream_request_policy.h1_upgrade =
+        pingora::upstreams::peer::H1UpgradePolicy::Preserve;
     peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
     if tls.enabled {
         peer.options.verify_cert = tls.verify_cert;
@@ -125,7 +131,7 @@ fn make_peer(addr: SocketAddr, hostname: Option<&str>, tls: &UpstreamTls, h2: bo
             use pingora::utils::tls::{parse_x509, WrappedX509};
             let certs: Vec<WrappedX509> = ca
                 .iter()
-                .map(|der| WrappedX509::new(der.clone(), |c| parse_x509(c)))
+                .map(|der| WrappedX509::new(der.clone(), parse_x509))
                 .collect();
             peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
         }

@@ -58,20 +58,23 @@ pub fn compile(
     let gateway = select_gateway(set, opts.gateway.as_deref())?;
     let mesh = gateway.meta.mesh.clone();
     let gw_dataplane_tags = gateway_dataplane_tags(set, gateway);
+    let service = gw_dataplane_tags
+        .get("kuma.io/service")
+        .cloned()
+        .or_else(|| {
+            gateway
+                .spec
+                .selectors
+                .first()
+                .and_then(|s| s.match_tags.get("kuma.io/service").cloned())
+        })
+        .unwrap_or_else(|| gateway.meta.name.clone());
     let identity = GatewayIdentity {
         name: gateway.meta.name.clone(),
         mesh: mesh.clone(),
-        service: gw_dataplane_tags
-            .get("kuma.io/service")
-            .cloned()
-            .or_else(|| {
-                gateway
-                    .spec
-                    .selectors
-                    .first()
-                    .and_then(|s| s.match_tags.get("kuma.io/service").cloned())
-            })
-            .unwrap_or_else(|| gateway.meta.name.clone()),
+        kuma_tags: http::HeaderValue::from_str(&format!("&kuma.io/service={service}&"))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+        service,
     };
 
     let mut ctx = Ctx {
@@ -104,6 +107,7 @@ pub fn compile(
             port,
             Arc::new(Port {
                 port,
+                label: port.to_string(),
                 protocol,
                 connection_limit,
                 serving,
@@ -506,14 +510,14 @@ impl<'a> Ctx<'a> {
                 .map(|r| (self.resolver.resolve(r), r.effective_weight()))
                 .collect(),
         );
-        Ok(Action::Forward(Forward {
+        Ok(Action::Forward(Box::new(Forward {
             backends,
             request_headers,
             response_headers,
             host_rewrite,
             mirror,
             timeouts: self.timeouts_for(&rule.route_name)?,
-        }))
+        })))
     }
 
     /// The MeshTimeout settings that apply to a route: Mesh-wide, then MeshGateway, then

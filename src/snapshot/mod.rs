@@ -69,6 +69,8 @@ pub struct GatewayIdentity {
     pub mesh: String,
     /// The gateway's `kuma.io/service` (access log source, `x-kuma-tags`).
     pub service: String,
+    /// `x-kuma-tags` sent to mesh backends: `&kuma.io/service=<service>&`.
+    pub kuma_tags: http::HeaderValue,
 }
 
 /// One MeshGateway listener (several may share a port).
@@ -135,6 +137,8 @@ pub enum Serving {
 #[derive(Debug)]
 pub struct Port {
     pub port: u16,
+    /// Metric label for traffic no listener hostname claimed (the port number).
+    pub label: String,
     pub protocol: Protocol,
     /// MeshGateway `resources.connectionLimit` for this port.
     pub connection_limit: Option<u32>,

@@ -8,6 +8,7 @@
 //! 2. prefixes: a segment trie; the entries on the trie path of the request, deepest node
 //!    first, are exactly the matching prefix entries, longest first;
 //! 3. regexes last: one `RegexSet` pass finds the candidates.
+//!
 //! Each candidate still checks its method/header/query conditions.
 
 use super::action::{Action, PathRewrite};
@@ -32,16 +33,7 @@ impl RouteEntry {
     /// Kuma's sort key (`pkg/plugins/runtime/gateway/route/sorter.go`): exact < prefix < regex,
     /// longer path first, method before none, more headers, more query params, then the
     /// path string.
-    fn precedence(
-        &self,
-    ) -> (
-        PathKind,
-        Reverse<usize>,
-        Reverse<bool>,
-        Reverse<usize>,
-        Reverse<usize>,
-        &str,
-    ) {
+    fn precedence(&self) -> Precedence<'_> {
         (
             self.path.kind,
             Reverse(self.path.value.len()),
@@ -52,6 +44,16 @@ impl RouteEntry {
         )
     }
 }
+
+/// Sort key of an entry; `Ord` is Kuma's precedence, most specific first.
+type Precedence<'a> = (
+    PathKind,
+    Reverse<usize>,
+    Reverse<bool>,
+    Reverse<usize>,
+    Reverse<usize>,
+    &'a str,
+);
 
 #[derive(Debug, Default)]
 struct PrefixNode {
@@ -115,6 +117,14 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Like [`find`](Self::find), with the entry's index (kept in the request context).
+    pub fn find_index(&self, req: &RequestView<'_>) -> Option<usize> {
+        let e = self.find(req)?;
+        // `e` points into `self.entries`: its offset is the index.
+        let offset = (e as *const RouteEntry as usize) - (self.entries.as_ptr() as usize);
+        Some(offset / std::mem::size_of::<RouteEntry>())
     }
 
     /// The first entry in precedence order whose conditions all match.
@@ -221,6 +231,23 @@ mod tests {
             headers,
         })
         .map(|e| &*e.route_name)
+    }
+
+    #[test]
+    fn find_index_points_at_the_found_entry() {
+        let t = RouteTable::new(vec![
+            entry(PathKind::Prefix, "/", "root"),
+            entry(PathKind::Exact, "/x", "exact"),
+        ]);
+        let h = HeaderMap::new();
+        let req = RequestView {
+            method: &Method::GET,
+            path: "/x",
+            query: None,
+            headers: &h,
+        };
+        let i = t.find_index(&req).unwrap();
+        assert_eq!(&*t.entries()[i].route_name, "exact");
     }
 
     #[test]
