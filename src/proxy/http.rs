@@ -653,7 +653,8 @@ impl ProxyHttp for HttpGateway {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if code == 400 {
+        // Refusals from early_request_filter ("DPE") were counted with their reason already.
+        if code == 400 && ctx.flags != "DPE" {
             let label = Self::local_port(session)
                 .map(|p| p.to_string())
                 .unwrap_or_default();
