@@ -29,7 +29,7 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 }
 
 impl Admin {
-    fn config(&self) -> Vec<u8> {
+    fn config(&self, full: bool) -> Vec<u8> {
         let snap = self.state.snapshot.load();
         let listeners = self.state.listeners.load();
         let last_error = self.state.last_error.load();
@@ -47,7 +47,7 @@ impl Admin {
                 "errors": errors,
             },
             "route_entries": snap.route_entries,
-            "snapshot": snap.summary,
+            "snapshot": crate::snapshot::summary::describe(&snap, full),
         });
         serde_json::to_vec_pretty(&doc).unwrap_or_default()
     }
@@ -57,6 +57,11 @@ impl Admin {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        let full = session
+            .req_header()
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "routes=full"));
         match path.as_str() {
             "/ready" => match self.state.readiness() {
                 Ok(()) => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
@@ -66,7 +71,7 @@ impl ServeHttp for Admin {
                     format!("not ready: {why}\n").into_bytes(),
                 ),
             },
-            "/config" => reply(StatusCode::OK, "application/json", self.config()),
+            "/config" => reply(StatusCode::OK, "application/json", self.config(full)),
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",

@@ -16,7 +16,7 @@ use crate::snapshot::backends::{Backend, BackendState};
 use crate::snapshot::hostname::normalize_host;
 use crate::snapshot::matchers::RequestView;
 use crate::snapshot::route_table::RouteEntry;
-use crate::snapshot::{ListenerInfo, Protocol, Serving, Snapshot, VirtualHost};
+use crate::snapshot::{EntryRef, ListenerInfo, Protocol, Serving, Snapshot, VirtualHost};
 use crate::state::GatewayState;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -44,7 +44,7 @@ pub struct RequestCtx {
     port: Option<u16>,
     listener: Option<Arc<ListenerInfo>>,
     vhost: Option<Arc<VirtualHost>>,
-    entry: Option<usize>,
+    entry: Option<EntryRef>,
     backend: Option<Arc<Backend>>,
     endpoint: Option<usize>,
     connect_attempts: usize,
@@ -60,8 +60,7 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     fn entry(&self) -> Option<&RouteEntry> {
-        let vh = self.vhost.as_ref()?;
-        vh.routes.entries().get(self.entry?)
+        self.vhost.as_ref()?.entry(self.entry?)
     }
 
     fn forward(&self) -> Option<&Forward> {
@@ -157,17 +156,7 @@ impl HttpGateway {
             query: req.uri.query(),
             headers: &req.headers,
         };
-        let found = vhost
-            .routes
-            .find(&view)
-            .map(|e| e as *const RouteEntry)
-            .and_then(|p| {
-                vhost
-                    .routes
-                    .entries()
-                    .iter()
-                    .position(|e| std::ptr::eq(e, p))
-            });
+        let found = vhost.find(&view);
         if path.as_ref() != req.uri.path() {
             ctx.path = Some(path.into_owned());
         }
@@ -177,7 +166,7 @@ impl HttpGateway {
             return Decision::Local(404, b"", "NR");
         };
         ctx.entry = Some(idx);
-        let Some(entry) = vhost.routes.entries().get(idx) else {
+        let Some(entry) = vhost.entry(idx) else {
             return Decision::Local(404, b"", "NR");
         };
         match entry.action.as_ref() {

@@ -117,7 +117,7 @@ pub fn compile(
     if !ctx.violations.is_empty() {
         return Err(ctx.violations);
     }
-    let summary = super::summary::describe(&identity, &ports, ctx.resolver.backends());
+    let backends = ctx.resolver.backends().cloned().collect();
     let warnings = std::mem::take(&mut ctx.resolver.warnings);
     Ok(Compiled {
         snapshot: Snapshot {
@@ -125,7 +125,7 @@ pub fn compile(
             gateway: identity,
             ports,
             route_entries: ctx.route_entries,
-            summary,
+            backends,
         },
         warnings,
     })
@@ -327,7 +327,7 @@ impl<'a> Ctx<'a> {
                 vhosts.push(Arc::new(VirtualHost {
                     name: lh.clone(),
                     listener: l.info.clone(),
-                    routes: RouteTable::default(),
+                    tables: Vec::new(),
                 }));
                 owned.push(lh);
                 out.push((l.index, vhosts));
@@ -348,6 +348,10 @@ impl<'a> Ctx<'a> {
                 }
             }
             bindings.sort_by(|a, b| hostname::exactness(a, b));
+            // Compiled group tables of this listener, shared by its virtual hosts. The key
+            // adds the Exact paths other groups of a virtual host contribute, because they
+            // suppress this group's PathPrefix exact entries (§4.1).
+            let mut tables: HashMap<(String, Vec<String>), Arc<RouteTable>> = HashMap::new();
             for b in &bindings {
                 if owned.iter().any(|o| hostname::contains(o, b)) {
                     continue; // listener isolation: a more exact listener owns these hosts
@@ -362,12 +366,38 @@ impl<'a> Ctx<'a> {
                     .collect();
                 // Kuma's pre-sort order: rules of more exact hostnames first (§4.5 step 8).
                 selected.sort_by(|(a, _), (b, _)| hostname::exactness(a, b));
-                let rules: Vec<&MergedRule> = selected.iter().flat_map(|(_, r)| r.iter()).collect();
-                let table = self.route_table(&rules, &l.info);
+                let vhost_exact: HashSet<&str> = selected
+                    .iter()
+                    .flat_map(|(_, rules)| explicit_exact_paths(rules))
+                    .collect();
+                let mut vh_tables = Vec::new();
+                for (h, rules) in &selected {
+                    let mut suppress: Vec<String> = prefix_paths(rules)
+                        .filter(|p| vhost_exact.contains(p))
+                        .map(str::to_string)
+                        .collect();
+                    suppress.sort();
+                    suppress.dedup();
+                    let key = ((*h).clone(), suppress);
+                    let table = match tables.get(&key) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let exact: HashSet<&str> = explicit_exact_paths(rules)
+                                .chain(key.1.iter().map(String::as_str))
+                                .collect();
+                            let t = Arc::new(self.route_table(rules, &exact, &l.info));
+                            tables.insert(key, t.clone());
+                            t
+                        }
+                    };
+                    if !table.is_empty() {
+                        vh_tables.push(table);
+                    }
+                }
                 vhosts.push(Arc::new(VirtualHost {
                     name: b.clone(),
                     listener: l.info.clone(),
-                    routes: table,
+                    tables: vh_tables,
                 }));
             }
             owned.push(lh);
@@ -376,16 +406,15 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    fn route_table(&mut self, rules: &[&MergedRule], listener: &ListenerInfo) -> RouteTable {
-        // Explicit Exact paths of the whole virtual host suppress the exact half of a
-        // PathPrefix expansion (§4.1).
-        let explicit_exact: HashSet<&str> = rules
-            .iter()
-            .flat_map(|r| r.matches.iter())
-            .filter_map(|m| m.path.as_ref())
-            .filter(|p| p.match_type.as_deref() == Some("Exact"))
-            .filter_map(|p| p.value.as_deref())
-            .collect();
+    /// One hostname group's rules as an indexed table. `explicit_exact`: the Exact paths of
+    /// the virtual host, which suppress the exact half of a PathPrefix expansion (§4.1).
+    fn route_table(
+        &mut self,
+        rules: &[MergedRule],
+        explicit_exact: &HashSet<&str>,
+        listener: &ListenerInfo,
+    ) -> RouteTable {
+        let explicit_exact = explicit_exact.clone();
         let mut entries = Vec::new();
         for rule in rules {
             let action = match self.action(rule, listener) {
@@ -723,6 +752,29 @@ impl<'a> Ctx<'a> {
         }
         (!keys.is_empty() && keys.len() == certs.len()).then(|| Arc::new(CertSet { keys }))
     }
+}
+
+fn explicit_exact_paths(rules: &[MergedRule]) -> impl Iterator<Item = &str> {
+    rules
+        .iter()
+        .flat_map(|r| r.matches.iter())
+        .filter_map(|m| m.path.as_ref())
+        .filter(|p| p.match_type.as_deref() == Some("Exact"))
+        .filter_map(|p| p.value.as_deref())
+}
+
+/// PathPrefix values (without trailing `/`; `/` for the root) of a group's rules.
+fn prefix_paths(rules: &[MergedRule]) -> impl Iterator<Item = &str> {
+    rules
+        .iter()
+        .flat_map(|r| r.matches.iter())
+        .filter_map(|m| m.path.as_ref())
+        .filter(|p| p.match_type.as_deref() == Some("PathPrefix"))
+        .filter_map(|p| p.value.as_deref())
+        .map(|v| match v.trim_end_matches('/') {
+            "" => "/",
+            t => t,
+        })
 }
 
 fn header_mods(m: Option<&HeaderModifier>) -> Result<HeaderMods, String> {

@@ -14,7 +14,7 @@ pub mod matchers;
 mod merge;
 mod resolve;
 pub mod route_table;
-mod summary;
+pub mod summary;
 
 use backends::WeightedBackends;
 use certs::CertSet;
@@ -84,12 +84,46 @@ pub struct ListenerInfo {
     pub label: String,
 }
 
+/// A virtual host: the route tables of the hostname groups that apply to it (§3.5), most
+/// exact hostname first. Tables are shared between virtual hosts (a generic `to[]` entry's
+/// rules apply to every host of the listener, but are compiled once); lookup takes the best
+/// match across them by Kuma's precedence, the group order breaking ties (§4.5 step 8).
 #[derive(Debug)]
 pub struct VirtualHost {
     /// Kuma's binding hostname (§3.5).
     pub name: String,
     pub listener: Arc<ListenerInfo>,
-    pub routes: RouteTable,
+    pub tables: Vec<Arc<RouteTable>>,
+}
+
+/// Where a matched entry lives: (table, entry) indexes into a [`VirtualHost`].
+pub type EntryRef = (usize, usize);
+
+impl VirtualHost {
+    pub fn find(&self, req: &matchers::RequestView<'_>) -> Option<EntryRef> {
+        let mut best: Option<(EntryRef, &route_table::RouteEntry)> = None;
+        for (t, table) in self.tables.iter().enumerate() {
+            let Some(i) = table.find_index(req) else {
+                continue;
+            };
+            let Some(e) = table.entries().get(i) else {
+                continue;
+            };
+            // Strictly better only: on a tie the earlier (more exact hostname) group wins.
+            if best.is_none_or(|(_, b)| e.precedence() < b.precedence()) {
+                best = Some(((t, i), e));
+            }
+        }
+        best.map(|(r, _)| r)
+    }
+
+    pub fn entry(&self, (t, i): EntryRef) -> Option<&route_table::RouteEntry> {
+        self.tables.get(t)?.entries().get(i)
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.tables.iter().map(|t| t.len()).sum()
+    }
 }
 
 /// An HTTPS listener hostname: the certificate and the route table chosen by SNI (§3.7).
@@ -150,10 +184,10 @@ pub struct Snapshot {
     pub generation: u64,
     pub gateway: GatewayIdentity,
     pub ports: HashMap<u16, Arc<Port>>,
-    /// Number of route entries across all virtual hosts (metrics, logs).
+    /// Number of compiled route entries (shared tables counted once).
     pub route_entries: usize,
-    /// Pre-rendered description for `GET /config`.
-    pub summary: serde_json::Value,
+    /// Every backend the routes resolve to (for `/config`).
+    pub backends: Vec<Arc<backends::Backend>>,
 }
 
 impl Snapshot {
@@ -184,7 +218,10 @@ impl Snapshot {
         req: &matchers::RequestView<'_>,
     ) -> Option<&route_table::RouteEntry> {
         match &self.port(port)?.serving {
-            Serving::Http { vhosts } => vhosts.lookup(host)?.routes.find(req),
+            Serving::Http { vhosts } => {
+                let vh = vhosts.lookup(host)?;
+                vh.entry(vh.find(req)?)
+            }
             _ => None,
         }
     }

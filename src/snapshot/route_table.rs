@@ -7,13 +7,13 @@
 //! 1. exact paths: a hash map from path to the entries for it (already in sorted order);
 //! 2. prefixes: a segment trie; the entries on the trie path of the request, deepest node
 //!    first, are exactly the matching prefix entries, longest first;
-//! 3. regexes last: one `RegexSet` pass finds the candidates.
+//! 3. regexes last, indexed by the first path segment their pattern starts with literally
+//!    (`/api/v[0-9]+` is only tried for paths under `/api/`), the rest tried in order.
 //!
 //! Each candidate still checks its method/header/query conditions.
 
 use super::action::{Action, PathRewrite};
 use super::matchers::{Conditions, PathKind, PathMatcher, RequestView};
-use regex::RegexSet;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ impl RouteEntry {
     /// Kuma's sort key (`pkg/plugins/runtime/gateway/route/sorter.go`): exact < prefix < regex,
     /// longer path first, method before none, more headers, more query params, then the
     /// path string.
-    fn precedence(&self) -> Precedence<'_> {
+    pub fn precedence(&self) -> Precedence<'_> {
         (
             self.path.kind,
             Reverse(self.path.value.len()),
@@ -46,7 +46,7 @@ impl RouteEntry {
 }
 
 /// Sort key of an entry; `Ord` is Kuma's precedence, most specific first.
-type Precedence<'a> = (
+pub type Precedence<'a> = (
     PathKind,
     Reverse<usize>,
     Reverse<bool>,
@@ -66,12 +66,11 @@ pub struct RouteTable {
     entries: Vec<RouteEntry>,
     exact: HashMap<String, Vec<u32>>,
     prefixes: PrefixNode,
-    regexes: Vec<u32>,
-    regex_set: Option<RegexSet>,
+    /// Regex entries whose pattern starts with a literal `/segment/`, by that segment.
+    regex_by_segment: HashMap<Box<str>, Vec<u32>>,
+    /// Regex entries without such a prefix; every path may match them.
+    regex_other: Vec<u32>,
 }
-
-/// Below this many regex entries, trying each is cheaper than a `RegexSet` pass.
-const REGEX_SET_THRESHOLD: usize = 8;
 
 impl RouteTable {
     /// `entries` in Kuma's pre-sort order (more exact hostname first, then declaration);
@@ -90,18 +89,15 @@ impl RouteTable {
                     }
                     node.entries.push(i);
                 }
-                PathKind::Regex => table.regexes.push(i),
+                PathKind::Regex => match literal_first_segment(&e.path.value) {
+                    Some(seg) => table
+                        .regex_by_segment
+                        .entry(seg.into())
+                        .or_default()
+                        .push(i),
+                    None => table.regex_other.push(i),
+                },
             }
-        }
-        if table.regexes.len() >= REGEX_SET_THRESHOLD {
-            let patterns = table.regexes.iter().filter_map(|&i| {
-                entries[i as usize]
-                    .path
-                    .regex
-                    .as_ref()
-                    .map(|r| r.as_str().to_string())
-            });
-            table.regex_set = RegexSet::new(patterns).ok();
         }
         table.entries = entries;
         table
@@ -167,24 +163,45 @@ impl RouteTable {
     }
 
     fn find_regex(&self, req: &RequestView<'_>) -> Option<&RouteEntry> {
-        if self.regexes.is_empty() {
-            return None;
-        }
-        match &self.regex_set {
-            Some(set) => {
-                let hits = set.matches(req.path);
-                hits.iter()
-                    .filter_map(|k| self.regexes.get(k))
-                    .filter_map(|&i| self.entries.get(i as usize))
-                    .find(|e| e.conditions.matches(req))
-            }
-            None => self
-                .regexes
-                .iter()
+        let by_segment = req
+            .path
+            .strip_prefix('/')
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(seg, _)| self.regex_by_segment.get(seg));
+        let try_ids = |ids: &[u32]| {
+            ids.iter()
                 .filter_map(|&i| self.entries.get(i as usize))
-                .find(|e| e.path.matches(req.path) && e.conditions.matches(req)),
+                .find(|e| e.path.matches(req.path) && e.conditions.matches(req))
+        };
+        // Both lists are in precedence order; the winner is the earlier of their first hits.
+        match (
+            by_segment.and_then(|ids| try_ids(ids)),
+            try_ids(&self.regex_other),
+        ) {
+            (Some(a), Some(b)) => Some(if a.precedence() <= b.precedence() {
+                a
+            } else {
+                b
+            }),
+            (a, b) => a.or(b),
         }
     }
+}
+
+/// The first path segment a regex pattern matches literally and completely (`/api/v[0-9]+`
+/// → `api`), so it can only match paths under `/api/`. `None` when the pattern does not start
+/// with a literal `/segment/` (metacharacters, flags, alternations).
+fn literal_first_segment(pattern: &str) -> Option<&str> {
+    let p = pattern.strip_prefix('^').unwrap_or(pattern);
+    let rest = p.strip_prefix('/')?;
+    let end = rest.find('/')?;
+    let seg = &rest[..end];
+    let literal = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '~';
+    // A top-level alternation could make the literal optional (`/a/x|/b`).
+    if seg.is_empty() || !seg.chars().all(literal) || pattern.contains('|') {
+        return None;
+    }
+    Some(seg)
 }
 
 /// `/a/b/` → `["a", "b"]`; `/` → `[]`.
@@ -287,6 +304,23 @@ mod tests {
         let h = HeaderMap::new();
         assert_eq!(find(&t, "/r7/abc", &h), Some("r7"));
         assert_eq!(find(&t, "/r7/ABC", &h), None);
+    }
+
+    #[test]
+    fn regex_literal_segment_index() {
+        assert_eq!(literal_first_segment("/api/v[0-9]+"), Some("api"));
+        assert_eq!(literal_first_segment("^/api/.*"), Some("api"));
+        assert_eq!(literal_first_segment("/ap[a-z]/x"), None);
+        assert_eq!(literal_first_segment("/a/x|/b/y"), None);
+        assert_eq!(literal_first_segment("/[a-z]+/x"), None);
+        // An unindexed regex still competes by precedence with an indexed one.
+        let t = RouteTable::new(vec![
+            entry(PathKind::Regex, "/.*/x", "short"),
+            entry(PathKind::Regex, "/api/[a-z]+/x", "long"),
+        ]);
+        let h = HeaderMap::new();
+        assert_eq!(find(&t, "/api/b/x", &h), Some("long"));
+        assert_eq!(find(&t, "/zz/x", &h), Some("short"));
     }
 
     #[test]

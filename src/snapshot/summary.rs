@@ -1,26 +1,26 @@
-//! The JSON description of a snapshot served by `GET /config`, rendered once per snapshot.
+//! The JSON description of a snapshot served by `GET /config`, rendered on request (a
+//! snapshot with 10,000 routes would otherwise carry a document of tens of megabytes).
+//! By default virtual hosts show their entry counts; `full` lists every route entry.
 
 use super::action::Action;
 use super::backends::{Backend, BackendState};
 use super::route_table::RouteTable;
-use super::{GatewayIdentity, Port, Serving, VirtualHost};
+use super::{GatewayIdentity, Port, Serving, Snapshot, VirtualHost};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub fn describe<'a>(
-    gw: &GatewayIdentity,
-    ports: &HashMap<u16, Arc<Port>>,
-    backends: impl Iterator<Item = &'a Arc<Backend>>,
-) -> Value {
+pub fn describe(snap: &Snapshot, full: bool) -> Value {
+    let gw: &GatewayIdentity = &snap.gateway;
+    let ports: &HashMap<u16, Arc<Port>> = &snap.ports;
     let mut port_numbers: Vec<&u16> = ports.keys().collect();
     port_numbers.sort();
     let ports_json: Vec<Value> = port_numbers
         .into_iter()
         .filter_map(|p| ports.get(p))
-        .map(|p| port(p))
+        .map(|p| port(p, full))
         .collect();
-    let mut backends: Vec<&Arc<Backend>> = backends.collect();
+    let mut backends: Vec<&Arc<Backend>> = snap.backends.iter().collect();
     backends.sort_by(|a, b| a.key.cmp(&b.key));
     json!({
         "gateway": {"name": gw.name, "mesh": gw.mesh, "service": gw.service},
@@ -29,14 +29,14 @@ pub fn describe<'a>(
     })
 }
 
-fn port(p: &Port) -> Value {
+fn port(p: &Port, full: bool) -> Value {
     let detail = match &p.serving {
-        Serving::Http { vhosts } => json!({"virtual_hosts": vhosts_json(vhosts.values())}),
+        Serving::Http { vhosts } => json!({"virtual_hosts": vhosts_json(vhosts.values(), full)}),
         Serving::Https { chains } => json!({
             "sni": chains.values().map(|c| json!({
                 "listener_hostname": c.listener.hostname,
                 "certificates": c.certs.keys.len(),
-                "virtual_hosts": vhosts_json(c.vhosts.values()),
+                "virtual_hosts": vhosts_json(c.vhosts.values(), full),
             })).collect::<Vec<_>>()
         }),
         Serving::Tcp { backends, .. } => json!({"backends": backends.describe()}),
@@ -56,16 +56,21 @@ fn port(p: &Port) -> Value {
     })
 }
 
-fn vhosts_json<'a>(vhosts: impl Iterator<Item = &'a Arc<VirtualHost>>) -> Vec<Value> {
+fn vhosts_json<'a>(vhosts: impl Iterator<Item = &'a Arc<VirtualHost>>, full: bool) -> Vec<Value> {
     let mut v: Vec<&Arc<VirtualHost>> = vhosts.collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v.iter()
         .map(|vh| {
-            json!({
+            let mut doc = json!({
                 "name": vh.name,
                 "listener": vh.listener.label,
-                "routes": routes_json(&vh.routes),
-            })
+                "route_entries": vh.entry_count(),
+            });
+            if full {
+                let routes: Vec<Value> = vh.tables.iter().flat_map(|t| routes_json(t)).collect();
+                doc["routes"] = Value::Array(routes);
+            }
+            doc
         })
         .collect()
 }

@@ -51,16 +51,11 @@ pub fn validate_mesh_service(r: &mut Report, spec: &MeshService) {
         let target = at.field("targetPort");
         match &p.target_port {
             None => {}
-            Some(Value::Number(n)) => {
-                if !n.as_i64().is_some_and(valid_port) {
-                    r.add(&target, PORT_RANGE);
-                }
+            Some(Value::Number(n)) if !n.as_i64().is_some_and(valid_port) => {
+                r.add(&target, PORT_RANGE);
             }
-            Some(Value::String(s)) => {
-                if s.is_empty() {
-                    r.add(&target, CANNOT_BE_EMPTY);
-                }
-            }
+            Some(Value::String(s)) if s.is_empty() => r.add(&target, CANNOT_BE_EMPTY),
+            Some(Value::Number(_) | Value::String(_)) => {}
             Some(_) => r.add(&target, "must be a port number or an inbound name"),
         }
     }
