@@ -46,8 +46,12 @@ pub fn validate_backend_refs(
         validate_port_and_weight(r, &at, b);
     }
     // meshgate: with every weight 0 no backend could ever be picked. A single ref is exempt:
-    // Kuma's gateway then still sends it all traffic (semantics §6.3).
-    if refs.len() >= 2 && refs.iter().all(|b| b.effective_weight() == 0) {
+    // Kuma's gateway then still sends it all traffic (semantics §6.3). For MeshHTTPRoute the
+    // rule is served and matching requests get 500, the Gateway API rule the semantics
+    // recommend (§6.3, acceptance kuma-s49); a TCP proxy has no status to answer with, so a
+    // MeshTCPRoute that could never connect anywhere is refused instead (§7.2).
+    if route == RouteKind::Tcp && refs.len() >= 2 && refs.iter().all(|b| b.effective_weight() == 0)
+    {
         r.add(path, "the sum of weights must be greater than 0");
     }
 }
@@ -147,6 +151,12 @@ mod tests {
         assert!(check("[{kind: MeshService, name: a, weight: 0}]", RouteKind::Http).is_empty());
         assert!(check(
             "[{kind: MeshService, name: a, weight: 0}, {kind: MeshService, name: b}]",
+            RouteKind::Http
+        )
+        .is_empty());
+        // HTTP: served, answered 500 per request.
+        assert!(check(
+            "[{kind: MeshService, name: a, weight: 0}, {kind: MeshService, name: b, weight: 0}]",
             RouteKind::Http
         )
         .is_empty());

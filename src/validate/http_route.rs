@@ -174,7 +174,6 @@ mod tests {
             &gw_rule("matches: [{path: {type: PathPrefix, value: /}}]\n      default:\n        backendRefs:\n        - {kind: MeshService, name: a, weight: 0}\n        - {kind: MeshService, name: b, weight: 0}\n        - {kind: MeshMultiZoneService, name: c, weight: 0}"),
             &[
                 "spec.to[0].rules[0].default.backendRefs[2].port: must be defined with kind MeshMultiZoneService",
-                "spec.to[0].rules[0].default.backendRefs: the sum of weights must be greater than 0",
             ],
         );
         assert_yaml(
