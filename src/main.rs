@@ -125,6 +125,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    meshgate::reload::release_freed_memory();
     for w in &built.warnings {
         warn!("{w}");
     }
