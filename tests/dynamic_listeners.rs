@@ -140,8 +140,8 @@ fn unbindable_port_is_reported_and_retried() {
         let err = cfg["listeners"]["errors"][busy_port.to_string()]
             .as_str()
             .map(str::to_string);
-        if ready.status == 503 && err.is_some() {
-            assert!(err.unwrap().contains("bind"), "error names the cause");
+        if let (503, Some(err)) = (ready.status, err) {
+            assert!(err.contains("bind"), "error names the cause: {err}");
             break;
         }
         assert!(

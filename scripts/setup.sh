@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine lacks for building and testing meshgate.
+#
+# Usage: scripts/setup.sh [PACKAGE...]
+#   no arguments: the full list below; with arguments: only those apt packages.
+#
+# Idempotent: packages already installed are skipped; `apt-get update` runs once, and only
+# when something is missing. Uses sudo only when not root. Talks to nothing but apt.
+# The Rust toolchain itself (cargo, rustfmt, clippy) is expected to be present: it does not
+# come from apt, and CI images ship it.
+set -euo pipefail
+
+# Why each package is needed:
+#   build-essential, pkg-config, cmake  C toolchain for crates with native code; Pingora needs cmake
+#   ca-certificates                     HTTPS to crates.io
+#   curl                                README/demo commands, scripts/smoke.sh
+#   openssl                             test certificates (HTTPS/TLS scenarios)
+#   python3                             demo backends, acceptance runner, script helpers
+#   nginx-light, haproxy, wrk,          benchmarks against reference proxies (scripts/bench.sh)
+#   nghttp2-client (h2load)
+#   systemd (systemd-analyze)           scripts/check_systemd_unit.sh
+#   procps (ps, pgrep -P), lsof         process and socket checks in scripts
+DEFAULT_PACKAGES=(
+    build-essential pkg-config cmake ca-certificates
+    curl openssl python3
+    nginx-light haproxy wrk nghttp2-client
+    systemd procps lsof
+)
+
+if [[ $# -gt 0 ]]; then
+    wanted=("$@")
+else
+    wanted=("${DEFAULT_PACKAGES[@]}")
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: not a Debian-like system (no dpkg/apt-get); install these yourself: ${wanted[*]}" >&2
+    exit 0
+fi
+
+installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+missing=()
+for pkg in "${wanted[@]}"; do
+    installed "$pkg" || missing+=("$pkg")
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "setup.sh: all ${#wanted[@]} packages already installed"
+    exit 0
+fi
+
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        echo "setup.sh: missing packages (${missing[*]}) and not root without sudo; install them as root" >&2
+        exit 1
+    fi
+    SUDO=(sudo)
+fi
+
+echo "setup.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+
+# A package that no longer exists in this release (nginx-light was dropped after Debian 12)
+# is replaced by its successor instead of failing the whole install.
+to_install=()
+for pkg in "${missing[@]}"; do
+    if apt-cache show "$pkg" >/dev/null 2>&1; then
+        to_install+=("$pkg")
+    elif [[ "$pkg" == nginx-light ]] && apt-cache show nginx >/dev/null 2>&1; then
+        installed nginx || to_install+=(nginx)
+    else
+        echo "setup.sh: warning: package $pkg is not available from apt here; skipped" >&2
+    fi
+done
+
+if [[ ${#to_install[@]} -gt 0 ]]; then
+    "${SUDO[@]}" apt-get install -y --no-install-recommends "${to_install[@]}"
+fi
+
+echo "setup.sh: done"
