@@ -5,8 +5,11 @@
 #   3. cargo clippy --release --all-targets -- -D warnings
 #   4. cargo build --release
 #   5. cargo test --release                              (unit tests + black-box tests in tests/)
-#   6. scripts/smoke.sh                                  (if present and executable)
-#   7. python3 ../shared/acceptance/run.py --bin target/release/meshgate
+#   6. scripts/smoke.sh                                  (curl checks of conf/policies)
+#   7. operations: scripts/upgrade_test.sh (zero-downtime upgrade + reload under load),
+#      python3 scripts/hostile_test.py (hostile HTTP/1.x battery), scripts/check_systemd_unit.sh,
+#      scripts/install.sh --root TMP, scripts/check_dockerfile.sh
+#   8. python3 ../shared/acceptance/run.py --bin target/release/meshgate
 #                                                        (if ../shared/acceptance/run.py exists)
 # Every step runs even when an earlier one failed (one run shows every problem), except that
 # steps needing the binary are skipped when the build failed. Ends with one line per step and
@@ -88,6 +91,14 @@ if [[ "$built" -eq 1 ]]; then
         skip smoke "scripts/smoke.sh not present"
     fi
 
+    step upgrade scripts/upgrade_test.sh || true
+    step hostile python3 scripts/hostile_test.py "$ROOT/target/release/meshgate" || true
+    step systemd-unit scripts/check_systemd_unit.sh || true
+    install_root="$(mktemp -d)"
+    step install scripts/install.sh --root "$install_root" --bin "$ROOT/target/release/meshgate" --no-start || true
+    rm -rf "$install_root"
+    step dockerfile scripts/check_dockerfile.sh || true
+
     ACCEPTANCE="$ROOT/../shared/acceptance/run.py"
     if [[ -f "$ACCEPTANCE" ]]; then
         # shellcheck disable=SC2086 # ACCEPTANCE_ARGS is a list of words on purpose
@@ -98,6 +109,7 @@ if [[ "$built" -eq 1 ]]; then
 else
     skip "cargo test" "build failed"
     skip smoke "build failed"
+    skip operations "build failed"
     skip acceptance "build failed"
 fi
 
