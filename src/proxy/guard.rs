@@ -50,6 +50,7 @@ pub enum Refusal {
     Underscore,
     BadFraming,
     BadHeader,
+    BadVersion,
 }
 
 impl Refusal {
@@ -57,9 +58,11 @@ impl Refusal {
         match self {
             Refusal::Timeout => "408 Request Timeout",
             Refusal::TooLarge => "431 Request Header Fields Too Large",
-            Refusal::BadTarget | Refusal::Underscore | Refusal::BadFraming | Refusal::BadHeader => {
-                "400 Bad Request"
-            }
+            Refusal::BadTarget
+            | Refusal::Underscore
+            | Refusal::BadFraming
+            | Refusal::BadHeader
+            | Refusal::BadVersion => "400 Bad Request",
         }
     }
 
@@ -71,6 +74,7 @@ impl Refusal {
             Refusal::Underscore => "underscore_header",
             Refusal::BadFraming => "bad_framing",
             Refusal::BadHeader => "bad_header",
+            Refusal::BadVersion => "bad_version",
         }
     }
 }
@@ -88,6 +92,8 @@ enum Phase {
     Chunked,
     /// Upgraded or CONNECT: raw bytes, nothing more to check.
     Off,
+    /// A later request was refused: nothing more is read from the client.
+    Closed,
 }
 
 /// Incremental scanner of one request head.
@@ -102,6 +108,10 @@ struct HeadScan {
     chunked: bool,
     upgrade: bool,
     connect: bool,
+    http10: bool,
+    /// The authority of an absolute-form target (`GET http://a.test/x`), lower-cased.
+    absolute_authority: Option<Vec<u8>>,
+    host: Option<Vec<u8>>,
 }
 
 enum Scan {
@@ -140,6 +150,13 @@ impl HeadScan {
                 continue;
             }
             if line.is_empty() {
+                // An absolute-form target and Host must name the same authority: a proxy
+                // routing by one while the backend trusts the other is a classic bypass.
+                if let Some(a) = &self.absolute_authority {
+                    if self.host.as_deref() != Some(a.as_slice()) {
+                        return Scan::Refuse(Refusal::BadTarget);
+                    }
+                }
                 return Scan::Done(i + 1);
             }
             self.fields += 1;
@@ -159,8 +176,27 @@ impl HeadScan {
         let method = parts.next().unwrap_or_default();
         let target = parts.next().unwrap_or_default();
         let version = parts.next().unwrap_or_default();
-        if parts.next().is_some() || target.is_empty() || !version.starts_with(b"HTTP/") {
+        if parts.next().is_some() || target.is_empty() {
             return Err(Refusal::BadTarget);
+        }
+        if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
+            return Err(Refusal::BadVersion); // incl. an HTTP/2 preface on an HTTP/1 port
+        }
+        self.http10 = version == b"HTTP/1.0";
+        let lower = target.to_ascii_lowercase();
+        if let Some(rest) = lower
+            .strip_prefix(b"http://")
+            .or_else(|| lower.strip_prefix(b"https://"))
+        {
+            let end = rest
+                .iter()
+                .position(|&c| c == b'/' || c == b'?')
+                .unwrap_or(rest.len());
+            let authority = &rest[..end];
+            if authority.is_empty() || authority.contains(&b'@') {
+                return Err(Refusal::BadTarget); // userinfo is forbidden (RFC 9110 §4.2.4)
+            }
+            self.absolute_authority = Some(authority.to_vec());
         }
         if target.iter().any(|&c| c < 0x21 || c == 0x7f) {
             return Err(Refusal::BadTarget);
@@ -184,6 +220,9 @@ impl HeadScan {
             return Err(Refusal::Underscore);
         }
         let value = trim(&line[colon + 1..]);
+        if value.iter().any(|&c| (c < b' ' && c != b'\t') || c == 0x7f) {
+            return Err(Refusal::BadHeader); // NUL, bare CR and other controls (RFC 9110 §5.5)
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
             let parsed = std::str::from_utf8(value)
                 .ok()
@@ -200,12 +239,15 @@ impl HeadScan {
                 .next()
                 .map(trim)
                 .unwrap_or_default();
-            if !last.eq_ignore_ascii_case(b"chunked") {
-                return Err(Refusal::BadFraming); // RFC 9112 §6.3: chunked must be final
+            if !last.eq_ignore_ascii_case(b"chunked") || self.http10 {
+                // RFC 9112 §6.3: chunked must be final; §6.1: TE in HTTP/1.0 is faulty framing
+                return Err(Refusal::BadFraming);
             }
             self.chunked = true;
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"host") {
+            self.host = Some(value.to_ascii_lowercase());
         }
         if self.chunked && self.content_length.is_some() {
             // RFC 9112 §6.1 allows "use TE, then close"; refusing is simpler and leaves no
@@ -254,7 +296,23 @@ pub struct Guarded {
     /// A refusal being written: the response bytes and how many are out.
     refusal: Option<(Vec<u8>, usize)>,
     done: bool,
+    /// Bytes cleared for Pingora, and how many of them it has taken.
+    ready: Vec<u8>,
+    ready_pos: usize,
+    /// The current head, held back until it is complete and checked: Pingora never sees
+    /// part of a head that is then refused.
+    held: Vec<u8>,
+    /// A request was already handed to Pingora on this connection.
+    delivered: bool,
+    /// A deferred refusal is queued: after `ready`, client bytes are discarded.
+    eof_after_ready: bool,
 }
+
+/// The header by which a refusal reaches the HTTP layer when an earlier request on the
+/// connection is still being answered. Pipelined responses must stay in order, so the guard
+/// cannot write its answer itself then: it hands Pingora this stand-in request instead, which
+/// `HttpGateway::early_request_filter` answers with the status, closing the connection.
+pub const REFUSED_HEADER: &str = "x-meshgate-refused";
 
 impl Guarded {
     pub fn new(inner: Stream, limits: Arc<Limits>, listener: Arc<str>) -> Self {
@@ -270,6 +328,11 @@ impl Guarded {
             deadline,
             refusal: None,
             done: false,
+            ready: Vec::new(),
+            ready_pos: 0,
+            held: Vec::new(),
+            delivered: false,
+            eof_after_ready: false,
         }
     }
 
@@ -278,6 +341,18 @@ impl Guarded {
             .http_rejected
             .with_label_values(&[&self.listener, r.reason()])
             .inc();
+        self.held.clear();
+        self.deadline = None;
+        if self.delivered {
+            let status = &r.status_line()[..3];
+            let stand_in = format!(
+                "GET / HTTP/1.1\r\nhost: refused.meshgate\r\n{REFUSED_HEADER}: {status}\r\n\r\n"
+            );
+            self.ready.extend_from_slice(stand_in.as_bytes());
+            self.eof_after_ready = true;
+            self.phase = Phase::Closed;
+            return;
+        }
         let resp = format!(
             "HTTP/1.1 {}\r\nserver: {SERVER}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
             r.status_line()
@@ -286,13 +361,19 @@ impl Guarded {
         self.deadline = None;
     }
 
-    /// Runs the head scanner over freshly read bytes, moving through phases.
+    /// Runs the head scanner over freshly read bytes, moving them to `ready` (bodies, checked
+    /// heads) or `held` (an incomplete head).
     fn inspect(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             match self.phase.clone() {
-                Phase::Off | Phase::Chunked => return,
+                Phase::Closed => return,
+                Phase::Off | Phase::Chunked => {
+                    self.ready.extend_from_slice(data);
+                    return;
+                }
                 Phase::Body(n) => {
                     let take = (n as usize).min(data.len());
+                    self.ready.extend_from_slice(&data[..take]);
                     data = &data[take..];
                     let left = n - take as u64;
                     self.phase = if left == 0 {
@@ -307,12 +388,18 @@ impl Guarded {
                     self.deadline = Some(Box::pin(tokio::time::sleep(self.limits.header_timeout)));
                 }
                 Phase::Head => match self.scan.feed(data, &self.limits) {
-                    Scan::More => return,
+                    Scan::More => {
+                        self.held.extend_from_slice(data);
+                        return;
+                    }
                     Scan::Refuse(r) => {
                         self.refuse(r);
                         return;
                     }
                     Scan::Done(used) => {
+                        self.held.extend_from_slice(&data[..used]);
+                        self.ready.append(&mut self.held);
+                        self.delivered = true;
                         data = &data[used..];
                         self.phase = self.scan.next_phase();
                         self.deadline = None;
@@ -333,7 +420,7 @@ impl AsyncRead for Guarded {
         if this.done {
             return Poll::Ready(Ok(()));
         }
-        if this.refusal.is_none() && this.phase == Phase::Head {
+        if this.refusal.is_none() && this.phase == Phase::Head && !this.eof_after_ready {
             if let Some(d) = this.deadline.as_mut() {
                 if d.as_mut().poll(cx).is_ready() {
                     this.refuse(Refusal::Timeout);
@@ -355,22 +442,42 @@ impl AsyncRead for Guarded {
             this.done = true;
             return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let fresh = buf.filled()[before..].to_vec();
-                if this.phase != Phase::Off && !fresh.is_empty() {
-                    this.inspect(&fresh);
+        loop {
+            if this.ready_pos < this.ready.len() {
+                let n = (this.ready.len() - this.ready_pos).min(buf.remaining());
+                buf.put_slice(&this.ready[this.ready_pos..this.ready_pos + n]);
+                this.ready_pos += n;
+                if this.ready_pos == this.ready.len() {
+                    this.ready.clear();
+                    this.ready_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut tmp = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut tmp) {
+                Poll::Ready(Ok(())) => {
+                    let fresh = tmp.filled();
+                    if fresh.is_empty() {
+                        return Poll::Ready(Ok(())); // the client closed
+                    }
+                    if this.eof_after_ready {
+                        // After a refused request nothing more is taken from the client; the
+                        // stream is not ended either, or Pingora would take it for a client
+                        // that went away and abort the requests still being answered.
+                        continue;
+                    }
+                    this.inspect(fresh);
                     if this.refusal.is_some() {
-                        // Hide the refused bytes from Pingora and answer on the next poll.
-                        buf.set_filled(before);
+                        // Answer (write the refusal) on the next poll.
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
+                    // Loop: deliver what became ready, or read more of a held head.
                 }
-                Poll::Ready(Ok(()))
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
             }
-            other => other,
         }
     }
 }
@@ -553,6 +660,38 @@ mod tests {
         assert_eq!(scan(fold), Err(Refusal::BadHeader));
         let space = b"GET / HTTP/1.1\r\nx-a : 1\r\n\r\n";
         assert_eq!(scan(space), Err(Refusal::BadHeader));
+    }
+
+    #[test]
+    fn bad_versions_and_control_bytes_in_values_are_refused() {
+        assert_eq!(scan(b"GET / HTTP/1.2\r\n\r\n"), Err(Refusal::BadVersion));
+        assert_eq!(scan(b"PRI * HTTP/2.0\r\n\r\n"), Err(Refusal::BadVersion));
+        assert_eq!(
+            scan(b"GET / HTTP/1.1\r\nx-a: a\x00b\r\n\r\n"),
+            Err(Refusal::BadHeader)
+        );
+        assert_eq!(
+            scan(b"GET / HTTP/1.1\r\nx-a: a\rb\r\n\r\n"),
+            Err(Refusal::BadHeader)
+        );
+        assert_eq!(
+            scan(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(Refusal::BadFraming)
+        );
+        assert!(scan(b"GET / HTTP/1.1\r\nx-a: a\tb\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn absolute_form_must_agree_with_host() {
+        assert!(scan(b"GET http://a.test/x HTTP/1.1\r\nHost: A.test\r\n\r\n").is_ok());
+        assert_eq!(
+            scan(b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\n\r\n"),
+            Err(Refusal::BadTarget)
+        );
+        assert_eq!(
+            scan(b"GET http://u@a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+            Err(Refusal::BadTarget)
+        );
     }
 
     #[test]

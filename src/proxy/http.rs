@@ -333,6 +333,22 @@ impl ProxyHttp for HttpGateway {
         // Pipelined HTTP/1.1 requests are answered in order (RFC 9112 §9.3.2) instead of
         // Pingora's default of answering the first and closing.
         session.set_pipelining_enabled(true);
+        // A request the head guard refused behind a pipelined one (see guard::REFUSED_HEADER);
+        // the guard counted it already.
+        let refused = session
+            .req_header()
+            .headers
+            .get(super::guard::REFUSED_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok());
+        if let Some(status) = refused {
+            ctx.flags = "DPE";
+            session.set_keepalive(None);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "refused request head",
+            ));
+        }
         if let Err(reason) = check_host(session.req_header()) {
             ctx.flags = "DPE";
             let label = Self::local_port(session)
