@@ -112,19 +112,43 @@ RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/meshgate-bench.XXXXXX")
 # nginx workers drop root privileges; let them reach their temp dirs.
 chmod 755 "$RUN_DIR"
 STARTED=()
+
+# ours PID: PID is still a process this script started (its child, or the child of one, like
+# nginx's worker). A PID whose process has exited and been reaped can be reused by anyone's
+# process on this shared machine, so nothing is signalled without this check.
+ours() {
+    local rest fields parent
+    read -r rest 2>/dev/null <"/proc/$1/stat" || return 1
+    read -ra fields <<<"${rest##*) }"
+    [[ ${fields[0]} != Z ]] || return 1 # exited, not yet reaped
+    parent=${fields[1]}
+    [[ $parent == "$$" ]] && return 0
+    read -r rest 2>/dev/null <"/proc/$parent/stat" || return 1
+    read -ra fields <<<"${rest##*) }"
+    [[ ${fields[1]} == "$$" ]]
+}
+
+signal() { # SIG PID...
+    local sig=$1 pid
+    shift
+    for pid in "$@"; do
+        ! ours "$pid" || kill -"$sig" "$pid" 2>/dev/null || true
+    done
+}
+
 cleanup() {
     local pid i
     trap - EXIT INT TERM
     # Peers may be frozen (see only_run); a stopped process ignores SIGINT until continued.
-    for pid in "${STARTED[@]}"; do kill -CONT "$pid" 2>/dev/null || true; done
+    signal CONT "${STARTED[@]}"
     # SIGINT = fast stop for nginx, Pingora and wrk alike (Pingora's SIGTERM waits a grace period).
-    for pid in "${STARTED[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    signal INT "${STARTED[@]}"
     for pid in "${STARTED[@]}"; do
         for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
+            ours "$pid" || break
             sleep 0.1
         done
-        kill -KILL "$pid" 2>/dev/null || true
+        signal KILL "$pid"
     done
     if [[ $KEEP_RUN_DIR == 1 ]]; then log "run dir kept: $RUN_DIR"; else rm -rf "$RUN_DIR"; fi
 }
@@ -243,11 +267,12 @@ done
 # only_run PEER: SIGSTOP every other proxy so background work of idle peers (timers, file
 # watchers, a 10,000-route reload) cannot steal the shared proxy core; `only_run ""` thaws all.
 only_run() {
-    local p pid sig
+    local p sig
     for p in "${PEER_LIST[@]}"; do
         sig=CONT
         [[ -n $1 && $p != "$1" ]] && sig=STOP
-        for pid in ${PIDS[$p]}; do kill -"$sig" "$pid" 2>/dev/null || true; done
+        # shellcheck disable=SC2086 # PIDS holds a space-separated PID list
+        signal "$sig" ${PIDS[$p]}
     done
 }
 
@@ -304,7 +329,8 @@ if [[ -n ${MEASURE[$RELOAD_PEER]:-} ]] && ((RELOADS > 0)); then
     log "hot reload: $RELOADS reloads under wrk load"
     # Upper bound only: wrk is stopped with SIGINT (it then prints its totals) once the
     # reloads are done.
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d900s --latency -H "Host: $HOST_HEADER" \
+    # The cap covers every reload timing out (60 s each in benchlib.py) plus the gaps.
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d$((RELOADS * 62 + 60))s --latency -H "Host: $HOST_HEADER" \
         "http://127.0.0.1:${PORT[$RELOAD_PEER]}$REQ_PATH" >"$RUN_DIR/reload-wrk.txt" 2>&1 &
     wrk_pid=$!
     STARTED+=("$wrk_pid")
@@ -313,7 +339,7 @@ if [[ -n ${MEASURE[$RELOAD_PEER]:-} ]] && ((RELOADS > 0)); then
     STARTED+=("$!")
     wait "$!" || die "reload probe failed under load"
     sleep 1
-    kill -INT "$wrk_pid"
+    signal INT "$wrk_pid"
     wait "$wrk_pid" || true
     report_args+=(--reload-idle "$RUN_DIR/reload-idle.json" --reload-load "$RUN_DIR/reload-load.json"
         --reload-wrk "$RUN_DIR/reload-wrk.txt")
