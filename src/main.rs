@@ -6,7 +6,7 @@ use meshgate::admin::Admin;
 use meshgate::drain::DrainWatcher;
 use meshgate::listeners::ListenerManager;
 use meshgate::proxy::http::HttpGateway;
-use meshgate::reload::{build, PolicyWatcher};
+use meshgate::reload::{PolicyBuilder, PolicyWatcher};
 use meshgate::settings::Settings;
 use meshgate::snapshot::CompileOptions;
 use meshgate::state::GatewayState;
@@ -111,7 +111,19 @@ fn main() -> ExitCode {
         policy_dir: cli.policies.clone(),
     };
 
-    let built = match build(&cli.policies, &compile, 1) {
+    // Every snapshot, the first included, is built on the builder thread (see PolicyBuilder).
+    let builder = match PolicyBuilder::spawn() {
+        Ok(b) => b,
+        Err(e) => {
+            error!("cannot start the policy builder thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(first) = builder.build_blocking(&cli.policies, &compile, 1) else {
+        error!("the policy builder thread stopped");
+        return ExitCode::FAILURE;
+    };
+    let built = match first {
         Ok(b) => b,
         Err(rejected) => {
             println!("{}", render(&rejected.violations));
@@ -125,7 +137,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    meshgate::reload::release_freed_memory();
     for w in &built.warnings {
         warn!("{w}");
     }
@@ -193,7 +204,7 @@ fn main() -> ExitCode {
 
     let watcher = server.add_service(background_service(
         "policy-watcher",
-        PolicyWatcher::new(state.clone(), built.fingerprint),
+        PolicyWatcher::new(state.clone(), built.fingerprint, builder),
     ));
     server.add_service(background_service(
         "access-log",

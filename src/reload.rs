@@ -9,7 +9,7 @@
 //! `last_error`. SIGHUP forces a re-read.
 
 use crate::metrics::{unix_now, METRICS};
-use crate::resources::loader::{load_dir, policy_files};
+use crate::resources::loader::{list_files, load_text, policy_files, read_file, Loaded};
 use crate::snapshot::{compile, CompileOptions, Snapshot};
 use crate::state::GatewayState;
 use crate::validate::validate;
@@ -18,6 +18,9 @@ use async_trait::async_trait;
 use log::{error, info, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,16 +55,102 @@ pub fn release_freed_memory() {
 
 /// Loads, validates and compiles `dir`. Every problem is reported, not just the first.
 pub fn build(dir: &Path, opts: &CompileOptions, generation: u64) -> Result<Built, Rejected> {
+    build_cached(dir, opts, generation, &mut PolicyCache::default())
+}
+
+/// What one policy file decoded and validated to, kept while its content is unchanged.
+/// Kuma's validation rules look at one resource at a time, so a file's violations depend on
+/// its text alone; only compilation needs the whole directory.
+struct CachedFile {
+    content_hash: u64,
+    loaded: Loaded,
+    validation: Vec<Violation>,
+}
+
+/// Per-file results of the previous build: a reload re-reads every file (cheap) but parses
+/// and validates only those whose content changed (YAML decoding dominates a large
+/// directory's rebuild).
+#[derive(Default)]
+pub struct PolicyCache {
+    files: HashMap<String, CachedFile>,
+}
+
+/// [`build`], reusing `cache` for files whose content is unchanged and updating it.
+pub fn build_cached(
+    dir: &Path,
+    opts: &CompileOptions,
+    generation: u64,
+    cache: &mut PolicyCache,
+) -> Result<Built, Rejected> {
     let started = Instant::now();
-    let loaded = load_dir(dir);
-    let fingerprint = loaded.fingerprint;
+    let files = match list_files(dir) {
+        Ok(files) => files,
+        Err(v) => {
+            return Err(Rejected {
+                violations: vec![v],
+                fingerprint: 0,
+            })
+        }
+    };
+    let mut fingerprint = DefaultHasher::new();
+    let mut loaded = Loaded::default();
+    let mut validation = Vec::new();
+    let mut present = HashSet::with_capacity(files.len());
+    let mut reparsed = 0usize;
+    for (rel, path) in &files {
+        rel.hash(&mut fingerprint);
+        let text = match read_file(path) {
+            Ok(text) => text,
+            Err(e) => {
+                loaded.violations.push(Violation::file(rel, e));
+                continue;
+            }
+        };
+        let mut h = DefaultHasher::new();
+        text.hash(&mut h);
+        let content_hash = h.finish();
+        content_hash.hash(&mut fingerprint);
+        present.insert(rel.as_str());
+        let fresh = |rel: &str| {
+            let loaded = load_text(rel, &text);
+            let validation = validate(&loaded.resources);
+            CachedFile {
+                content_hash,
+                loaded,
+                validation,
+            }
+        };
+        let cached = match cache.files.entry(rel.clone()) {
+            Entry::Occupied(mut e) => {
+                if e.get().content_hash != content_hash {
+                    reparsed += 1;
+                    e.insert(fresh(rel));
+                }
+                e.into_mut()
+            }
+            Entry::Vacant(e) => {
+                reparsed += 1;
+                e.insert(fresh(rel))
+            }
+        };
+        loaded.append(Loaded {
+            resources: cached.loaded.resources.clone(),
+            violations: cached.loaded.violations.clone(),
+            warnings: cached.loaded.warnings.clone(),
+            fingerprint: 0,
+        });
+        validation.extend(cached.validation.iter().cloned());
+    }
+    cache.files.retain(|rel, _| present.contains(rel.as_str()));
+    let fingerprint = fingerprint.finish();
     let load_took = started.elapsed();
     let mut violations = loaded.violations;
-    violations.extend(validate(&loaded.resources));
+    // Load problems first, then rule violations, each in file order.
+    violations.extend(validation);
     log::debug!(
-        "policies: loaded in {:.1} ms, validated in {:.1} ms",
-        load_took.as_secs_f64() * 1000.0,
-        (started.elapsed() - load_took).as_secs_f64() * 1000.0
+        "policies: {} files ({reparsed} parsed) loaded and validated in {:.1} ms",
+        files.len(),
+        load_took.as_secs_f64() * 1000.0
     );
     if !violations.is_empty() {
         return Err(Rejected {
@@ -87,36 +176,152 @@ pub fn build(dir: &Path, opts: &CompileOptions, generation: u64) -> Result<Built
     }
 }
 
+/// The one thread every snapshot is built on.
+///
+/// A snapshot lives in the mimalloc heap of the thread that built it; when the old one is
+/// dropped (by whichever thread releases it last) its memory is only handed back once that
+/// heap collects. Building on one long-lived thread, which collects after every build and
+/// again shortly after a swap, keeps RSS flat across reloads; tokio's blocking pool spread
+/// snapshots over short-lived threads and RSS grew with every reload. The thread also owns
+/// the per-file [`PolicyCache`].
+pub struct PolicyBuilder {
+    /// The thread's queue and the process it was started in: `-d` forks after the first
+    /// build, and threads do not survive a fork, so the child starts its own.
+    worker: std::sync::Mutex<(u32, std::sync::mpsc::Sender<Job>)>,
+}
+
+enum Job {
+    Build {
+        dir: std::path::PathBuf,
+        opts: CompileOptions,
+        generation: u64,
+        reply: tokio::sync::oneshot::Sender<Result<Built, Rejected>>,
+    },
+    Collect,
+}
+
+fn start_worker() -> std::io::Result<std::sync::mpsc::Sender<Job>> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("policy-builder".into())
+        .spawn(move || {
+            let mut cache = PolicyCache::default();
+            for job in queue {
+                match job {
+                    Job::Build {
+                        dir,
+                        opts,
+                        generation,
+                        reply,
+                    } => {
+                        let built = build_cached(&dir, &opts, generation, &mut cache);
+                        release_freed_memory();
+                        let _ = reply.send(built);
+                    }
+                    Job::Collect => release_freed_memory(),
+                }
+            }
+        })?;
+    Ok(jobs)
+}
+
+impl PolicyBuilder {
+    pub fn spawn() -> std::io::Result<Self> {
+        Ok(PolicyBuilder {
+            worker: std::sync::Mutex::new((std::process::id(), start_worker()?)),
+        })
+    }
+
+    /// The queue of this process's builder thread (started anew after a fork).
+    fn jobs(&self) -> Option<std::sync::mpsc::Sender<Job>> {
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        if worker.0 != std::process::id() {
+            match start_worker() {
+                Ok(jobs) => *worker = (std::process::id(), jobs),
+                Err(e) => {
+                    error!("cannot start the policy builder thread: {e}");
+                    return None;
+                }
+            }
+        }
+        Some(worker.1.clone())
+    }
+
+    fn submit(
+        &self,
+        dir: &Path,
+        opts: &CompileOptions,
+        generation: u64,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<Built, Rejected>>> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job = Job::Build {
+            dir: dir.to_path_buf(),
+            opts: opts.clone(),
+            generation,
+            reply,
+        };
+        self.jobs()?.send(job).ok()?;
+        Some(result)
+    }
+
+    /// For start-up, outside any runtime.
+    pub fn build_blocking(
+        &self,
+        dir: &Path,
+        opts: &CompileOptions,
+        generation: u64,
+    ) -> Option<Result<Built, Rejected>> {
+        self.submit(dir, opts, generation)?.blocking_recv().ok()
+    }
+
+    pub async fn build(
+        &self,
+        dir: &Path,
+        opts: &CompileOptions,
+        generation: u64,
+    ) -> Option<Result<Built, Rejected>> {
+        self.submit(dir, opts, generation)?.await.ok()
+    }
+
+    /// Collects the builder's heap once in-flight requests have let go of a replaced
+    /// snapshot.
+    pub fn collect_later(&self, after: Duration) {
+        let Some(jobs) = self.jobs() else { return };
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = jobs.send(Job::Collect);
+        });
+    }
+}
+
 pub struct PolicyWatcher {
     state: Arc<GatewayState>,
     /// Fingerprint of the directory the first snapshot was built from.
     initial_fingerprint: u64,
+    /// The thread that built the first snapshot (and holds its per-file cache).
+    builder: PolicyBuilder,
 }
 
 impl PolicyWatcher {
-    pub fn new(state: Arc<GatewayState>, initial_fingerprint: u64) -> Self {
+    pub fn new(state: Arc<GatewayState>, initial_fingerprint: u64, builder: PolicyBuilder) -> Self {
         PolicyWatcher {
             state,
             initial_fingerprint,
+            builder,
         }
     }
 
     /// Rebuilds and, if the content changed and is valid, swaps the snapshot in.
     async fn apply(&self, last_fingerprint: &mut u64) {
-        let state = self.state.clone();
+        let state = &self.state;
         let next_generation = state.snapshot.load().generation + 1;
-        let result = tokio::task::spawn_blocking(move || {
-            let r = build(&state.policy_dir, &state.compile, next_generation);
-            release_freed_memory();
-            r
-        })
-        .await;
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => {
-                error!("policy reload task failed: {e}");
-                return;
-            }
+        let Some(result) = self
+            .builder
+            .build(&state.policy_dir, &state.compile, next_generation)
+            .await
+        else {
+            error!("the policy builder thread is gone; policy changes are not applied");
+            return;
         };
         match result {
             Ok(built) => {
@@ -138,6 +343,9 @@ impl PolicyWatcher {
                 METRICS.generation.set(generation as i64);
                 METRICS.compile_seconds.set(built.took.as_secs_f64());
                 METRICS.route_entries.set(entries as i64);
+                // Requests still running on the old snapshot finish within moments; then its
+                // memory can go back to the OS.
+                self.builder.collect_later(Duration::from_secs(2));
                 info!(
                     "policies applied: generation {generation}, {entries} route entries, built in {:.1} ms",
                     built.took.as_secs_f64() * 1000.0

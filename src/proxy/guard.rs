@@ -19,6 +19,7 @@
 //! HTTP/2 connections are not wrapped (their framing has its own limits in `h2`).
 
 use crate::metrics::METRICS;
+use crate::proxy::coalesce::Coalescer;
 use crate::proxy::local::SERVER;
 use async_trait::async_trait;
 use pingora::protocols::{
@@ -125,49 +126,87 @@ enum Scan {
 const LINE_KEEP: usize = 8 * 1024;
 
 impl HeadScan {
+    /// Scans `data` line by line (a whole line in one chunk is inspected in place; only a
+    /// line split across reads is copied into `line`, whose buffer is reused).
     fn feed(&mut self, data: &[u8], limits: &Limits) -> Scan {
-        for (i, &b) in data.iter().enumerate() {
-            self.bytes += 1;
-            if self.bytes > limits.max_header_bytes {
+        let mut pos = 0;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            let newline = memchr::memchr(b'\n', rest);
+            let take = newline.map_or(rest.len(), |n| n + 1);
+            if self.bytes + take > limits.max_header_bytes {
                 return Scan::Refuse(Refusal::TooLarge);
             }
-            if b != b'\n' {
-                if self.line.len() < LINE_KEEP || !self.first_line_done {
-                    self.line.push(b);
-                }
-                continue;
-            }
-            let line = std::mem::take(&mut self.line);
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
-            if !self.first_line_done {
-                if line.is_empty() {
-                    continue; // RFC 9112 §2.2: ignore empty lines before the request line
-                }
-                self.first_line_done = true;
-                if let Err(r) = self.request_line(line) {
-                    return Scan::Refuse(r);
-                }
-                continue;
-            }
-            if line.is_empty() {
-                // An absolute-form target and Host must name the same authority: a proxy
-                // routing by one while the backend trusts the other is a classic bypass.
-                if let Some(a) = &self.absolute_authority {
-                    if self.host.as_deref() != Some(a.as_slice()) {
-                        return Scan::Refuse(Refusal::BadTarget);
-                    }
-                }
-                return Scan::Done(i + 1);
-            }
-            self.fields += 1;
-            if self.fields > limits.max_header_count {
-                return Scan::Refuse(Refusal::TooLarge);
-            }
-            if let Err(r) = self.header_line(line, limits) {
-                return Scan::Refuse(r);
+            self.bytes += take;
+            pos += take;
+            let Some(n) = newline else {
+                self.keep_partial(rest);
+                return Scan::More;
+            };
+            let scanned = if self.line.is_empty() {
+                self.line_done(self.kept(&rest[..n]), limits)
+            } else {
+                self.keep_partial(&rest[..n]);
+                let line = std::mem::take(&mut self.line);
+                let scanned = self.line_done(&line, limits);
+                self.line = line;
+                self.line.clear();
+                scanned
+            };
+            match scanned {
+                Ok(true) => return Scan::Done(pos),
+                Ok(false) => {}
+                Err(r) => return Scan::Refuse(r),
             }
         }
         Scan::More
+    }
+
+    /// The part of a header line that is inspected (the request line is kept whole).
+    fn kept<'a>(&self, line: &'a [u8]) -> &'a [u8] {
+        if self.first_line_done && line.len() > LINE_KEEP {
+            &line[..LINE_KEEP]
+        } else {
+            line
+        }
+    }
+
+    fn keep_partial(&mut self, part: &[u8]) {
+        let room = if self.first_line_done {
+            LINE_KEEP.saturating_sub(self.line.len())
+        } else {
+            part.len()
+        };
+        self.line.extend_from_slice(&part[..part.len().min(room)]);
+    }
+
+    /// One complete line (without its `\n`); `Ok(true)` when it ends the head.
+    fn line_done(&mut self, line: &[u8], limits: &Limits) -> Result<bool, Refusal> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !self.first_line_done {
+            if line.is_empty() {
+                return Ok(false); // RFC 9112 §2.2: ignore empty lines before the request line
+            }
+            self.first_line_done = true;
+            self.request_line(line)?;
+            return Ok(false);
+        }
+        if line.is_empty() {
+            // An absolute-form target and Host must name the same authority: a proxy
+            // routing by one while the backend trusts the other is a classic bypass.
+            if let Some(a) = &self.absolute_authority {
+                if self.host.as_deref() != Some(a.as_slice()) {
+                    return Err(Refusal::BadTarget);
+                }
+            }
+            return Ok(true);
+        }
+        self.fields += 1;
+        if self.fields > limits.max_header_count {
+            return Err(Refusal::TooLarge);
+        }
+        self.header_line(line, limits)?;
+        Ok(false)
     }
 
     fn request_line(&mut self, line: &[u8]) -> Result<(), Refusal> {
@@ -183,11 +222,15 @@ impl HeadScan {
             return Err(Refusal::BadVersion); // incl. an HTTP/2 preface on an HTTP/1 port
         }
         self.http10 = version == b"HTTP/1.0";
-        let lower = target.to_ascii_lowercase();
-        if let Some(rest) = lower
-            .strip_prefix(b"http://")
-            .or_else(|| lower.strip_prefix(b"https://"))
-        {
+        let scheme_len = [&b"http://"[..], b"https://"]
+            .into_iter()
+            .find_map(|scheme| {
+                target
+                    .get(..scheme.len())
+                    .filter(|t| t.eq_ignore_ascii_case(scheme))
+                    .map(|_| scheme.len())
+            });
+        if let Some(rest) = scheme_len.map(|n| &target[n..]) {
             let end = rest
                 .iter()
                 .position(|&c| c == b'/' || c == b'?')
@@ -196,7 +239,7 @@ impl HeadScan {
             if authority.is_empty() || authority.contains(&b'@') {
                 return Err(Refusal::BadTarget); // userinfo is forbidden (RFC 9110 §4.2.4)
             }
-            self.absolute_authority = Some(authority.to_vec());
+            self.absolute_authority = Some(authority.to_ascii_lowercase());
         }
         if target.iter().any(|&c| c < 0x21 || c == 0x7f) {
             return Err(Refusal::BadTarget);
@@ -246,7 +289,8 @@ impl HeadScan {
             self.chunked = true;
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade = true;
-        } else if name.eq_ignore_ascii_case(b"host") {
+        } else if name.eq_ignore_ascii_case(b"host") && self.absolute_authority.is_some() {
+            // Only compared with an absolute-form target's authority.
             self.host = Some(value.to_ascii_lowercase());
         }
         if self.chunked && self.content_length.is_some() {
@@ -306,6 +350,8 @@ pub struct Guarded {
     delivered: bool,
     /// A deferred refusal is queued: after `ready`, client bytes are discarded.
     eof_after_ready: bool,
+    /// Response bytes on their way out, coalesced like Pingora's own listeners do.
+    out: Coalescer,
 }
 
 /// The header by which a refusal reaches the HTTP layer when an earlier request on the
@@ -333,6 +379,7 @@ impl Guarded {
             held: Vec::new(),
             delivered: false,
             eof_after_ready: false,
+            out: Coalescer::default(),
         }
     }
 
@@ -428,7 +475,11 @@ impl AsyncRead for Guarded {
             }
         }
         if let Some((resp, sent)) = this.refusal.as_mut() {
-            // Write the refusal, then report end-of-stream so Pingora closes quietly.
+            // Write the refusal after any response still buffered, then report end-of-stream
+            // so Pingora closes quietly.
+            if this.out.poll_drain(&mut this.inner, cx).is_pending() {
+                return Poll::Pending;
+            }
             while *sent < resp.len() {
                 match Pin::new(&mut this.inner).poll_write(cx, &resp[*sent..]) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
@@ -453,21 +504,23 @@ impl AsyncRead for Guarded {
                 }
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let mut tmp = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut tmp) {
+            // Read straight into Pingora's buffer, then take the fresh bytes back out: the
+            // scanner decides what Pingora may see (no intermediate buffer to zero).
+            let before = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
                 Poll::Ready(Ok(())) => {
-                    let fresh = tmp.filled();
-                    if fresh.is_empty() {
+                    if buf.filled().len() == before {
                         return Poll::Ready(Ok(())); // the client closed
                     }
                     if this.eof_after_ready {
                         // After a refused request nothing more is taken from the client; the
                         // stream is not ended either, or Pingora would take it for a client
                         // that went away and abort the requests still being answered.
+                        buf.set_filled(before);
                         continue;
                     }
-                    this.inspect(fresh);
+                    this.inspect(&buf.filled()[before..]);
+                    buf.set_filled(before);
                     if this.refusal.is_some() {
                         // Answer (write the refusal) on the next poll.
                         cx.waker().wake_by_ref();
@@ -489,18 +542,21 @@ impl AsyncWrite for Guarded {
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         // The response to a chunked request has started: the next bytes are a new head.
-        if self.phase == Phase::Chunked && data.starts_with(b"HTTP/1.") {
-            self.phase = Phase::Idle;
+        let this = &mut *self;
+        if this.phase == Phase::Chunked && data.starts_with(b"HTTP/1.") {
+            this.phase = Phase::Idle;
         }
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        this.out.poll_write(&mut this.inner, cx, data)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        this.out.poll_flush(&mut this.inner, cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        this.out.poll_shutdown(&mut this.inner, cx)
     }
 
     fn poll_write_vectored(
@@ -508,20 +564,23 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        if self.phase == Phase::Chunked && bufs.first().is_some_and(|b| b.starts_with(b"HTTP/1.")) {
-            self.phase = Phase::Idle;
+        let this = &mut *self;
+        if this.phase == Phase::Chunked && bufs.first().is_some_and(|b| b.starts_with(b"HTTP/1.")) {
+            this.phase = Phase::Idle;
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        this.out.poll_write_vectored(&mut this.inner, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 }
 
 #[async_trait]
 impl Shutdown for Guarded {
     async fn shutdown(&mut self) {
+        // Whatever is still buffered goes out before the close.
+        let _ = std::future::poll_fn(|cx| self.out.poll_drain(&mut self.inner, cx)).await;
         self.inner.shutdown().await
     }
 }

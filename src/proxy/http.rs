@@ -28,6 +28,29 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// Header names as `&'static str`: Pingora's case-preserving header map takes them without a
+// copy, while a `HeaderName` of a non-standard header would be re-spelled into a new buffer.
+const X_KUMA_TAGS: &str = "x-kuma-tags";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// `x-forwarded-for` with `client` appended, built in one buffer (the request path formats
+/// it for every proxied request).
+fn forwarded_for(
+    previous: Option<&[u8]>,
+    client: std::net::IpAddr,
+) -> std::result::Result<HeaderValue, http::header::InvalidHeaderValue> {
+    use std::io::Write;
+    let mut buf = Vec::with_capacity(previous.map_or(0, |p| p.len() + 2) + 39);
+    if let Some(p) = previous {
+        buf.extend_from_slice(p);
+        buf.extend_from_slice(b", ");
+    }
+    // Writing to a Vec cannot fail.
+    let _ = write!(buf, "{client}");
+    HeaderValue::from_maybe_shared(Bytes::from(buf))
+}
+
 /// Kuma's default gateway retry policy retries connect failures up to 5 times.
 const MAX_CONNECT_ATTEMPTS: usize = 5;
 
@@ -306,6 +329,11 @@ fn has_body(req: &RequestHeader) -> bool {
 impl ProxyHttp for HttpGateway {
     type CTX = RequestCtx;
 
+    /// No downstream modules: Pingora's default adds a disabled response-compression module
+    /// that still costs an allocation and filter calls per request; Kuma's gateway does not
+    /// compress either.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
             started: Instant::now(),
@@ -532,7 +560,7 @@ impl ProxyHttp for HttpGateway {
             upstream.set_uri(uri);
         }
         // Clients must not inject mesh identity (§3.8).
-        upstream.remove_header("x-kuma-tags");
+        upstream.remove_header(X_KUMA_TAGS);
         if let Some(f) = ctx.forward() {
             for name in &f.request_headers.remove {
                 upstream.remove_header(name);
@@ -563,25 +591,22 @@ impl ProxyHttp for HttpGateway {
         }
         if let (Some(b), Some(snap)) = (&ctx.backend, &ctx.snapshot) {
             if !b.external {
-                upstream.insert_header("x-kuma-tags", snap.gateway.kuma_tags.clone())?;
+                upstream.insert_header(X_KUMA_TAGS, snap.gateway.kuma_tags.clone())?;
             }
         }
         // Envoy with use_remote_address: append the client to x-forwarded-for.
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let xff = match upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip,
-            };
-            upstream.insert_header("x-forwarded-for", xff)?;
+            let xff = forwarded_for(
+                upstream.headers.get(X_FORWARDED_FOR).map(|v| v.as_bytes()),
+                client.ip(),
+            );
+            if let Ok(xff) = xff {
+                upstream.insert_header(X_FORWARDED_FOR, xff)?;
+            }
         }
         upstream.insert_header(
-            "x-forwarded-proto",
-            if ctx.https { "https" } else { "http" },
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if ctx.https { "https" } else { "http" }),
         )?;
         Ok(())
     }
@@ -604,9 +629,9 @@ impl ProxyHttp for HttpGateway {
                 resp.append_header(name.clone(), value.clone())?;
             }
         }
-        resp.insert_header("server", SERVER)?;
+        resp.insert_header("server", HeaderValue::from_static(SERVER))?;
         if ctx.https {
-            resp.insert_header("strict-transport-security", HSTS)?;
+            resp.insert_header("strict-transport-security", HeaderValue::from_static(HSTS))?;
         }
         if self.state.is_draining() && resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
             session.set_keepalive(None);

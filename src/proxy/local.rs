@@ -31,7 +31,7 @@ impl LocalResponse<'_> {
 
 pub fn header(r: &LocalResponse<'_>) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(r.status, Some(6))?;
-    resp.insert_header("server", SERVER)?;
+    resp.insert_header("server", http::HeaderValue::from_static(SERVER))?;
     resp.insert_header("content-length", r.body.len().to_string())?;
     if !r.body.is_empty() {
         resp.insert_header("content-type", "text/plain")?;
@@ -40,7 +40,10 @@ pub fn header(r: &LocalResponse<'_>) -> Result<ResponseHeader> {
         resp.insert_header("location", l)?;
     }
     if r.https {
-        resp.insert_header("strict-transport-security", HSTS)?;
+        resp.insert_header(
+            "strict-transport-security",
+            http::HeaderValue::from_static(HSTS),
+        )?;
     }
     if r.close {
         resp.insert_header("connection", "close")?;

@@ -37,21 +37,46 @@ pub struct Loaded {
 
 pub fn load_dir(dir: &Path) -> Loaded {
     let mut loaded = Loaded::default();
-    let mut files = Vec::new();
-    let mut seen_dirs = HashSet::new();
-    if let Err(e) = collect_files(dir, dir, 0, &mut seen_dirs, &mut files) {
-        loaded
-            .violations
-            .push(Violation::file(&dir.display().to_string(), e));
-        return loaded;
-    }
-    files.sort();
+    let files = match list_files(dir) {
+        Ok(files) => files,
+        Err(v) => {
+            loaded.violations.push(v);
+            return loaded;
+        }
+    };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for (rel, path) in files {
-        load_file(&rel, &path, &mut loaded, &mut hasher);
+        use std::hash::Hash;
+        rel.hash(&mut hasher);
+        match read_file(&path) {
+            Ok(text) => {
+                text.hash(&mut hasher);
+                loaded.append(load_text(&rel, &text));
+            }
+            Err(e) => loaded.violations.push(Violation::file(&rel, e)),
+        }
     }
     loaded.fingerprint = std::hash::Hasher::finish(&hasher);
     loaded
+}
+
+/// Every policy file below `dir` as `(relative name, path)`, sorted by name; an unreadable
+/// directory is a violation.
+pub fn list_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Violation> {
+    let mut files = Vec::new();
+    collect_files(dir, dir, 0, &mut HashSet::new(), &mut files)
+        .map_err(|e| Violation::file(&dir.display().to_string(), e))?;
+    files.sort();
+    Ok(files)
+}
+
+impl Loaded {
+    /// Adds what another file loaded, after what is here (file order is kept).
+    pub fn append(&mut self, other: Loaded) {
+        self.resources.append(other.resources);
+        self.violations.extend(other.violations);
+        self.warnings.extend(other.warnings);
+    }
 }
 
 /// Every policy file below `dir` as `(relative name, path)`, sorted; used by the reloader's
@@ -104,26 +129,11 @@ fn collect_files(
     Ok(())
 }
 
-fn load_file(
-    rel: &str,
-    path: &Path,
-    loaded: &mut Loaded,
-    hasher: &mut std::collections::hash_map::DefaultHasher,
-) {
-    use std::hash::Hash;
-    rel.hash(hasher);
-    let text = match read_capped(path) {
-        Ok(t) => {
-            t.hash(hasher);
-            t
-        }
-        Err(e) => {
-            loaded.violations.push(Violation::file(rel, e));
-            return;
-        }
-    };
+/// Decodes every document of one file's text (`rel` names it in violations).
+pub fn load_text(rel: &str, text: &str) -> Loaded {
+    let mut loaded = Loaded::default();
     let mut documents = 0usize;
-    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
             file: rel.to_string(),
             document: i + 1,
@@ -135,14 +145,14 @@ fn load_file(
                     .violations
                     .push(Violation::new(&origin, None, "", yaml_error(&e)));
                 // The parser cannot resynchronise after a syntax error.
-                return;
+                return loaded;
             }
         };
         if value.is_null() {
             continue; // an empty document between `---` separators
         }
         documents += 1;
-        load_document(origin, value, loaded);
+        load_document(origin, value, &mut loaded);
     }
     if documents == 0 {
         loaded.violations.push(Violation::file(
@@ -150,6 +160,12 @@ fn load_file(
             "no resource in file (empty or only comments); delete the file to remove its resources",
         ));
     }
+    loaded
+}
+
+/// One policy file's text, refusing files too large to be policies.
+pub fn read_file(path: &Path) -> Result<String, String> {
+    read_capped(path)
 }
 
 fn read_capped(path: &Path) -> Result<String, String> {
@@ -251,7 +267,7 @@ fn load_document(origin: Origin, value: Value, loaded: &mut Loaded) {
 fn push<T: DeserializeOwned>(
     meta: Meta,
     spec: Value,
-    out: &mut Vec<Res<T>>,
+    out: &mut Vec<Shared<T>>,
     violations: &mut Vec<Violation>,
 ) {
     // An absent spec decodes like an empty one, so missing required fields are reported by
@@ -262,7 +278,7 @@ fn push<T: DeserializeOwned>(
         spec
     };
     match serde_path_to_error::deserialize::<_, T>(spec) {
-        Ok(spec) => out.push(Res { meta, spec }),
+        Ok(spec) => out.push(std::sync::Arc::new(Res { meta, spec })),
         Err(e) => {
             let path = e.path().to_string();
             let field = if path == "." {

@@ -22,6 +22,7 @@ pub mod timeout;
 
 use crate::violation::Origin;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use common::{BackendRef, TargetRef};
 pub use dataplane::Dataplane;
@@ -122,23 +123,40 @@ pub struct Res<T> {
     pub spec: T,
 }
 
+/// A decoded resource, shared: the reloader keeps each file's resources between builds and
+/// hands them to every build without copying them.
+pub type Shared<T> = Arc<Res<T>>;
+
 /// Every resource found in a policy directory, grouped by kind, in a deterministic order
-/// (file path, then document index).
+/// (file path, then document index). Cloning is cheap (reference counts).
 #[derive(Debug, Clone, Default)]
 pub struct ResourceSet {
-    pub gateways: Vec<Res<MeshGateway>>,
-    pub http_routes: Vec<Res<MeshHttpRoute>>,
-    pub tcp_routes: Vec<Res<MeshTcpRoute>>,
-    pub dataplanes: Vec<Res<Dataplane>>,
-    pub mesh_services: Vec<Res<MeshService>>,
-    pub external_services: Vec<Res<MeshExternalService>>,
-    pub timeouts: Vec<Res<MeshTimeout>>,
-    pub secrets: Vec<Res<Secret>>,
+    pub gateways: Vec<Shared<MeshGateway>>,
+    pub http_routes: Vec<Shared<MeshHttpRoute>>,
+    pub tcp_routes: Vec<Shared<MeshTcpRoute>>,
+    pub dataplanes: Vec<Shared<Dataplane>>,
+    pub mesh_services: Vec<Shared<MeshService>>,
+    pub external_services: Vec<Shared<MeshExternalService>>,
+    pub timeouts: Vec<Shared<MeshTimeout>>,
+    pub secrets: Vec<Shared<Secret>>,
     /// Documents of kinds meshgate does not know (kept for the `--check` warning lines).
     pub skipped: Vec<(Origin, String)>,
 }
 
 impl ResourceSet {
+    /// Moves `other`'s resources in after this set's, kind by kind.
+    pub fn append(&mut self, mut other: ResourceSet) {
+        self.gateways.append(&mut other.gateways);
+        self.http_routes.append(&mut other.http_routes);
+        self.tcp_routes.append(&mut other.tcp_routes);
+        self.dataplanes.append(&mut other.dataplanes);
+        self.mesh_services.append(&mut other.mesh_services);
+        self.external_services.append(&mut other.external_services);
+        self.timeouts.append(&mut other.timeouts);
+        self.secrets.append(&mut other.secrets);
+        self.skipped.append(&mut other.skipped);
+    }
+
     pub fn len(&self) -> usize {
         self.gateways.len()
             + self.http_routes.len()

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::resources::gateway::DataSource;
-use crate::resources::{Res, Secret};
+use crate::resources::Secret;
 
 /// The certificates of one listener hostname.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ pub fn read_datasource(
     ds: &DataSource,
     policy_dir: &Path,
     mesh: &str,
-    secrets: &[Res<Secret>],
+    secrets: &[crate::resources::Shared<Secret>],
 ) -> Result<Vec<u8>, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     if let Some(file) = &ds.file {

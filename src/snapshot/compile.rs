@@ -15,10 +15,9 @@ use super::action::{
 use super::backends::WeightedBackends;
 use super::certs::{key_family, parse_pem_pair, read_datasource, CertSet};
 use super::hostname::{self, HostTable};
-use super::matchers::{
-    full_match_regex, Conditions, HeaderMatcher, PathKind, PathMatcher, QueryMatcher,
-};
+use super::matchers::{Conditions, HeaderMatcher, PathKind, PathMatcher, QueryMatcher};
 use super::merge::{merge_http_routes, merge_tcp_routes, MergedRule, RuleGroups};
+use super::regex_cache::RegexBuild;
 use super::resolve::Resolver;
 use super::route_table::{RouteEntry, RouteTable};
 use super::*;
@@ -28,7 +27,9 @@ use crate::resources::http_route::{
     Filter, HeaderModifier, HttpMatch, PathRewrite as PathRewriteSpec,
 };
 use crate::resources::timeout::parse_duration;
-use crate::resources::{MeshGateway, MeshTimeout, Meta, Res, ResourceSet, TargetRef};
+use crate::resources::{
+    MeshGateway, MeshHttpRoute, MeshTcpRoute, MeshTimeout, Meta, Res, ResourceSet, TargetRef,
+};
 use crate::violation::Violation;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashSet;
@@ -84,6 +85,7 @@ pub fn compile(
         resolver: Resolver::new(set, &mesh, &opts.policy_dir),
         violations: Vec::new(),
         route_entries: 0,
+        regexes: RegexBuild::begin(),
     };
     let listeners = ctx.plan_listeners(&gw_dataplane_tags);
 
@@ -214,6 +216,7 @@ struct Ctx<'a> {
     resolver: Resolver<'a>,
     violations: Vec<Violation>,
     route_entries: usize,
+    regexes: RegexBuild,
 }
 
 impl<'a> Ctx<'a> {
@@ -270,10 +273,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn http_groups(&self, l: &PlannedListener) -> (RuleGroups, bool) {
-        let mut routes: Vec<_> = self
+        let mut routes: Vec<&Res<MeshHttpRoute>> = self
             .set
             .http_routes
             .iter()
+            .map(|r| &**r)
             .filter(|r| self.attaches(&r.meta, r.spec.target_ref.as_ref(), l))
             .collect();
         routes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
@@ -414,8 +418,8 @@ impl<'a> Ctx<'a> {
         explicit_exact: &HashSet<&str>,
         listener: &ListenerInfo,
     ) -> RouteTable {
-        let explicit_exact = explicit_exact.clone();
         let mut entries = Vec::new();
+        let match_all = [HttpMatch::default()];
         for rule in rules {
             let action = match self.action(rule, listener) {
                 Ok(a) => Arc::new(a),
@@ -426,20 +430,21 @@ impl<'a> Ctx<'a> {
             };
             let route_name: Arc<str> = Arc::from(rule.route_name.as_str());
             let rewrite = rewrite_spec(rule);
-            let matches: Vec<HttpMatch> = if rule.matches.is_empty() {
-                vec![HttpMatch::default()]
+            // No matches: one that matches every request (§4.1).
+            let matches: &[HttpMatch] = if rule.matches.is_empty() {
+                &match_all
             } else {
-                rule.matches.clone()
+                &rule.matches
             };
-            for m in &matches {
-                let conditions = match conditions(m) {
+            for m in matches {
+                let conditions = match conditions(m, &self.regexes) {
                     Ok(c) => c,
                     Err(e) => {
                         self.rule_violation(rule, e);
                         continue;
                     }
                 };
-                for path in expand_path(m, &explicit_exact, rewrite.is_some()) {
+                for path in expand_path(m, explicit_exact, rewrite.is_some(), &self.regexes) {
                     let path = match path {
                         Ok(p) => p,
                         Err(e) => {
@@ -573,7 +578,7 @@ impl<'a> Ctx<'a> {
                     "MeshHTTPRoute" if target.name.as_deref() == Some(route) => 2,
                     _ => return None,
                 };
-                Some((rank, t))
+                Some((rank, &**t))
             })
             .collect();
         policies.sort_by(|a, b| (a.0, &a.1.meta.name).cmp(&(b.0, &b.1.meta.name)));
@@ -658,10 +663,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn tcp_refs(&self, l: &PlannedListener) -> Vec<crate::resources::BackendRef> {
-        let mut routes: Vec<_> = self
+        let mut routes: Vec<&Res<MeshTcpRoute>> = self
             .set
             .tcp_routes
             .iter()
+            .map(|r| &**r)
             .filter(|r| self.attaches(&r.meta, r.spec.target_ref.as_ref(), l))
             .collect();
         routes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
@@ -799,7 +805,7 @@ fn header_mods(m: Option<&HeaderModifier>) -> Result<HeaderMods, String> {
     Ok(out)
 }
 
-fn conditions(m: &HttpMatch) -> Result<Conditions, String> {
+fn conditions(m: &HttpMatch, regexes: &RegexBuild) -> Result<Conditions, String> {
     let method = match &m.method {
         Some(s) => Some(Method::from_bytes(s.as_bytes()).map_err(|e| format!("method {s}: {e}"))?),
         None => None,
@@ -818,7 +824,9 @@ fn conditions(m: &HttpMatch) -> Result<Conditions, String> {
             "Prefix" => HeaderMatcher::Prefix(name, value),
             "RegularExpression" => HeaderMatcher::Regex(
                 name,
-                full_match_regex(&value).map_err(|e| format!("header regex: {e}"))?,
+                regexes
+                    .full_match(&value)
+                    .map_err(|e| format!("header regex: {e}"))?,
             ),
             other => return Err(format!("header match type {other:?}")),
         });
@@ -831,7 +839,9 @@ fn conditions(m: &HttpMatch) -> Result<Conditions, String> {
             "Exact" => QueryMatcher::Exact(q.name.clone(), q.value.clone()),
             "RegularExpression" => QueryMatcher::Regex(
                 q.name.clone(),
-                full_match_regex(&q.value).map_err(|e| format!("query regex: {e}"))?,
+                regexes
+                    .full_match(&q.value)
+                    .map_err(|e| format!("query regex: {e}"))?,
             ),
             other => return Err(format!("query match type {other:?}")),
         });
@@ -850,6 +860,7 @@ fn expand_path(
     m: &HttpMatch,
     explicit_exact: &HashSet<&str>,
     has_prefix_rewrite: bool,
+    regexes: &RegexBuild,
 ) -> Vec<Result<PathMatcher, String>> {
     let matcher = |kind, value: &str| PathMatcher {
         kind,
@@ -862,7 +873,8 @@ fn expand_path(
     let value = p.value.clone().unwrap_or_default();
     match p.match_type.as_deref() {
         Some("Exact") => vec![Ok(matcher(PathKind::Exact, &value))],
-        Some("RegularExpression") => vec![full_match_regex(&value)
+        Some("RegularExpression") => vec![regexes
+            .full_match(&value)
             .map(|re| PathMatcher {
                 kind: PathKind::Regex,
                 value: value.clone(),

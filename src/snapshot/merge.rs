@@ -13,7 +13,7 @@
 
 use crate::resources::http_route::{HttpMatch, HttpRuleConf};
 use crate::resources::{BackendRef, MeshHttpRoute, MeshTcpRoute, Res};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone)]
 pub struct MergedRule {
@@ -32,7 +32,7 @@ pub type RuleGroups = BTreeMap<String, Vec<MergedRule>>;
 pub fn merge_http_routes(routes: &[&Res<MeshHttpRoute>]) -> RuleGroups {
     // key (hostname, canonical JSON of matches) → index in the group's list
     let mut groups: RuleGroups = BTreeMap::new();
-    let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
     for (ri, route) in routes.iter().enumerate() {
         for (ti, to) in route.spec.to.iter().enumerate() {
             let hostnames: Vec<String> = match &to.hostnames {
@@ -41,12 +41,13 @@ pub fn merge_http_routes(routes: &[&Res<MeshHttpRoute>]) -> RuleGroups {
             };
             let rules = to.rules.as_deref().unwrap_or_default();
             for hostname in &hostnames {
+                let list = groups.entry(hostname.clone()).or_default();
+                let group_index = index.entry(hostname.clone()).or_default();
                 for (rule_i, rule) in rules.iter().enumerate().rev() {
                     let matches = rule.matches.clone().unwrap_or_default();
                     let key = serde_json::to_string(&matches).unwrap_or_default();
                     let patch = rule.default.clone().unwrap_or_default();
-                    let list = groups.entry(hostname.clone()).or_default();
-                    match index.get(&(hostname.clone(), key.clone())) {
+                    match group_index.get(&key) {
                         Some(&i) => {
                             if let Some(existing) = list.get_mut(i) {
                                 merge_patch(&mut existing.conf, patch);
@@ -55,7 +56,7 @@ pub fn merge_http_routes(routes: &[&Res<MeshHttpRoute>]) -> RuleGroups {
                             }
                         }
                         None => {
-                            index.insert((hostname.clone(), key), list.len());
+                            group_index.insert(key, list.len());
                             list.push(MergedRule {
                                 matches,
                                 conf: patch,
@@ -109,7 +110,7 @@ mod tests {
     use super::*;
     use crate::resources::loader::load_dir;
 
-    fn routes(yaml: &str) -> Vec<Res<MeshHttpRoute>> {
+    fn routes(yaml: &str) -> Vec<crate::resources::Shared<MeshHttpRoute>> {
         let dir = std::env::temp_dir().join(format!("meshgate-merge-{}", yaml.len()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -152,7 +153,7 @@ spec:
     fn identical_matches_merge_greater_name_wins_filters_survive() {
         // §4.7: beta (greater name) replaces backendRefs; alpha's filters survive the patch.
         let r = routes(TWO_ROUTES);
-        let refs: Vec<&Res<MeshHttpRoute>> = r.iter().collect();
+        let refs: Vec<&Res<MeshHttpRoute>> = r.iter().map(|r| &**r).collect();
         let g = merge_http_routes(&refs);
         let rules = &g["*"];
         assert_eq!(rules.len(), 1);
@@ -182,7 +183,7 @@ spec:
       default: {backendRefs: [{kind: MeshService, name: v2}]}
 "#,
         );
-        let refs: Vec<&Res<MeshHttpRoute>> = r.iter().collect();
+        let refs: Vec<&Res<MeshHttpRoute>> = r.iter().map(|r| &**r).collect();
         let g = merge_http_routes(&refs);
         let rules = &g["*"];
         assert_eq!(rules.len(), 1);

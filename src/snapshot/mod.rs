@@ -12,6 +12,7 @@ pub mod compile;
 pub mod hostname;
 pub mod matchers;
 mod merge;
+pub mod regex_cache;
 mod resolve;
 pub mod route_table;
 pub mod summary;
@@ -103,14 +104,14 @@ impl VirtualHost {
     pub fn find(&self, req: &matchers::RequestView<'_>) -> Option<EntryRef> {
         let mut best: Option<(EntryRef, &route_table::RouteEntry)> = None;
         for (t, table) in self.tables.iter().enumerate() {
-            let Some(i) = table.find_index(req) else {
+            // Only a strictly better entry replaces the best so far: on a tie the earlier
+            // (more exact hostname) group wins. Passing the bound lets the table skip what
+            // cannot win (no regex runs once an exact path matched).
+            let bound = best.map(|(_, b)| b.precedence());
+            let Some(i) = table.find_index_before(req, bound) else {
                 continue;
             };
-            let Some(e) = table.entries().get(i) else {
-                continue;
-            };
-            // Strictly better only: on a tie the earlier (more exact hostname) group wins.
-            if best.is_none_or(|(_, b)| e.precedence() < b.precedence()) {
+            if let Some(e) = table.entries().get(i) {
                 best = Some(((t, i), e));
             }
         }

@@ -7,8 +7,12 @@
 //! 1. exact paths: a hash map from path to the entries for it (already in sorted order);
 //! 2. prefixes: a segment trie; the entries on the trie path of the request, deepest node
 //!    first, are exactly the matching prefix entries, longest first;
-//! 3. regexes last, indexed by the first path segment their pattern starts with literally
-//!    (`/api/v[0-9]+` is only tried for paths under `/api/`), the rest tried in order.
+//! 3. regexes last, indexed by the literal prefix every match of their pattern starts with
+//!    (`/api/v[0-9]+` is only tried for paths starting with `/api/v`), the rest tried in
+//!    order.
+//!
+//! A virtual host searches several tables (one per hostname group) and passes the best
+//! match so far as a bound, so a table skips every kind that could not beat it.
 //!
 //! Each candidate still checks its method/header/query conditions.
 
@@ -61,15 +65,20 @@ struct PrefixNode {
     entries: Vec<u32>,
 }
 
+/// Regex entries are indexed by the literal prefix every match of their pattern starts with,
+/// cut to this many bytes so a lookup probes at most this many distinct key lengths.
+const REGEX_KEY_MAX: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct RouteTable {
     entries: Vec<RouteEntry>,
     exact: HashMap<String, Vec<u32>>,
     prefixes: PrefixNode,
-    /// Regex entries whose pattern starts with a literal `/segment/`, by that segment.
-    regex_by_segment: HashMap<Box<str>, Vec<u32>>,
-    /// Regex entries without such a prefix; every path may match them.
-    regex_other: Vec<u32>,
+    /// Regex entries by the (cut) literal prefix of their pattern; the empty key holds the
+    /// patterns with no literal prefix, which every path may match.
+    regex_by_prefix: HashMap<Box<[u8]>, Vec<u32>>,
+    /// The distinct key lengths in `regex_by_prefix`, ascending.
+    regex_key_lengths: Vec<usize>,
 }
 
 impl RouteTable {
@@ -89,16 +98,21 @@ impl RouteTable {
                     }
                     node.entries.push(i);
                 }
-                PathKind::Regex => match literal_first_segment(&e.path.value) {
-                    Some(seg) => table
-                        .regex_by_segment
-                        .entry(seg.into())
-                        .or_default()
-                        .push(i),
-                    None => table.regex_other.push(i),
-                },
+                PathKind::Regex => {
+                    let prefix = e
+                        .path
+                        .regex
+                        .as_ref()
+                        .map_or(&[][..], |r| r.literal_prefix());
+                    let key = &prefix[..prefix.len().min(REGEX_KEY_MAX)];
+                    table.regex_by_prefix.entry(key.into()).or_default().push(i);
+                }
             }
         }
+        let mut lengths: Vec<usize> = table.regex_by_prefix.keys().map(|k| k.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        table.regex_key_lengths = lengths;
         table.entries = entries;
         table
     }
@@ -115,93 +129,96 @@ impl RouteTable {
         self.entries.is_empty()
     }
 
-    /// Like [`find`](Self::find), with the entry's index (kept in the request context).
+    /// The index of the first entry in precedence order whose conditions all match.
     pub fn find_index(&self, req: &RequestView<'_>) -> Option<usize> {
-        let e = self.find(req)?;
-        // `e` points into `self.entries`: its offset is the index.
-        let offset = (e as *const RouteEntry as usize) - (self.entries.as_ptr() as usize);
-        Some(offset / std::mem::size_of::<RouteEntry>())
+        self.find_index_before(req, None)
+    }
+
+    /// The first entry in precedence order whose conditions all match, if it ranks strictly
+    /// before `bound` (the best match already found in another table of the virtual host).
+    /// Kinds that cannot beat the bound are not searched at all: once an exact entry has
+    /// matched, no prefix trie walk or regex runs.
+    pub fn find_index_before(
+        &self,
+        req: &RequestView<'_>,
+        bound: Option<Precedence<'_>>,
+    ) -> Option<usize> {
+        let beats = |i: usize| {
+            bound.is_none_or(|b| self.entries.get(i).is_some_and(|e| e.precedence() < b))
+        };
+        let searched = |kind: PathKind| bound.is_none_or(|b| kind <= b.0);
+        // The table's own first match is its best: if that does not beat the bound, nothing
+        // later in the table does.
+        if let Some(ids) = self.exact.get(req.path) {
+            if let Some(i) = self.first_matching(ids, req) {
+                return beats(i).then_some(i);
+            }
+        }
+        if searched(PathKind::Prefix) {
+            if let Some(rest) = req.path.strip_prefix('/') {
+                if let Some(i) = self.find_prefix(&self.prefixes, rest, req) {
+                    return beats(i).then_some(i);
+                }
+            }
+        }
+        if searched(PathKind::Regex) {
+            return self.find_regex(req).filter(|&i| beats(i));
+        }
+        None
     }
 
     /// The first entry in precedence order whose conditions all match.
     pub fn find(&self, req: &RequestView<'_>) -> Option<&RouteEntry> {
-        if let Some(ids) = self.exact.get(req.path) {
-            if let Some(e) = self.first_matching(ids, req) {
-                return Some(e);
-            }
-        }
-        if let Some(rest) = req.path.strip_prefix('/') {
-            if let Some(e) = self.find_prefix(&self.prefixes, rest, req) {
-                return Some(e);
-            }
-        }
-        self.find_regex(req)
+        self.entries.get(self.find_index(req)?)
     }
 
-    fn first_matching(&self, ids: &[u32], req: &RequestView<'_>) -> Option<&RouteEntry> {
-        ids.iter()
-            .filter_map(|&i| self.entries.get(i as usize))
-            .find(|e| e.conditions.matches(req))
+    fn first_matching(&self, ids: &[u32], req: &RequestView<'_>) -> Option<usize> {
+        ids.iter().map(|&i| i as usize).find(|&i| {
+            self.entries
+                .get(i)
+                .is_some_and(|e| e.conditions.matches(req))
+        })
     }
 
     /// `rest` is the path after the `/` that led to `node`. Deeper nodes (longer prefixes)
     /// are tried first. Recursion depth is bounded by the configured prefixes, not the path.
-    fn find_prefix<'a>(
-        &'a self,
-        node: &'a PrefixNode,
-        rest: &str,
-        req: &RequestView<'_>,
-    ) -> Option<&'a RouteEntry> {
+    fn find_prefix(&self, node: &PrefixNode, rest: &str, req: &RequestView<'_>) -> Option<usize> {
         if let Some((seg, tail)) = rest.split_once('/') {
             if let Some(child) = node.children.get(seg) {
-                if let Some(e) = self.find_prefix(child, tail, req) {
-                    return Some(e);
+                if let Some(i) = self.find_prefix(child, tail, req) {
+                    return Some(i);
                 }
             }
         }
         self.first_matching(&node.entries, req)
     }
 
-    fn find_regex(&self, req: &RequestView<'_>) -> Option<&RouteEntry> {
-        let by_segment = req
-            .path
-            .strip_prefix('/')
-            .and_then(|rest| rest.split_once('/'))
-            .and_then(|(seg, _)| self.regex_by_segment.get(seg));
-        let try_ids = |ids: &[u32]| {
-            ids.iter()
-                .filter_map(|&i| self.entries.get(i as usize))
-                .find(|e| e.path.matches(req.path) && e.conditions.matches(req))
-        };
-        // Both lists are in precedence order; the winner is the earlier of their first hits.
-        match (
-            by_segment.and_then(|ids| try_ids(ids)),
-            try_ids(&self.regex_other),
-        ) {
-            (Some(a), Some(b)) => Some(if a.precedence() <= b.precedence() {
-                a
-            } else {
-                b
-            }),
-            (a, b) => a.or(b),
+    /// Regexes whose literal prefix the path starts with, bucket by bucket; each bucket is
+    /// in precedence order, so the winner is the best of the buckets' first hits.
+    fn find_regex(&self, req: &RequestView<'_>) -> Option<usize> {
+        let path = req.path.as_bytes();
+        let mut best: Option<usize> = None;
+        for &len in &self.regex_key_lengths {
+            let Some(key) = path.get(..len) else {
+                break; // lengths ascend: no longer key fits this path
+            };
+            let Some(ids) = self.regex_by_prefix.get(key) else {
+                continue;
+            };
+            // Conditions first: a method or header check is cheaper than running a regex.
+            let hit = ids.iter().map(|&i| i as usize).find(|&i| {
+                self.entries
+                    .get(i)
+                    .is_some_and(|e| e.conditions.matches(req) && e.path.matches(req.path))
+            });
+            // Indexes are positions in precedence order: the smaller one ranks first.
+            best = match (best, hit) {
+                (Some(b), Some(h)) => Some(b.min(h)),
+                (b, h) => b.or(h),
+            };
         }
+        best
     }
-}
-
-/// The first path segment a regex pattern matches literally and completely (`/api/v[0-9]+`
-/// → `api`), so it can only match paths under `/api/`. `None` when the pattern does not start
-/// with a literal `/segment/` (metacharacters, flags, alternations).
-fn literal_first_segment(pattern: &str) -> Option<&str> {
-    let p = pattern.strip_prefix('^').unwrap_or(pattern);
-    let rest = p.strip_prefix('/')?;
-    let end = rest.find('/')?;
-    let seg = &rest[..end];
-    let literal = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '~';
-    // A top-level alternation could make the literal optional (`/a/x|/b`).
-    if seg.is_empty() || !seg.chars().all(literal) || pattern.contains('|') {
-        return None;
-    }
-    Some(seg)
 }
 
 /// `/a/b/` → `["a", "b"]`; `/` → `[]`.
@@ -226,7 +243,8 @@ mod tests {
             path: PathMatcher {
                 kind,
                 value: value.into(),
-                regex: (kind == PathKind::Regex).then(|| full_match_regex(value).unwrap()),
+                regex: (kind == PathKind::Regex)
+                    .then(|| Arc::new(full_match_regex(value).unwrap())),
             },
             conditions: Conditions::default(),
             action: Arc::new(Action::Redirect(Redirect {
@@ -307,20 +325,57 @@ mod tests {
     }
 
     #[test]
-    fn regex_literal_segment_index() {
-        assert_eq!(literal_first_segment("/api/v[0-9]+"), Some("api"));
-        assert_eq!(literal_first_segment("^/api/.*"), Some("api"));
-        assert_eq!(literal_first_segment("/ap[a-z]/x"), None);
-        assert_eq!(literal_first_segment("/a/x|/b/y"), None);
-        assert_eq!(literal_first_segment("/[a-z]+/x"), None);
-        // An unindexed regex still competes by precedence with an indexed one.
+    fn regex_literal_prefix_index() {
+        // Buckets of different key lengths still compete by precedence.
         let t = RouteTable::new(vec![
             entry(PathKind::Regex, "/.*/x", "short"),
             entry(PathKind::Regex, "/api/[a-z]+/x", "long"),
+            entry(PathKind::Regex, ".*/zz/x", "anywhere"),
         ]);
         let h = HeaderMap::new();
         assert_eq!(find(&t, "/api/b/x", &h), Some("long"));
-        assert_eq!(find(&t, "/zz/x", &h), Some("short"));
+        // Both unindexed patterns match: the longer pattern ranks first (§4.5).
+        assert_eq!(find(&t, "/zz/x", &h), Some("anywhere"));
+        assert_eq!(find(&t, "/q/x", &h), Some("short"));
+        // A key longer than the path is never probed past the path's end.
+        assert_eq!(find(&t, "/", &h), None);
+    }
+
+    #[test]
+    fn bound_skips_kinds_that_cannot_win() {
+        let t = RouteTable::new(vec![
+            entry(PathKind::Exact, "/a/b", "exact"),
+            entry(PathKind::Prefix, "/a/", "prefix"),
+            entry(PathKind::Regex, "/a/.*", "regex"),
+        ]);
+        let other = RouteTable::new(vec![
+            entry(PathKind::Exact, "/a/b", "other-exact"),
+            entry(PathKind::Prefix, "/a/b/", "other-prefix"),
+        ]);
+        let h = HeaderMap::new();
+        let req = |path| RequestView {
+            method: &Method::GET,
+            path,
+            query: None,
+            headers: &h,
+        };
+        let exact = &other.entries()[other.find_index(&req("/a/b")).unwrap()];
+        // An equal exact entry does not beat the bound (ties go to the earlier table).
+        assert_eq!(
+            t.find_index_before(&req("/a/b"), Some(exact.precedence())),
+            None
+        );
+        // A prefix bound: a longer prefix beats it, a shorter one and regexes do not.
+        let long_prefix = &other.entries()[other.find_index(&req("/a/b/c")).unwrap()];
+        assert_eq!(
+            t.find_index_before(&req("/a/b/c"), Some(long_prefix.precedence())),
+            None
+        );
+        let short = &t.entries()[t.find_index(&req("/a/x")).unwrap()];
+        assert_eq!(&*short.route_name, "prefix");
+        assert!(other
+            .find_index_before(&req("/a/b/c"), Some(short.precedence()))
+            .is_some());
     }
 
     #[test]

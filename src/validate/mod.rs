@@ -40,7 +40,7 @@ mod user_regex;
 #[cfg(test)]
 mod testutil;
 
-use crate::resources::{Res, ResourceSet};
+use crate::resources::{ResourceSet, Shared};
 use crate::violation::Violation;
 use report::Report;
 
@@ -68,7 +68,7 @@ pub fn validate(set: &ResourceSet) -> Vec<Violation> {
 }
 
 /// Runs the name/mesh rules and `rules` on every resource of one kind.
-fn check_all<T>(resources: &[Res<T>], out: &mut Vec<Violation>, rules: fn(&mut Report, &T)) {
+fn check_all<T>(resources: &[Shared<T>], out: &mut Vec<Violation>, rules: fn(&mut Report, &T)) {
     for res in resources {
         let mut report = Report::new(&res.meta, out);
         meta::validate_meta(&mut report);
