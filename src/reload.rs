@@ -456,3 +456,90 @@ impl BackgroundService for PolicyWatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::matchers::RequestView;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write policy");
+    }
+
+    fn route(path: &str) -> String {
+        format!(
+            "type: MeshHTTPRoute\nname: r-{}\nmesh: default\nspec:\n  targetRef: {{kind: MeshGateway, name: gw}}\n  to:\n  - targetRef: {{kind: Mesh}}\n    rules:\n    - matches: [{{path: {{type: Exact, value: {path}}}}}]\n      default: {{backendRefs: [{{kind: MeshService, name: web}}]}}\n",
+            path.trim_start_matches('/')
+        )
+    }
+
+    fn routed(snap: &Snapshot, path: &str) -> bool {
+        let headers = http::HeaderMap::new();
+        let req = RequestView {
+            method: &http::Method::GET,
+            path,
+            query: None,
+            headers: &headers,
+        };
+        snap.http_route(8080, "any.test", &req).is_some()
+    }
+
+    #[test]
+    fn cached_rebuilds_reparse_only_changed_files_and_match_a_fresh_build() {
+        let dir =
+            std::env::temp_dir().join(format!("meshgate-reload-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        write(&dir, "gateway.yaml", "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n---\ntype: Dataplane\nname: web-1\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 9\n    tags:\n      kuma.io/service: web\n");
+        write(&dir, "a.yaml", &route("/a"));
+        write(&dir, "b.yaml", &route("/b"));
+        let opts = CompileOptions {
+            gateway: None,
+            policy_dir: dir.clone(),
+        };
+        let mut cache = PolicyCache::default();
+        let first = build_cached(&dir, &opts, 1, &mut cache).map_err(|r| r.violations);
+        let first = first.expect("valid directory");
+        assert!(routed(&first.snapshot, "/a") && routed(&first.snapshot, "/b"));
+        let hash_of = |cache: &PolicyCache, f: &str| cache.files.get(f).map(|c| c.content_hash);
+        let a_before = hash_of(&cache, "a.yaml");
+
+        // b changes, a does not; c is new.
+        write(&dir, "b.yaml", &route("/b2"));
+        write(&dir, "c.yaml", &route("/c"));
+        let second = build_cached(&dir, &opts, 2, &mut cache).map_err(|r| r.violations);
+        let second = second.expect("valid directory");
+        assert_eq!(hash_of(&cache, "a.yaml"), a_before);
+        assert!(routed(&second.snapshot, "/a"));
+        assert!(
+            !routed(&second.snapshot, "/b"),
+            "the old content of b.yaml is gone"
+        );
+        assert!(routed(&second.snapshot, "/b2") && routed(&second.snapshot, "/c"));
+        let fresh = build(&dir, &opts, 2)
+            .map_err(|r| r.violations)
+            .expect("valid");
+        assert_eq!(second.fingerprint, fresh.fingerprint);
+        assert_eq!(second.snapshot.route_entries, fresh.snapshot.route_entries);
+
+        // A deleted file leaves the cache and the snapshot; a broken one is reported with
+        // its own name, from the cache on the next build too.
+        std::fs::remove_file(dir.join("c.yaml")).expect("remove");
+        write(
+            &dir,
+            "b.yaml",
+            "type: MeshHTTPRoute\nname: broken\nmesh: default\nspec:\n  to: [\n",
+        );
+        for generation in [3, 4] {
+            let Err(rejected) = build_cached(&dir, &opts, generation, &mut cache) else {
+                panic!("a broken file must reject the build");
+            };
+            assert!(rejected
+                .violations
+                .iter()
+                .all(|v| v.origin.file == "b.yaml"));
+        }
+        assert!(!cache.files.contains_key("c.yaml"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -660,6 +660,40 @@ mod tests {
         }
     }
 
+    /// The same head fed in two reads split at `at`; `Done` counts bytes of the second read.
+    fn scan_split(head: &[u8], at: usize) -> Result<(usize, Phase), Refusal> {
+        let mut s = HeadScan::default();
+        match s.feed(&head[..at], &limits()) {
+            Scan::More => {}
+            Scan::Done(n) => return Ok((n, s.next_phase())),
+            Scan::Refuse(r) => return Err(r),
+        }
+        match s.feed(&head[at..], &limits()) {
+            Scan::Done(n) => Ok((at + n, s.next_phase())),
+            Scan::Refuse(r) => Err(r),
+            Scan::More => panic!("incomplete head"),
+        }
+    }
+
+    #[test]
+    fn a_head_split_anywhere_scans_like_a_whole_one() {
+        let heads: [&[u8]; 4] = [
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            b"GET http://A.test/x HTTP/1.1\r\nhost: a.test\r\n\r\n",
+            b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\n\r\n",
+            b"GET / HTTP/1.1\r\nx_y: 1\r\n\r\n",
+        ];
+        for head in heads {
+            let whole = scan(head);
+            for at in 1..head.len() {
+                assert_eq!(scan_split(head, at), whole, "split at {at}: {head:?}");
+            }
+        }
+        assert_eq!(scan(heads[1]).map(|r| r.1), Ok(Phase::Idle));
+        assert_eq!(scan(heads[2]), Err(Refusal::BadTarget));
+        assert_eq!(scan(heads[3]), Err(Refusal::Underscore));
+    }
+
     #[test]
     fn a_normal_head_passes_and_finds_its_body() {
         let h = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
