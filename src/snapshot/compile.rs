@@ -31,8 +31,8 @@ use crate::resources::{
     MeshGateway, MeshHttpRoute, MeshTcpRoute, MeshTimeout, Meta, Res, ResourceSet, TargetRef,
 };
 use crate::violation::Violation;
+use foldhash::HashSet;
 use http::{HeaderName, HeaderValue, Method};
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -355,7 +355,8 @@ impl<'a> Ctx<'a> {
             // Compiled group tables of this listener, shared by its virtual hosts. The key
             // adds the Exact paths other groups of a virtual host contribute, because they
             // suppress this group's PathPrefix exact entries (§4.1).
-            let mut tables: HashMap<(String, Vec<String>), Arc<RouteTable>> = HashMap::new();
+            let mut tables: foldhash::HashMap<(String, Vec<String>), Arc<RouteTable>> =
+                foldhash::HashMap::default();
             for b in &bindings {
                 if owned.iter().any(|o| hostname::contains(o, b)) {
                     continue; // listener isolation: a more exact listener owns these hosts

@@ -7,8 +7,8 @@
 //!   the longest matching wildcard suffix, then the catch-all, like Envoy's virtual-host and
 //!   filter-chain selection. Lookup cost is O(labels of the host), not O(entries).
 
+use foldhash::HashMap;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 /// The catch-all hostname.
 pub const ANY: &str = "*";
@@ -87,8 +87,8 @@ pub struct HostTable<T> {
 impl<T> Default for HostTable<T> {
     fn default() -> Self {
         HostTable {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: HashMap::default(),
+            wildcard: HashMap::default(),
             any: None,
         }
     }

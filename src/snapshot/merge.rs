@@ -13,7 +13,8 @@
 
 use crate::resources::http_route::{HttpMatch, HttpRuleConf};
 use crate::resources::{BackendRef, MeshHttpRoute, MeshTcpRoute, Res};
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 pub struct MergedRule {
@@ -32,7 +33,7 @@ pub type RuleGroups = BTreeMap<String, Vec<MergedRule>>;
 pub fn merge_http_routes(routes: &[&Res<MeshHttpRoute>]) -> RuleGroups {
     // key (hostname, canonical JSON of matches) → index in the group's list
     let mut groups: RuleGroups = BTreeMap::new();
-    let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
+    let mut index: HashMap<String, HashMap<String, usize>> = HashMap::default();
     for (ri, route) in routes.iter().enumerate() {
         for (ti, to) in route.spec.to.iter().enumerate() {
             let hostnames: Vec<String> = match &to.hostnames {

@@ -8,7 +8,7 @@
 //! snapshot holds. Only snapshot builds take the lock; requests never see it.
 
 use super::matchers::Regex;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 #[derive(Default)]

@@ -18,8 +18,8 @@
 
 use super::action::{Action, PathRewrite};
 use super::matchers::{Conditions, PathKind, PathMatcher, RequestView};
+use foldhash::HashMap;
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
