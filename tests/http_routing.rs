@@ -642,28 +642,18 @@ fn wildcard_route_hostname_binds_to_specific_listener_and_catch_all_listener_ser
 #[test]
 fn pathprefix_matches_whole_segments_and_is_case_sensitive() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /api
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: v1
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /api
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: v1
+        "#,
+        &["v1"],
     );
     gw.assert_routed(1, "/api", "a.test", "v1");
     gw.assert_routed(1, "/api/", "a.test", "v1");
@@ -678,28 +668,18 @@ fn pathprefix_matches_whole_segments_and_is_case_sensitive() {
 #[test]
 fn exact_path_matches_only_the_exact_path_query_ignored() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: Exact
-                          value: /exact
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: v1
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: Exact
+              value: /exact
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: v1
+        "#,
+        &["v1"],
     );
     gw.assert_routed(1, "/exact", "a.test", "v1");
     let r = gw.assert_routed(1, "/exact?x=1", "a.test", "v1");
@@ -713,28 +693,18 @@ fn exact_path_matches_only_the_exact_path_query_ignored() {
 #[test]
 fn regex_path_must_match_the_whole_path() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: RegularExpression
-                          value: /api/v[0-9]+
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: v1
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: RegularExpression
+              value: /api/v[0-9]+
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: v1
+        "#,
+        &["v1"],
     );
     gw.assert_routed(1, "/api/v1", "a.test", "v1");
     gw.assert_routed(1, "/api/v42?debug=1", "a.test", "v1");
@@ -751,36 +721,26 @@ fn regex_path_must_match_the_whole_path() {
 fn precedence_exact_beats_prefix_of_the_same_path() {
     let _v1 = EchoHttp::start("exact");
     let _v2 = EchoHttp::start("prefix");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /api
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: prefix
-                    - matches:
-                      - path:
-                          type: Exact
-                          value: /api
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: exact
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["exact", "prefix"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /api
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: prefix
+        - matches:
+          - path:
+              type: Exact
+              value: /api
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: exact
+        "#,
+        &["exact", "prefix"],
     );
     gw.assert_routed(1, "/api", "a.test", "exact");
     gw.assert_routed(1, "/api/", "a.test", "prefix");
@@ -793,44 +753,34 @@ fn precedence_longer_prefix_wins_regardless_of_order() {
     let _v1 = EchoHttp::start("short");
     let _v2 = EchoHttp::start("long");
     let _v3 = EchoHttp::start("longest");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /a
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: short
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /a/b/c
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: longest
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /a/b
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: long
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["short", "long", "longest"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /a
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: short
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /a/b/c
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: longest
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /a/b
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: long
+        "#,
+        &["short", "long", "longest"],
     );
     gw.assert_routed(1, "/a/x", "a.test", "short");
     gw.assert_routed(1, "/a/b", "a.test", "long");
@@ -926,34 +876,24 @@ fn precedence_prefix_outranks_regex_and_root_prefix_shadows_regex() {
 fn precedence_rule_without_path_counts_as_prefix_root_and_beats_regex() {
     let _v1 = EchoHttp::start("no-path");
     let _v2 = EchoHttp::start("regex");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: RegularExpression
-                          value: /r.*
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: regex
-                    - matches:
-                      - method: GET
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: no-path
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["no-path", "regex"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: RegularExpression
+              value: /r.*
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: regex
+        - matches:
+          - method: GET
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: no-path
+        "#,
+        &["no-path", "regex"],
     );
     gw.assert_routed(1, "/r1", "a.test", "no-path");
     gw.assert_routed_with(1, "POST", "/r1", "a.test", &[], "regex");
@@ -964,36 +904,26 @@ fn precedence_rule_without_path_counts_as_prefix_root_and_beats_regex() {
 fn precedence_exact_beats_regex() {
     let _v1 = EchoHttp::start("exact");
     let _v2 = EchoHttp::start("regex");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: RegularExpression
-                          value: /.*
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: regex
-                    - matches:
-                      - path:
-                          type: Exact
-                          value: /exact
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: exact
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["exact", "regex"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: RegularExpression
+              value: /.*
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: regex
+        - matches:
+          - path:
+              type: Exact
+              value: /exact
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: exact
+        "#,
+        &["exact", "regex"],
     );
     gw.assert_routed(1, "/exact", "a.test", "exact");
     gw.assert_routed(1, "/other", "a.test", "regex");
@@ -1005,37 +935,27 @@ fn precedence_exact_beats_regex() {
 fn precedence_method_match_beats_no_method() {
     let _v1 = EchoHttp::start("any");
     let _v2 = EchoHttp::start("post");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /x
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: any
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /x
-                        method: POST
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: post
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["any", "post"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /x
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: any
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /x
+            method: POST
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: post
+        "#,
+        &["any", "post"],
     );
     gw.assert_routed_with(1, "POST", "/x", "a.test", &[], "post");
     gw.assert_routed(1, "/x", "a.test", "any");
@@ -1108,41 +1028,31 @@ fn precedence_more_header_conditions_first() {
 fn precedence_path_specificity_before_header_count() {
     let _v1 = EchoHttp::start("long-path");
     let _v2 = EchoHttp::start("headers");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /
-                        headers:
-                        - name: x-a
-                          value: "1"
-                        - name: x-b
-                          value: "1"
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: headers
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /long
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: long-path
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["long-path", "headers"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /
+            headers:
+            - name: x-a
+              value: "1"
+            - name: x-b
+              value: "1"
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: headers
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /long
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: long-path
+        "#,
+        &["long-path", "headers"],
     );
     let h = [("x-a", "1"), ("x-b", "1")];
     gw.assert_routed_with(1, "GET", "/long", "a.test", &h, "long-path");
@@ -1156,39 +1066,29 @@ fn precedence_path_specificity_before_header_count() {
 fn header_exact_match_name_case_insensitive_value_case_sensitive() {
     let _v1 = EchoHttp::start("matched");
     let _v2 = EchoHttp::start("fallback");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /
-                        headers:
-                        - name: x-env
-                          value: prod
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: matched
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: fallback
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["matched", "fallback"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /
+            headers:
+            - name: x-env
+              value: prod
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: matched
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: fallback
+        "#,
+        &["matched", "fallback"],
     );
     gw.assert_routed_with(1, "GET", "/", "a.test", &[("x-env", "prod")], "matched");
     gw.assert_routed_with(1, "GET", "/", "a.test", &[("X-Env", "prod")], "matched");
@@ -1202,42 +1102,32 @@ fn header_exact_match_name_case_insensitive_value_case_sensitive() {
 fn header_present_and_absent_matches() {
     let _v1 = EchoHttp::start("present");
     let _v2 = EchoHttp::start("absent");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /p
-                        headers:
-                        - type: Present
-                          name: x-token
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: present
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /a
-                        headers:
-                        - type: Absent
-                          name: x-token
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: absent
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["present", "absent"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /p
+            headers:
+            - type: Present
+              name: x-token
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: present
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /a
+            headers:
+            - type: Absent
+              name: x-token
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: absent
+        "#,
+        &["present", "absent"],
     );
     gw.assert_routed_with(
         1,
@@ -1257,44 +1147,34 @@ fn header_present_and_absent_matches() {
 fn header_regex_full_match_and_prefix_match() {
     let _v1 = EchoHttp::start("regex");
     let _v2 = EchoHttp::start("prefix");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /r
-                        headers:
-                        - type: RegularExpression
-                          name: x-version
-                          value: v[0-9]+
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: regex
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /p
-                        headers:
-                        - type: Prefix
-                          name: x-user
-                          value: admin-
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: prefix
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["regex", "prefix"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /r
+            headers:
+            - type: RegularExpression
+              name: x-version
+              value: v[0-9]+
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: regex
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /p
+            headers:
+            - type: Prefix
+              name: x-user
+              value: admin-
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: prefix
+        "#,
+        &["regex", "prefix"],
     );
     gw.assert_routed_with(1, "GET", "/r", "a.test", &[("x-version", "v12")], "regex");
     gw.assert_status_with(1, "GET", "/r", "a.test", &[("x-version", "v1x")], 404);
@@ -1317,59 +1197,49 @@ fn query_param_exact_and_regex_matches_are_anded() {
     let _v1 = EchoHttp::start("exact");
     let _v2 = EchoHttp::start("regex");
     let _v3 = EchoHttp::start("both");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /e
-                        queryParams:
-                        - type: Exact
-                          name: version
-                          value: "2"
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: exact
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /r
-                        queryParams:
-                        - type: RegularExpression
-                          name: debug
-                          value: (true|1)
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: regex
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /b
-                        queryParams:
-                        - type: RegularExpression
-                          name: x
-                          value: "[0-9]+"
-                        - type: RegularExpression
-                          name: y
-                          value: "[a-z]+"
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: both
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["exact", "regex", "both"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /e
+            queryParams:
+            - type: Exact
+              name: version
+              value: "2"
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: exact
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /r
+            queryParams:
+            - type: RegularExpression
+              name: debug
+              value: (true|1)
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: regex
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /b
+            queryParams:
+            - type: RegularExpression
+              name: x
+              value: "[0-9]+"
+            - type: RegularExpression
+              name: y
+              value: "[a-z]+"
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: both
+        "#,
+        &["exact", "regex", "both"],
     );
     gw.assert_routed(1, "/e?version=2", "a.test", "exact");
     gw.assert_routed(1, "/e?a=b&version=2", "a.test", "exact");
@@ -1389,43 +1259,33 @@ fn query_param_exact_and_regex_matches_are_anded() {
 #[test]
 fn matches_are_ored_and_conditions_inside_a_match_are_anded() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: Exact
-                          value: /a
-                      - path:
-                          type: Exact
-                          value: /b
-                        method: POST
-                      - path:
-                          type: Exact
-                          value: /c
-                        method: PUT
-                        headers:
-                        - name: x-k
-                          value: v
-                        queryParams:
-                        - type: Exact
-                          name: q
-                          value: "1"
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: v1
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: Exact
+              value: /a
+          - path:
+              type: Exact
+              value: /b
+            method: POST
+          - path:
+              type: Exact
+              value: /c
+            method: PUT
+            headers:
+            - name: x-k
+              value: v
+            queryParams:
+            - type: Exact
+              name: q
+              value: "1"
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: v1
+        "#,
+        &["v1"],
     );
     gw.assert_routed(1, "/a", "a.test", "v1");
     gw.assert_routed_with(1, "POST", "/b", "a.test", &[], "v1");
@@ -1512,36 +1372,26 @@ fn identical_matches_across_routes_merge_greater_name_wins_and_filters_survive()
 fn duplicate_matches_inside_one_to_entry_first_rule_wins() {
     let _v1 = EchoHttp::start("first");
     let _v2 = EchoHttp::start("second");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /dup
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: first
-                    - matches:
-                      - path:
-                          type: PathPrefix
-                          value: /dup
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: second
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["first", "second"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /dup
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: first
+        - matches:
+          - path:
+              type: PathPrefix
+              value: /dup
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: second
+        "#,
+        &["first", "second"],
     );
     for _ in 0..5 {
         gw.assert_routed(1, "/dup", "a.test", "first");
@@ -1628,28 +1478,18 @@ fn client_supplied_x_kuma_tags_header_is_not_forwarded() {
 #[test]
 fn path_is_normalised_before_matching() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            (
-                "route.yaml",
-                http_route(
-                    "route",
-                    r#"
-                    - matches:
-                      - path:
-                          type: Exact
-                          value: /b/c
-                      default:
-                        backendRefs:
-                        - kind: MeshService
-                          name: v1
-                    "#,
-                ),
-            ),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
+    let gw = single_route_gateway(
+        r#"
+        - matches:
+          - path:
+              type: Exact
+              value: /b/c
+          default:
+            backendRefs:
+            - kind: MeshService
+              name: v1
+        "#,
+        &["v1"],
     );
     for path in ["/b/c", "/a/../b/c", "/b/./c", "//b//c", "/b/x/../c?q=1"] {
         let r = gw.assert_routed(1, path, "a.test", "v1");

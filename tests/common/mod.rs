@@ -1170,6 +1170,20 @@ pub struct Gateway {
     exit: Option<ExitStatus>,
 }
 
+/// A gateway with the one-listener MeshGateway (`gateway_one_http`), one MeshHTTPRoute
+/// `route` holding `rules_yaml`, and Dataplanes for `services`: the shape most routing
+/// tests need.
+pub fn single_route_gateway(rules_yaml: &str, services: &[&str]) -> Gateway {
+    Gateway::start(
+        &[
+            ("gateway.yaml", gateway_one_http()),
+            ("route.yaml", http_route("route", rules_yaml)),
+            ("dataplanes.yaml", dataplanes(services)),
+        ],
+        &[],
+    )
+}
+
 impl Gateway {
     /// Writes the files, starts meshgate and waits for `/ready` == 200 (panics with the log
     /// otherwise).
