@@ -272,9 +272,10 @@ impl<'a> Ctx<'a> {
             && tags_match(&t.tags.clone().unwrap_or_default(), &l.tags)
     }
 
-    fn http_groups(&self, l: &PlannedListener) -> (RuleGroups, bool) {
-        let mut routes: Vec<&Res<MeshHttpRoute>> = self
-            .set
+    /// The merged rules borrow from the resources (`'a`), not from `self`.
+    fn http_groups(&self, l: &PlannedListener) -> (RuleGroups<'a>, bool) {
+        let set: &'a ResourceSet = self.set;
+        let mut routes: Vec<&'a Res<MeshHttpRoute>> = set
             .http_routes
             .iter()
             .map(|r| &**r)
@@ -429,13 +430,13 @@ impl<'a> Ctx<'a> {
                     continue;
                 }
             };
-            let route_name: Arc<str> = Arc::from(rule.route_name.as_str());
+            let route_name: Arc<str> = Arc::from(rule.route_name);
             let rewrite = rewrite_spec(rule);
             // No matches: one that matches every request (§4.1).
             let matches: &[HttpMatch] = if rule.matches.is_empty() {
                 &match_all
             } else {
-                &rule.matches
+                rule.matches
             };
             for m in matches {
                 let conditions = match conditions(m, &self.regexes) {
@@ -492,7 +493,7 @@ impl<'a> Ctx<'a> {
         let mut host_rewrite = None;
         let mut redirect = None;
         let mut mirror = None;
-        for f in rule.conf.filters.iter().flatten() {
+        for f in rule.conf.filters.unwrap_or_default() {
             match f.filter_type.as_str() {
                 "RequestHeaderModifier" => {
                     let mut mods = header_mods(f.request_header_modifier.as_ref())?;
@@ -522,7 +523,7 @@ impl<'a> Ctx<'a> {
                 other => return Err(format!("filter type {other:?} is not supported")),
             }
         }
-        let refs = rule.conf.backend_refs.clone().unwrap_or_default();
+        let refs = rule.conf.backend_refs.unwrap_or_default();
         if refs.is_empty() {
             if let Some(r) = redirect {
                 let port = match r.port {
@@ -551,7 +552,7 @@ impl<'a> Ctx<'a> {
             response_headers,
             host_rewrite,
             mirror,
-            timeouts: self.timeouts_for(&rule.route_name)?,
+            timeouts: self.timeouts_for(rule.route_name)?,
         })))
     }
 
@@ -761,7 +762,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn explicit_exact_paths(rules: &[MergedRule]) -> impl Iterator<Item = &str> {
+fn explicit_exact_paths<'a>(rules: &'a [MergedRule<'a>]) -> impl Iterator<Item = &'a str> {
     rules
         .iter()
         .flat_map(|r| r.matches.iter())
@@ -771,7 +772,7 @@ fn explicit_exact_paths(rules: &[MergedRule]) -> impl Iterator<Item = &str> {
 }
 
 /// PathPrefix values (without trailing `/`; `/` for the root) of a group's rules.
-fn prefix_paths(rules: &[MergedRule]) -> impl Iterator<Item = &str> {
+fn prefix_paths<'a>(rules: &'a [MergedRule<'a>]) -> impl Iterator<Item = &'a str> {
     rules
         .iter()
         .flat_map(|r| r.matches.iter())
@@ -903,12 +904,8 @@ fn expand_path(
 
 /// The path rewrite a rule asks for: its redirect's when it redirects, else its URLRewrite's.
 fn rewrite_spec(rule: &MergedRule) -> Option<PathRewriteSpec> {
-    let filters = rule.conf.filters.as_deref().unwrap_or_default();
-    let forwards = rule
-        .conf
-        .backend_refs
-        .as_ref()
-        .is_some_and(|b| !b.is_empty());
+    let filters = rule.conf.filters.unwrap_or_default();
+    let forwards = rule.conf.backend_refs.is_some_and(|b| !b.is_empty());
     let mut out = None;
     for f in filters {
         let p = match f.filter_type.as_str() {
