@@ -29,14 +29,7 @@ fn line_with<'a>(out: &'a str, needles: &[&str]) -> Option<&'a str> {
 #[test]
 fn admin_ready_config_and_metrics() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            ("route.yaml", catch_all_route("route", "v1")),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
-    );
+    let gw = catch_all_gateway("route", "v1");
     assert_eq!(gw.admin_get("/ready").status, 200);
     let config = gw.config();
     assert!(
@@ -602,14 +595,7 @@ fn demo_configuration_is_valid() {
 #[test]
 fn malformed_request_is_refused_and_gateway_keeps_serving() {
     let v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            ("route.yaml", catch_all_route("route", "v1")),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
-    );
+    let gw = catch_all_gateway("route", "v1");
     let port = gw.lport(1);
     for garbage in [
         &b"THIS IS NOT HTTP\r\n\r\n"[..],

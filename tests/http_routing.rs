@@ -1449,14 +1449,7 @@ fn no_matching_route_answers_404_and_no_backend_is_contacted() {
 #[test]
 fn client_supplied_x_kuma_tags_header_is_not_forwarded() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            ("route.yaml", catch_all_route("route", "v1")),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
-    );
+    let gw = catch_all_gateway("route", "v1");
     let r = gw.send(
         1,
         "GET",

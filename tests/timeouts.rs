@@ -10,14 +10,7 @@ use common::*;
 #[test]
 fn silent_backend_gets_504_stream_timeout_by_default() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            ("route.yaml", catch_all_route("r", "v1")),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
-    );
+    let gw = catch_all_gateway("r", "v1");
     let ok = gw.send(1, "GET", "/", "a.test", &[("x-echo-delay-ms", "1000")], b"");
     assert_eq!(ok.status, 200);
     let slow = gw.send(1, "GET", "/", "a.test", &[("x-echo-delay-ms", "7000")], b"");

@@ -1184,6 +1184,19 @@ pub fn single_route_gateway(rules_yaml: &str, services: &[&str]) -> Gateway {
     )
 }
 
+/// A gateway with the one-listener MeshGateway and a catch-all MeshHTTPRoute `route` to the
+/// legacy MeshService `service` (one Dataplane).
+pub fn catch_all_gateway(route: &str, service: &str) -> Gateway {
+    Gateway::start(
+        &[
+            ("gateway.yaml", gateway_one_http()),
+            ("route.yaml", catch_all_route(route, service)),
+            ("dataplanes.yaml", dataplanes(&[service])),
+        ],
+        &[],
+    )
+}
+
 impl Gateway {
     /// Writes the files, starts meshgate and waits for `/ready` == 200 (panics with the log
     /// otherwise).
