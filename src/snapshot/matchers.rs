@@ -3,25 +3,74 @@
 //! without a Pingora session.
 
 use http::{HeaderMap, HeaderName, Method};
+use regex_automata::dfa::{dense, sparse, Automaton, StartKind};
 use regex_automata::meta::Config;
-use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::{Anchored, Input};
 use std::sync::Arc;
 
 /// A compiled route regex and the literal bytes every match starts with (the route table
 /// indexes regex paths by it).
 #[derive(Debug)]
 pub struct Regex {
-    regex: regex_automata::meta::Regex,
+    engine: Engine,
     literal_prefix: Box<[u8]>,
 }
 
+/// How a route regex runs. Route regexes are many (a large policy directory holds thousands),
+/// mostly idle, and only ever asked yes or no, so memory per pattern matters as much as speed.
+///
+/// - `Dfa`: a sparse DFA built ahead of time. ~1 KiB per benchmark pattern, a table walk per
+///   byte, and no scratch space, so a match never touches a cache pool.
+/// - `PikeVm`: `regex-automata`'s meta engine as a PikeVM with its prefilter only, for the
+///   patterns a DFA cannot take (Unicode word boundaries) or that determinize past
+///   [`DFA_SIZE_LIMIT`] (`\w+` with Unicode classes, large counted repetitions). ~7.5 KiB
+///   per pattern; no one-pass DFA, bounded backtracker, lazy DFA or capture states.
+///
+/// 3,300 benchmark patterns: 16.9 KiB each with `regex::Regex`, 7.5 KiB as a PikeVM, ~1 KiB
+/// as a sparse DFA (scripts/bench.sh, BENCHMARKS.md).
+// Nearly every route regex is a `Dfa`, and each `Regex` already lives in its own `Arc`:
+// boxing the large variant would add an allocation and an indirection, not save memory.
+#[allow(clippy::large_enum_variant)]
+enum Engine {
+    Dfa(sparse::DFA<Vec<u8>>),
+    PikeVm(regex_automata::meta::Regex),
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Dfa(_) => "Dfa",
+            Engine::PikeVm(_) => "PikeVm",
+        })
+    }
+}
+
+/// Largest dense DFA (before it is made sparse, which shrinks it several times) and largest
+/// determinization working set a route regex may take before it runs as a PikeVM instead.
+const DFA_SIZE_LIMIT: usize = 64 << 10;
+const DETERMINIZE_SIZE_LIMIT: usize = 512 << 10;
+
 impl Regex {
     pub fn is_match(&self, subject: &str) -> bool {
-        self.regex.is_match(subject)
+        match &self.engine {
+            // The DFA has no quit bytes and no heuristic Unicode word boundary, the only
+            // reasons a search can give up, so `Err` does not happen; were it to, "no
+            // match" is the answer that sends no request where it was not routed.
+            Engine::Dfa(dfa) => dfa
+                .try_search_fwd(&Input::new(subject).anchored(Anchored::Yes))
+                .is_ok_and(|m| m.is_some()),
+            Engine::PikeVm(re) => re.is_match(subject),
+        }
     }
 
     pub fn literal_prefix(&self) -> &[u8] {
         &self.literal_prefix
+    }
+
+    #[cfg(test)]
+    fn runs_as_dfa(&self) -> bool {
+        matches!(self.engine, Engine::Dfa(_))
     }
 }
 
@@ -50,17 +99,39 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// Anchors an RE2 pattern so it must match the whole subject, as Envoy's `safe_regex` does.
-///
-/// Built with `regex-automata`'s meta engine (what `regex::Regex` wraps) as a PikeVM with its
-/// prefilter only: no one-pass DFA, bounded backtracker, full or lazy DFA, no capture
-/// states. Route regexes are many and mostly idle, the route table only runs those whose
-/// literal prefix the path starts with, and only a yes/no answer is needed; the other engines
-/// cost memory per pattern up front or per pattern run (3,300 benchmark patterns: 16.9 KiB
-/// each with `regex::Regex`, 7.5 KiB here, and no lazy-DFA cache of ~6 KiB per pattern run).
+/// Anchors an RE2 pattern so it must match the whole subject, as Envoy's `safe_regex` does,
+/// and compiles it as a sparse DFA, or as a PikeVM when a DFA cannot take it (see [`Engine`]).
+/// Both engines implement the same syntax and leftmost-first semantics, so which one runs is
+/// invisible to routing.
 pub fn full_match_regex(pattern: &str) -> Result<Regex, String> {
     let anchored = format!("^(?:{pattern})$");
-    let regex = regex_automata::meta::Regex::builder()
+    let engine = match sparse_dfa(&anchored) {
+        Some(dfa) => Engine::Dfa(dfa),
+        None => Engine::PikeVm(pike_vm(&anchored)?),
+    };
+    Ok(Regex {
+        engine,
+        literal_prefix: literal_prefix(&anchored),
+    })
+}
+
+fn sparse_dfa(anchored: &str) -> Option<sparse::DFA<Vec<u8>>> {
+    let dense = dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .start_kind(StartKind::Anchored)
+                .minimize(false)
+                .dfa_size_limit(Some(DFA_SIZE_LIMIT))
+                .determinize_size_limit(Some(DETERMINIZE_SIZE_LIMIT)),
+        )
+        .thompson(thompson::Config::new().which_captures(WhichCaptures::None))
+        .build(anchored)
+        .ok()?;
+    dense.to_sparse().ok()
+}
+
+fn pike_vm(anchored: &str) -> Result<regex_automata::meta::Regex, String> {
+    regex_automata::meta::Regex::builder()
         .configure(
             Config::new()
                 .which_captures(WhichCaptures::None)
@@ -69,12 +140,8 @@ pub fn full_match_regex(pattern: &str) -> Result<Regex, String> {
                 .dfa(false)
                 .hybrid(false),
         )
-        .build(&anchored)
-        .map_err(|e| e.to_string())?;
-    Ok(Regex {
-        regex,
-        literal_prefix: literal_prefix(&anchored),
-    })
+        .build(anchored)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -235,6 +302,54 @@ mod tests {
         assert_eq!(prefix("[/]x"), b"/x");
         assert_eq!(prefix("(?i)/api"), b"/");
         assert_eq!(prefix(".*/x"), b"");
+    }
+
+    #[test]
+    fn dfa_and_pike_vm_agree_and_the_pike_vm_takes_what_a_dfa_cannot() {
+        let cases: &[(&str, &[(&str, bool)])] = &[
+            (
+                "/re/r000001/[0-9]+(/[a-z]+)?",
+                &[
+                    ("/re/r000001/12", true),
+                    ("/re/r000001/12/ab", true),
+                    ("/re/r000001/", false),
+                    ("/re/r000001/12/ab/", false),
+                    ("/re/r000001/12x", false),
+                ],
+            ),
+            // Leftmost-first alternation still has to reach the end: `a` fails, `ab` matches.
+            ("a|ab", &[("ab", true), ("a", true), ("abc", false)]),
+            ("(?i)/API/[a-z]+", &[("/api/x", true), ("/Api/", false)]),
+            ("/u/.+", &[("/u/é", true), ("/u/", false)]),
+            ("v[0-9]+", &[("v1", true), ("xv1", false), ("v1x", false)]),
+        ];
+        for (pattern, subjects) in cases {
+            let anchored = format!("^(?:{pattern})$");
+            let dfa = full_match_regex(pattern).unwrap();
+            assert!(dfa.runs_as_dfa(), "{pattern} should run as a DFA");
+            let pike = Regex {
+                engine: Engine::PikeVm(pike_vm(&anchored).unwrap()),
+                literal_prefix: Box::default(),
+            };
+            for (subject, want) in *subjects {
+                assert_eq!(dfa.is_match(subject), *want, "DFA {pattern} on {subject}");
+                assert_eq!(
+                    pike.is_match(subject),
+                    *want,
+                    "PikeVM {pattern} on {subject}"
+                );
+            }
+        }
+        // Unicode word boundaries have no DFA; Unicode \w+ determinizes past the limit.
+        let boundary = full_match_regex(r"/w/\bfoo\b.*").unwrap();
+        assert!(!boundary.runs_as_dfa());
+        assert!(boundary.is_match("/w/foo/x"));
+        assert!(!boundary.is_match("/w/foox"));
+        let words = full_match_regex(r"/w/\w+/\w+/\w+").unwrap();
+        assert!(!words.runs_as_dfa());
+        assert!(words.is_match("/w/été/b/c"));
+        assert!(!words.is_match("/w/a/b"));
+        assert!(full_match_regex("(").is_err());
     }
 
     #[test]
