@@ -77,6 +77,7 @@ impl ListenerManager {
         let s = &state.settings;
         let limits = Arc::new(Limits {
             header_timeout: s.header_timeout,
+            idle_timeout: s.idle_timeout,
             max_header_bytes: s.max_header_bytes,
             max_header_count: s.max_header_count,
             allow_underscore_headers: s.allow_underscore_headers,

@@ -5,9 +5,12 @@
 //! or recording the chosen backend and endpoint in the context. The later hooks only apply
 //! what was decided; `logging` records metrics and the access log line.
 
+use super::forwarded::forwarded_for;
+use super::guard::Guarded;
 use super::local::{self, LocalResponse, HSTS, SERVER};
 use super::mirror::{self, MirrorBody};
 use super::normalize::{normalize, Normalized};
+use super::plain_header::{PlainRequest, PlainResponse};
 use super::tls::SniName;
 use crate::access_log;
 use crate::metrics::METRICS;
@@ -20,7 +23,7 @@ use crate::snapshot::{EntryRef, ListenerInfo, Protocol, Serving, Snapshot, Virtu
 use crate::state::GatewayState;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderValue, Uri};
+use http::{HeaderName, HeaderValue, Uri};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -28,27 +31,18 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-// Header names as `&'static str`: Pingora's case-preserving header map takes them without a
-// copy, while a `HeaderName` of a non-standard header would be re-spelled into a new buffer.
-const X_KUMA_TAGS: &str = "x-kuma-tags";
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+// Constant names: inserting them hashes, it does not parse or copy (see plain_header).
+const X_KUMA_TAGS: HeaderName = HeaderName::from_static("x-kuma-tags");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// Room reserved before editing: `x-kuma-tags`, `x-forwarded-for`, `x-forwarded-proto`, plus
+/// a route's own header filters (more only grow the map once).
+const ADDED_REQUEST_HEADERS: usize = 4;
 
-/// `x-forwarded-for` with `client` appended, built in one buffer (the request path formats
-/// it for every proxied request).
-fn forwarded_for(
-    previous: Option<&[u8]>,
-    client: std::net::IpAddr,
-) -> std::result::Result<HeaderValue, http::header::InvalidHeaderValue> {
-    use std::io::Write;
-    let mut buf = Vec::with_capacity(previous.map_or(0, |p| p.len() + 2) + 39);
-    if let Some(p) = previous {
-        buf.extend_from_slice(p);
-        buf.extend_from_slice(b", ");
-    }
-    // Writing to a Vec cannot fail.
-    let _ = write!(buf, "{client}");
-    HeaderValue::from_maybe_shared(Bytes::from(buf))
+/// The head guard under an HTTP/1 session (`None` for HTTP/2).
+fn guard_of(session: &Session) -> Option<&Guarded> {
+    let stream = session.stream()?;
+    (**stream).as_any().downcast_ref::<Guarded>()
 }
 
 /// Kuma's default gateway retry policy retries connect failures up to 5 times.
@@ -356,19 +350,30 @@ impl ProxyHttp for HttpGateway {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
-        // Kuma's idle timeout between requests (Pingora's default is 60 s).
-        session.set_keepalive(Some(self.state.settings.idle_timeout.as_secs()));
+        // Kuma's idle timeout between requests (Pingora's default is 60 s). On a guarded
+        // connection (every HTTP/1 one) the guard enforces it with one lazily re-armed timer;
+        // Pingora's would register a timer for every request, so it is told "no timeout".
+        let guard = guard_of(session);
+        let idle = match guard {
+            Some(_) => 0,
+            None => self.state.settings.idle_timeout.as_secs(),
+        };
+        // A request the head guard refused behind a pipelined one (see guard::REFUSED_HEADER);
+        // the guard counted it already. Looked for only once the guard has queued one.
+        let refused = guard
+            .filter(|g| g.stand_in_queued())
+            .and_then(|_| {
+                session
+                    .req_header()
+                    .headers
+                    .get(super::guard::REFUSED_HEADER)
+            })
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok());
+        session.set_keepalive(Some(idle));
         // Pipelined HTTP/1.1 requests are answered in order (RFC 9112 §9.3.2) instead of
         // Pingora's default of answering the first and closing.
         session.set_pipelining_enabled(true);
-        // A request the head guard refused behind a pipelined one (see guard::REFUSED_HEADER);
-        // the guard counted it already.
-        let refused = session
-            .req_header()
-            .headers
-            .get(super::guard::REFUSED_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u16>().ok());
         if let Some(status) = refused {
             ctx.flags = "DPE";
             session.set_keepalive(None);
@@ -538,77 +543,74 @@ impl ProxyHttp for HttpGateway {
         upstream: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        let mut plain = PlainRequest::take(upstream, ADDED_REQUEST_HEADERS);
         let entry = ctx.entry();
-        let rewrite = entry.and_then(|e| e.path_rewrite.clone());
+        let rewrite = entry.and_then(|e| e.path_rewrite.as_ref());
         if ctx.path.is_some() || rewrite.is_some() {
-            let path = ctx
-                .path
-                .as_deref()
-                .unwrap_or_else(|| upstream.uri.path())
-                .to_string();
-            let path = match &rewrite {
-                Some(rw) => rw.apply(&path),
-                None => path,
+            let path = ctx.path.as_deref().unwrap_or(plain.parts.uri.path());
+            let path = match rewrite {
+                Some(rw) => rw.apply(path),
+                None => path.to_string(),
             };
-            let pq = match upstream.uri.query() {
+            let pq = match plain.parts.uri.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path,
             };
             let uri: Uri = pq.parse().map_err(|_| {
                 Error::explain(ErrorType::HTTPStatus(400), "rewritten path invalid")
             })?;
-            upstream.set_uri(uri);
+            plain.set_uri(uri);
         }
+        let headers = &mut plain.parts.headers;
         // Clients must not inject mesh identity (§3.8).
-        upstream.remove_header(X_KUMA_TAGS);
+        headers.remove(&X_KUMA_TAGS);
         if let Some(f) = ctx.forward() {
             for name in &f.request_headers.remove {
-                upstream.remove_header(name);
+                headers.remove(name);
             }
             for (name, value) in &f.request_headers.set {
-                upstream.insert_header(name.clone(), value.clone())?;
+                headers.insert(name.clone(), value.clone());
             }
             for (name, value) in &f.request_headers.add {
-                upstream.append_header(name.clone(), value.clone())?;
+                headers.append(name.clone(), value.clone());
             }
-            match &f.host_rewrite {
-                Some(HostRewrite::Literal(h)) => {
-                    upstream.insert_header(http::header::HOST, h.as_str())?
-                }
-                Some(HostRewrite::BackendHostname) => {
-                    let name = ctx
-                        .backend
-                        .as_ref()
-                        .zip(ctx.endpoint)
-                        .and_then(|(b, i)| b.endpoints.get(i))
-                        .and_then(|e| e.hostname.clone());
-                    if let Some(h) = name {
-                        upstream.insert_header(http::header::HOST, h)?;
-                    }
-                }
-                None => {}
+            let host = match &f.host_rewrite {
+                Some(HostRewrite::Literal(h)) => Some(h.as_str()),
+                Some(HostRewrite::BackendHostname) => ctx
+                    .backend
+                    .as_ref()
+                    .zip(ctx.endpoint)
+                    .and_then(|(b, i)| b.endpoints.get(i))
+                    .and_then(|e| e.hostname.as_deref()),
+                None => None,
+            };
+            if let Some(h) = host {
+                let h = HeaderValue::from_str(h).map_err(|_| {
+                    Error::explain(
+                        ErrorType::HTTPStatus(500),
+                        "host rewrite is not a header value",
+                    )
+                })?;
+                headers.insert(http::header::HOST, h);
             }
         }
         if let (Some(b), Some(snap)) = (&ctx.backend, &ctx.snapshot) {
             if !b.external {
-                upstream.insert_header(X_KUMA_TAGS, snap.gateway.kuma_tags.clone())?;
+                headers.insert(X_KUMA_TAGS, snap.gateway.kuma_tags.clone());
             }
         }
         // Envoy with use_remote_address: append the client to x-forwarded-for.
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let xff = forwarded_for(
-                upstream.headers.get(X_FORWARDED_FOR).map(|v| v.as_bytes()),
-                client.ip(),
-            );
-            if let Ok(xff) = xff {
-                upstream.insert_header(X_FORWARDED_FOR, xff)?;
+            let previous = headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes());
+            if let Ok(xff) = forwarded_for(previous, client.ip()) {
+                headers.insert(X_FORWARDED_FOR, xff);
             }
         }
-        upstream.insert_header(
+        headers.insert(
             X_FORWARDED_PROTO,
             HeaderValue::from_static(if ctx.https { "https" } else { "http" }),
-        )?;
-        Ok(())
+        );
+        plain.put_back(upstream)
     }
 
     async fn response_filter(
@@ -617,27 +619,35 @@ impl ProxyHttp for HttpGateway {
         resp: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        let mut plain = PlainResponse::take(resp);
+        let headers = &mut plain.parts.headers;
         if let Some(f) = ctx.forward() {
             let mods = &f.response_headers;
             for name in &mods.remove {
-                resp.remove_header(name);
+                headers.remove(name);
             }
             for (name, value) in &mods.set {
-                resp.insert_header(name.clone(), value.clone())?;
+                headers.insert(name.clone(), value.clone());
             }
             for (name, value) in &mods.add {
-                resp.append_header(name.clone(), value.clone())?;
+                headers.append(name.clone(), value.clone());
             }
         }
-        resp.insert_header("server", HeaderValue::from_static(SERVER))?;
+        headers.insert(http::header::SERVER, HeaderValue::from_static(SERVER));
         if ctx.https {
-            resp.insert_header("strict-transport-security", HeaderValue::from_static(HSTS))?;
+            headers.insert(
+                http::header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static(HSTS),
+            );
         }
-        if self.state.is_draining() && resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        if self.state.is_draining() && plain.parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
             session.set_keepalive(None);
-            resp.insert_header("connection", HeaderValue::from_static("close"))?;
+            plain
+                .parts
+                .headers
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
-        Ok(())
+        plain.put_back(resp)
     }
 
     async fn fail_to_proxy(
@@ -719,6 +729,9 @@ impl ProxyHttp for HttpGateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        if let Some(guard) = guard_of(session) {
+            guard.request_finished();
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -3,10 +3,12 @@
 //! what happened; nothing here parses configuration.
 
 pub mod coalesce;
+pub mod forwarded;
 pub mod guard;
 pub mod http;
 pub mod local;
 pub mod mirror;
 pub mod normalize;
+pub mod plain_header;
 pub mod tcp;
 pub mod tls;

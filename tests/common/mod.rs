@@ -923,6 +923,30 @@ impl Conn {
         self.writer.write_all(bytes)
     }
 
+    /// Waits up to `limit` for the gateway to close the connection (end of stream or reset);
+    /// how long that took, `None` if it is still open.
+    pub fn wait_closed(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let mut buf = [0u8; 512];
+        let stream = self.reader.get_ref().try_clone().ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .ok()?;
+        while start.elapsed() < limit {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return Some(start.elapsed()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return Some(start.elapsed()),
+            }
+        }
+        None
+    }
+
     /// After a 101 answer: read exactly `n` raw bytes.
     pub fn read_raw(&mut self, n: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; n];
