@@ -53,6 +53,30 @@ pub fn release_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
+/// Runs a build with this thread's allocations going to a fresh mimalloc heap, so what it
+/// keeps (the snapshot) fills pages of its own rather than the gaps the previous build's
+/// garbage left between the live snapshot's objects. When that snapshot is replaced, its
+/// pages empty completely and go back to the OS; sharing pages, two snapshots' worth stayed
+/// resident after a series of reloads (10,000 rules: 42.6 MiB after start, 69.4 MiB after 20
+/// reloads and a collection).
+fn in_own_heap<T>(build: impl FnOnce() -> T) -> T {
+    use libmimalloc_sys::{mi_heap_delete, mi_heap_new, mi_heap_set_default};
+    // SAFETY: the heap is created, made the default, restored and deleted on this thread
+    // only, as mimalloc requires; deleting it moves its live blocks (with their pages) to the
+    // thread's default heap, so nothing allocated here is freed or moved.
+    unsafe {
+        let heap = mi_heap_new();
+        if heap.is_null() {
+            return build();
+        }
+        let previous = mi_heap_set_default(heap);
+        let out = build();
+        mi_heap_set_default(previous);
+        mi_heap_delete(heap);
+        out
+    }
+}
+
 /// Loads, validates and compiles `dir`. Every problem is reported, not just the first.
 pub fn build(dir: &Path, opts: &CompileOptions, generation: u64) -> Result<Built, Rejected> {
     build_cached(dir, opts, generation, &mut PolicyCache::default())
@@ -214,7 +238,8 @@ fn start_worker() -> std::io::Result<std::sync::mpsc::Sender<Job>> {
                         generation,
                         reply,
                     } => {
-                        let built = build_cached(&dir, &opts, generation, &mut cache);
+                        let built =
+                            in_own_heap(|| build_cached(&dir, &opts, generation, &mut cache));
                         release_freed_memory();
                         let _ = reply.send(built);
                     }
