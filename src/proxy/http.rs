@@ -575,23 +575,17 @@ impl ProxyHttp for HttpGateway {
                 headers.append(name.clone(), value.clone());
             }
             let host = match &f.host_rewrite {
-                Some(HostRewrite::Literal(h)) => Some(h.as_str()),
+                Some(HostRewrite::Literal(h)) => Some(h),
                 Some(HostRewrite::BackendHostname) => ctx
                     .backend
                     .as_ref()
                     .zip(ctx.endpoint)
                     .and_then(|(b, i)| b.endpoints.get(i))
-                    .and_then(|e| e.hostname.as_deref()),
+                    .and_then(|e| e.host_header.as_ref()),
                 None => None,
             };
             if let Some(h) = host {
-                let h = HeaderValue::from_str(h).map_err(|_| {
-                    Error::explain(
-                        ErrorType::HTTPStatus(500),
-                        "host rewrite is not a header value",
-                    )
-                })?;
-                headers.insert(http::header::HOST, h);
+                headers.insert(http::header::HOST, h.clone());
             }
         }
         if let (Some(b), Some(snap)) = (&ctx.backend, &ctx.snapshot) {

@@ -56,7 +56,8 @@ impl PathRewrite {
 
 #[derive(Debug, Clone)]
 pub enum HostRewrite {
-    Literal(String),
+    /// Compiled to a header value once, not per request.
+    Literal(http::HeaderValue),
     /// `hostToBackendHostname`: the chosen endpoint's DNS name, when it has one.
     BackendHostname,
 }

@@ -30,8 +30,9 @@ pub enum BackendState {
 #[derive(Debug)]
 pub struct Endpoint {
     pub addr: SocketAddr,
-    /// The DNS name the endpoint was configured with, if any (`hostToBackendHostname`, SNI).
-    pub hostname: Option<String>,
+    /// The DNS name the endpoint was configured with, as a ready `Host` value for
+    /// `hostToBackendHostname` (the peer already carries it as SNI).
+    pub host_header: Option<http::HeaderValue>,
     /// A ready-made peer, cloned per request instead of rebuilt.
     pub peer: HttpPeer,
 }
@@ -78,7 +79,7 @@ impl Backend {
                     .map(|(addr, hostname)| Endpoint {
                         peer: make_peer(addr, hostname.as_deref(), tls, h2),
                         addr,
-                        hostname,
+                        host_header: hostname.and_then(|h| http::HeaderValue::from_str(&h).ok()),
                     })
                     .collect(),
             ),

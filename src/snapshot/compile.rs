@@ -500,9 +500,8 @@ impl<'a> Ctx<'a> {
                     // `set: host` is Kuma's host rewrite (§5.1).
                     if let Some(i) = mods.set.iter().position(|(n, _)| n == http::header::HOST) {
                         let (_, v) = mods.set.remove(i);
-                        host_rewrite = Some(HostRewrite::Literal(
-                            v.to_str().map_err(|e| e.to_string())?.to_string(),
-                        ));
+                        v.to_str().map_err(|e| e.to_string())?;
+                        host_rewrite = Some(HostRewrite::Literal(v));
                     }
                     request_headers.extend(mods);
                 }
@@ -513,7 +512,8 @@ impl<'a> Ctx<'a> {
                 "URLRewrite" => {
                     if let Some(u) = &f.url_rewrite {
                         if let Some(h) = &u.hostname {
-                            host_rewrite = Some(HostRewrite::Literal(h.clone()));
+                            let h = http::HeaderValue::from_str(h).map_err(|e| e.to_string())?;
+                            host_rewrite = Some(HostRewrite::Literal(h));
                         } else if u.host_to_backend_hostname == Some(true) {
                             host_rewrite = Some(HostRewrite::BackendHostname);
                         }
