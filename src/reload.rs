@@ -10,7 +10,8 @@
 
 use crate::metrics::{unix_now, METRICS};
 use crate::resources::loader::{list_files, load_text, policy_files, read_file, Loaded};
-use crate::snapshot::{compile, CompileOptions, Snapshot};
+use crate::snapshot::table_cache::TableCache;
+use crate::snapshot::{compile_reusing, CompileOptions, Snapshot};
 use crate::state::GatewayState;
 use crate::validate::validate;
 use crate::violation::{render, Violation};
@@ -97,6 +98,9 @@ struct CachedFile {
 #[derive(Default)]
 pub struct PolicyCache {
     files: HashMap<String, CachedFile>,
+    /// The route tables of the last successful build (reused where their rules and
+    /// everything they refer to are unchanged).
+    tables: TableCache,
 }
 
 /// [`build`], reusing `cache` for files whose content is unchanged and updating it.
@@ -182,7 +186,7 @@ pub fn build_cached(
             fingerprint,
         });
     }
-    match compile(&loaded.resources, opts, generation) {
+    match compile_reusing(&loaded.resources, opts, generation, &mut cache.tables) {
         Ok(c) => {
             let mut warnings = loaded.warnings;
             warnings.extend(c.warnings);
@@ -567,6 +571,152 @@ mod tests {
                 .all(|v| v.origin.file == "b.yaml"));
         }
         assert!(!cache.files.contains_key("c.yaml"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn host_route(name: &str, host: &str, path: &str, service: &str) -> String {
+        format!(
+            "type: MeshHTTPRoute\nname: {name}\nmesh: default\nspec:\n  targetRef: {{kind: MeshGateway, name: gw}}\n  to:\n  - targetRef: {{kind: Mesh}}\n    hostnames: [{host}]\n    rules:\n    - matches: [{{path: {{type: Exact, value: {path}}}}}]\n      default: {{backendRefs: [{{kind: MeshService, name: {service}}}]}}\n"
+        )
+    }
+
+    fn dataplane(name: &str, address: &str, port: u16, service: &str) -> String {
+        format!("---\ntype: Dataplane\nname: {name}\nmesh: default\nnetworking:\n  address: {address}\n  inbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {service}\n")
+    }
+
+    /// The first (most exact) route table of `host`'s virtual host on port 8080.
+    fn table_of(snap: &Snapshot, host: &str) -> Arc<crate::snapshot::route_table::RouteTable> {
+        let Some(crate::snapshot::Serving::Http { vhosts }) = snap.port(8080).map(|p| &p.serving)
+        else {
+            panic!("port 8080 serves HTTP");
+        };
+        let vhost = vhosts.lookup(host).expect("virtual host");
+        vhost.tables.first().expect("a table").clone()
+    }
+
+    /// The port the request for `path` on `host` is sent to.
+    fn upstream_port(snap: &Snapshot, host: &str, path: &str) -> Option<u16> {
+        let headers = http::HeaderMap::new();
+        let req = RequestView {
+            method: &http::Method::GET,
+            path,
+            query: None,
+            headers: &headers,
+        };
+        let entry = snap.http_route(8080, host, &req)?;
+        let backend = entry.action.backends().next()?;
+        backend.endpoints.first().map(|e| e.addr.port())
+    }
+
+    #[test]
+    fn route_tables_are_reused_only_while_their_rules_and_what_they_refer_to_are_unchanged() {
+        let dir =
+            std::env::temp_dir().join(format!("meshgate-reload-tables-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let gateway = "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n";
+        let dataplanes = |web_port: u16| {
+            [
+                dataplane("web-1", "127.0.0.1", web_port, "web"),
+                dataplane("api-1", "127.0.0.1", 10, "api"),
+                dataplane("named-1", "localhost", 12, "named"),
+            ]
+            .concat()
+        };
+        write(&dir, "gateway.yaml", gateway);
+        write(&dir, "dataplanes.yaml", &dataplanes(9));
+        write(&dir, "a.yaml", &host_route("a", "a.test", "/a", "web"));
+        write(&dir, "b.yaml", &host_route("b", "b.test", "/b", "api"));
+        write(
+            &dir,
+            "c.yaml",
+            &host_route("c", "c.test", "/c", "kuma.io/unresolved-backend"),
+        );
+        write(&dir, "d.yaml", &host_route("d", "d.test", "/d", "named"));
+        let opts = CompileOptions {
+            gateway: None,
+            policy_dir: dir.clone(),
+        };
+        let mut cache = PolicyCache::default();
+        let build_next = |cache: &mut PolicyCache, generation| {
+            build_cached(&dir, &opts, generation, cache)
+                .map_err(|r| r.violations)
+                .expect("valid directory")
+        };
+        let first = build_next(&mut cache, 1);
+        assert_eq!(upstream_port(&first.snapshot, "a.test", "/a"), Some(9));
+
+        // Only b.yaml changes: the other groups' tables are the very same objects, b's is
+        // compiled anew, and the snapshot equals a build from scratch.
+        write(&dir, "b.yaml", &host_route("b", "b.test", "/b2", "api"));
+        let second = build_next(&mut cache, 2);
+        let same = |host| {
+            Arc::ptr_eq(
+                &table_of(&first.snapshot, host),
+                &table_of(&second.snapshot, host),
+            )
+        };
+        assert!(
+            same("a.test") && same("c.test"),
+            "unchanged groups are reused"
+        );
+        assert!(!same("b.test"), "the changed group is compiled again");
+        assert!(
+            !same("d.test"),
+            "a table with a DNS-named backend is never reused"
+        );
+        assert_eq!(upstream_port(&second.snapshot, "b.test", "/b"), None);
+        assert_eq!(upstream_port(&second.snapshot, "b.test", "/b2"), Some(10));
+        let fresh = build(&dir, &opts, 2)
+            .map_err(|r| r.violations)
+            .expect("valid");
+        assert_eq!(second.snapshot.route_entries, fresh.snapshot.route_entries);
+        let keys = |snap: &Snapshot| {
+            let mut k: Vec<String> = snap.backends.iter().map(|b| b.key.clone()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&second.snapshot),
+            keys(&fresh.snapshot),
+            "reused tables' backends are listed"
+        );
+        let sorted = |mut w: Vec<String>| {
+            w.sort();
+            w
+        };
+        assert_eq!(
+            sorted(second.warnings.clone()),
+            sorted(fresh.warnings.clone()),
+            "a reused table's warnings are repeated"
+        );
+        assert!(second
+            .warnings
+            .iter()
+            .any(|w| w.contains("unresolved-backend")));
+
+        // A rejected change leaves the cache of the last good build.
+        write(
+            &dir,
+            "b.yaml",
+            "type: MeshHTTPRoute\nname: b\nmesh: default\nspec:\n  to: [\n",
+        );
+        assert!(build_cached(&dir, &opts, 3, &mut cache).is_err());
+        write(&dir, "b.yaml", &host_route("b", "b.test", "/b3", "api"));
+        let third = build_next(&mut cache, 4);
+        assert!(Arc::ptr_eq(
+            &table_of(&second.snapshot, "a.test"),
+            &table_of(&third.snapshot, "a.test")
+        ));
+
+        // Anything else changing (here a Dataplane's port) recompiles every table.
+        write(&dir, "dataplanes.yaml", &dataplanes(11));
+        let fourth = build_next(&mut cache, 5);
+        assert!(!Arc::ptr_eq(
+            &table_of(&third.snapshot, "a.test"),
+            &table_of(&fourth.snapshot, "a.test")
+        ));
+        assert_eq!(upstream_port(&fourth.snapshot, "a.test", "/a"), Some(11));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

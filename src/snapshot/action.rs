@@ -127,6 +127,21 @@ pub enum Action {
     Redirect(Redirect),
 }
 
+impl Action {
+    /// The backends the action sends to, the mirror's included.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        let forward = match self {
+            Action::Forward(f) => Some(f),
+            Action::Redirect(_) => None,
+        };
+        forward.into_iter().flat_map(|f| {
+            f.backends
+                .backends()
+                .chain(f.mirror.as_ref().map(|m| &m.backend))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

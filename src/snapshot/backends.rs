@@ -193,6 +193,11 @@ impl WeightedBackends {
         self.items.is_empty()
     }
 
+    /// Every backend that can be picked, in declaration order.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.items.iter().map(|(b, _)| b)
+    }
+
     pub fn pick(&self) -> Option<&Arc<Backend>> {
         match self.items.len() {
             0 => None,

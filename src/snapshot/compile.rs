@@ -20,6 +20,7 @@ use super::merge::{merge_http_routes, merge_tcp_routes, MergedRule, RuleGroups};
 use super::regex_cache::RegexBuild;
 use super::resolve::Resolver;
 use super::route_table::{RouteEntry, RouteTable};
+use super::table_cache::{TableCache, TableKey, World};
 use super::*;
 use crate::resources::common::Tags;
 use crate::resources::gateway::Listener;
@@ -36,7 +37,7 @@ use http::{HeaderName, HeaderValue, Method};
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompileOptions {
     /// `--gateway NAME`; `None` = the only MeshGateway in the directory.
     pub gateway: Option<String>,
@@ -56,6 +57,20 @@ pub fn compile(
     opts: &CompileOptions,
     generation: u64,
 ) -> Result<Compiled, Vec<Violation>> {
+    compile_reusing(set, opts, generation, &mut TableCache::default())
+}
+
+/// [`compile`], taking the route tables of hostname groups whose rules (and everything they
+/// refer to) are unchanged from the previous build in `cache`; a successful build replaces
+/// the cache, a failed one leaves it as it was.
+pub fn compile_reusing(
+    set: &ResourceSet,
+    opts: &CompileOptions,
+    generation: u64,
+    cache: &mut TableCache,
+) -> Result<Compiled, Vec<Violation>> {
+    let world = World::of(set, opts);
+    let previous = cache.reusable_for(&world);
     let gateway = select_gateway(set, opts.gateway.as_deref())?;
     let mesh = gateway.meta.mesh.clone();
     let gw_dataplane_tags = gateway_dataplane_tags(set, gateway);
@@ -86,6 +101,9 @@ pub fn compile(
         violations: Vec::new(),
         route_entries: 0,
         regexes: RegexBuild::begin(),
+        previous,
+        tables: foldhash::HashMap::default(),
+        reused_tables: 0,
     };
     let listeners = ctx.plan_listeners(&gw_dataplane_tags);
 
@@ -121,12 +139,27 @@ pub fn compile(
     }
     let backends = ctx.resolver.backends().cloned().collect();
     let warnings = std::mem::take(&mut ctx.resolver.warnings);
+    log::debug!(
+        "route tables: {} compiled, {} reused from the previous build",
+        ctx.tables.len() - ctx.reused_tables,
+        ctx.reused_tables
+    );
+    let next = TableCache::after_build(
+        world,
+        set,
+        std::mem::take(&mut ctx.tables),
+        std::mem::take(&mut ctx.resolver.warnings_by_key),
+        &ctx.resolver.looked_up,
+    );
+    let route_entries = ctx.route_entries;
+    drop(ctx);
+    *cache = next;
     Ok(Compiled {
         snapshot: Snapshot {
             generation,
             gateway: identity,
             ports,
-            route_entries: ctx.route_entries,
+            route_entries,
             backends,
         },
         warnings,
@@ -217,6 +250,11 @@ struct Ctx<'a> {
     violations: Vec<Violation>,
     route_entries: usize,
     regexes: RegexBuild,
+    /// The previous build's tables, when everything but the routes is unchanged.
+    previous: Option<&'a TableCache>,
+    /// The tables this build uses, compiled or reused: the next build's cache.
+    tables: foldhash::HashMap<TableKey, Arc<RouteTable>>,
+    reused_tables: usize,
 }
 
 impl<'a> Ctx<'a> {
@@ -388,10 +426,7 @@ impl<'a> Ctx<'a> {
                     let table = match tables.get(&key) {
                         Some(t) => t.clone(),
                         None => {
-                            let exact: HashSet<&str> = explicit_exact_paths(rules)
-                                .chain(key.1.iter().map(String::as_str))
-                                .collect();
-                            let t = Arc::new(self.route_table(rules, &exact, &l.info));
+                            let t = self.group_table(&l.info, h, &key.1, rules);
                             tables.insert(key, t.clone());
                             t
                         }
@@ -410,6 +445,36 @@ impl<'a> Ctx<'a> {
             out.push((l.index, vhosts));
         }
         out
+    }
+
+    /// A hostname group's table: the previous build's when its key is unchanged (see
+    /// `table_cache`), else compiled. `suppressed`: the Exact paths other groups of the
+    /// virtual host contribute.
+    fn group_table(
+        &mut self,
+        listener: &ListenerInfo,
+        group: &str,
+        suppressed: &[String],
+        rules: &[MergedRule],
+    ) -> Arc<RouteTable> {
+        let key = TableKey::new(listener, group, suppressed, rules);
+        if let Some(previous) = self.previous {
+            if let Some(table) = previous.get(&key) {
+                for backend in table.entries().iter().flat_map(|e| e.action.backends()) {
+                    self.resolver.adopt(backend, previous.warnings_for(backend));
+                }
+                self.route_entries += table.len();
+                self.reused_tables += 1;
+                self.tables.insert(key, table.clone());
+                return table.clone();
+            }
+        }
+        let exact: HashSet<&str> = explicit_exact_paths(rules)
+            .chain(suppressed.iter().map(String::as_str))
+            .collect();
+        let table = Arc::new(self.route_table(rules, &exact, listener));
+        self.tables.insert(key, table.clone());
+        table
     }
 
     /// One hostname group's rules as an indexed table. `explicit_exact`: the Exact paths of

@@ -16,6 +16,7 @@ pub mod regex_cache;
 mod resolve;
 pub mod route_table;
 pub mod summary;
+pub mod table_cache;
 
 use backends::WeightedBackends;
 use certs::CertSet;
@@ -24,7 +25,7 @@ use route_table::RouteTable;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-pub use compile::{compile, CompileOptions};
+pub use compile::{compile, compile_reusing, CompileOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Protocol {

@@ -5,7 +5,7 @@ use super::backends::{Backend, UpstreamTls};
 use crate::resources::common::Tags;
 use crate::resources::dataplane::Inbound;
 use crate::resources::{BackendRef, ResourceSet};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
@@ -20,6 +20,13 @@ pub struct Resolver<'a> {
     policy_dir: &'a std::path::Path,
     cache: HashMap<String, Arc<Backend>>,
     pub warnings: Vec<String>,
+    /// Backend key → the warnings resolving it produced, so a build that reuses a table
+    /// (and the backends in it) can repeat them.
+    pub warnings_by_key: HashMap<String, Vec<String>>,
+    /// Keys of backends whose endpoints came from DNS lookups (or failed ones): tables
+    /// that use them are not reused, so names are looked up again on every applied change.
+    pub looked_up: HashSet<String>,
+    name_lookups: usize,
 }
 
 impl<'a> Resolver<'a> {
@@ -30,7 +37,43 @@ impl<'a> Resolver<'a> {
             policy_dir,
             cache: HashMap::new(),
             warnings: Vec::new(),
+            warnings_by_key: HashMap::new(),
+            looked_up: HashSet::new(),
+            name_lookups: 0,
         }
+    }
+
+    /// Takes a backend an earlier build resolved (from a reused route table) into this
+    /// build, with the warnings resolving it produced, unless this build already has one
+    /// under its key.
+    pub fn adopt(&mut self, backend: &Arc<Backend>, warnings: &[String]) {
+        if self.cache.contains_key(&backend.key) {
+            return;
+        }
+        self.cache.insert(backend.key.clone(), backend.clone());
+        if !warnings.is_empty() {
+            self.warnings.extend(warnings.iter().cloned());
+            self.warnings_by_key
+                .insert(backend.key.clone(), warnings.to_vec());
+        }
+    }
+
+    /// Runs one resolution, noting under the backend's key the warnings it produced and
+    /// whether it looked a name up.
+    fn tracked(&mut self, resolve: impl FnOnce(&mut Self) -> Arc<Backend>) -> Arc<Backend> {
+        let (warned, lookups) = (self.warnings.len(), self.name_lookups);
+        let backend = resolve(self);
+        if self.warnings.len() > warned {
+            let new = self.warnings.get(warned..).unwrap_or_default().to_vec();
+            self.warnings_by_key
+                .entry(backend.key.clone())
+                .or_default()
+                .extend(new);
+        }
+        if self.name_lookups > lookups {
+            self.looked_up.insert(backend.key.clone());
+        }
+        backend
     }
 
     /// All distinct backends resolved so far (for `/config`).
@@ -39,12 +82,21 @@ impl<'a> Resolver<'a> {
     }
 
     pub fn resolve(&mut self, r: &BackendRef) -> Arc<Backend> {
+        self.tracked(|this| this.resolve_untracked(r))
+    }
+
+    /// Legacy reference: Dataplane inbounds tagged `kuma.io/service: NAME` (+ subset tags).
+    pub fn legacy(&mut self, service: &str, subset: Option<&Tags>) -> Arc<Backend> {
+        self.tracked(|this| this.legacy_untracked(service, subset))
+    }
+
+    fn resolve_untracked(&mut self, r: &BackendRef) -> Arc<Backend> {
         let name = r.name.clone().unwrap_or_default();
         match r.kind.as_str() {
             "MeshService" if r.port.is_none() && r.section_name.is_none() => {
-                self.legacy(&name, None)
+                self.legacy_untracked(&name, None)
             }
-            "MeshServiceSubset" => self.legacy(&name, r.tags.as_ref()),
+            "MeshServiceSubset" => self.legacy_untracked(&name, r.tags.as_ref()),
             "MeshService" => self.mesh_service(r, &name),
             "MeshExternalService" => self.external(&name),
             other => self.unresolved(
@@ -54,8 +106,7 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// Legacy reference: Dataplane inbounds tagged `kuma.io/service: NAME` (+ subset tags).
-    pub fn legacy(&mut self, service: &str, subset: Option<&Tags>) -> Arc<Backend> {
+    fn legacy_untracked(&mut self, service: &str, subset: Option<&Tags>) -> Arc<Backend> {
         let mut key = service.to_string();
         if let Some(tags) = subset.filter(|t| !t.is_empty()) {
             let inner: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -287,6 +338,7 @@ impl<'a> Resolver<'a> {
             return Some(vec![(SocketAddr::new(ip, port), None)]);
         }
         let host = address.trim_end_matches('.');
+        self.name_lookups += 1;
         match (host, port).to_socket_addrs() {
             Ok(addrs) => Some(addrs.map(|a| (a, Some(host.to_string()))).take(1).collect()),
             Err(e) => {
