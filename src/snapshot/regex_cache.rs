@@ -3,9 +3,10 @@
 //! Compiling a regex costs tens of microseconds and tens of kilobytes. A large policy
 //! directory repeats patterns (the same header regex on a thousand rules) and a reload changes
 //! few of them, so every pattern is compiled once, shared by every matcher that uses it
-//! (`Arc`, one compiled program and one scratch pool), and handed to the next build. Patterns
-//! a build no longer uses are dropped when it finishes, so the cache holds what the newest
-//! snapshot holds. Only snapshot builds take the lock; requests never see it.
+//! (`Arc`, one compiled program and one scratch pool), and handed to the next build. When a
+//! build finishes, the patterns it did not use are dropped unless a route table still holds
+//! them (a table a reload reused without compiling it), so the cache holds what live
+//! snapshots hold. Only snapshot builds take the lock; requests never see it.
 
 use super::matchers::Regex;
 use foldhash::HashMap;
@@ -60,8 +61,13 @@ impl RegexBuild {
 impl Drop for RegexBuild {
     fn drop(&mut self) {
         let id = self.id;
-        // Builds may overlap (tests); keep what any build still running may have used.
-        cache().compiled.retain(|_, (_, used)| *used >= id);
+        // Builds may overlap (tests); keep what any build still running may have used, and
+        // what a table outside the cache still holds: a reused table's patterns are not looked
+        // up by the build that reuses it, and compiling them anew when that table's group
+        // changes would cost time and duplicate them.
+        cache()
+            .compiled
+            .retain(|_, (re, used)| *used >= id || Arc::strong_count(re) > 1);
     }
 }
 
@@ -86,5 +92,25 @@ mod tests {
             "the next build reuses the compiled regex"
         );
         assert!(second.full_match("(").is_err());
+    }
+
+    #[test]
+    fn a_pattern_no_build_uses_stays_only_while_something_holds_it() {
+        let (held, dropped) = ("/regex-cache-held/[0-9]+", "/regex-cache-dropped/[0-9]+");
+        let first = RegexBuild::begin();
+        let kept = first.full_match(held).expect("valid");
+        drop(first.full_match(dropped).expect("valid"));
+        drop(first);
+        // A build that uses neither (a reload that reused the table holding `kept`).
+        drop(RegexBuild::begin());
+        assert!(
+            !cache().compiled.contains_key(dropped),
+            "a pattern nothing holds is dropped"
+        );
+        let third = RegexBuild::begin();
+        assert!(
+            Arc::ptr_eq(&kept, &third.full_match(held).expect("valid")),
+            "a pattern a live table holds is not compiled again"
+        );
     }
 }
