@@ -62,11 +62,7 @@ fn write_policies(routes: usize) -> PathBuf {
 fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_lookup");
     for routes in [10usize, 1_000, 10_000, 100_000] {
-        let dir = write_policies(routes);
-        let opts = CompileOptions {
-            gateway: None,
-            policy_dir: dir.clone(),
-        };
+        let (dir, opts) = policies_with_options(routes);
         let Ok(built) = build(&dir, &opts, 1) else {
             panic!("generated policies must be valid");
         };
@@ -91,15 +87,21 @@ fn lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// [`write_policies`] and the compile options that read them.
+fn policies_with_options(routes: usize) -> (PathBuf, CompileOptions) {
+    let dir = write_policies(routes);
+    let opts = CompileOptions {
+        gateway: None,
+        policy_dir: dir.clone(),
+    };
+    (dir, opts)
+}
+
 fn compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot_compile");
     group.sample_size(10);
     for routes in [1_000usize, 10_000] {
-        let dir = write_policies(routes);
-        let opts = CompileOptions {
-            gateway: None,
-            policy_dir: dir.clone(),
-        };
+        let (dir, opts) = policies_with_options(routes);
         group.bench_with_input(BenchmarkId::from_parameter(routes), &routes, |b, _| {
             b.iter(|| build(&dir, &opts, 1).is_ok())
         });
@@ -115,11 +117,7 @@ fn rebuild_one_file(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot_rebuild_one_file");
     group.sample_size(10);
     for routes in [1_000usize, 10_000] {
-        let dir = write_policies(routes);
-        let opts = CompileOptions {
-            gateway: None,
-            policy_dir: dir.clone(),
-        };
+        let (dir, opts) = policies_with_options(routes);
         let mut cache = PolicyCache::default();
         let mut generation = 1;
         let _ = build_cached(&dir, &opts, generation, &mut cache);

@@ -504,7 +504,12 @@ mod tests {
         )
     }
 
-    fn routed(snap: &Snapshot, path: &str) -> bool {
+    /// The route entry a plain `GET path` with `Host: host` takes on port 8080.
+    fn route_of<'s>(
+        snap: &'s Snapshot,
+        host: &str,
+        path: &str,
+    ) -> Option<&'s crate::snapshot::route_table::RouteEntry> {
         let headers = http::HeaderMap::new();
         let req = RequestView {
             method: &http::Method::GET,
@@ -512,15 +517,24 @@ mod tests {
             query: None,
             headers: &headers,
         };
-        snap.http_route(8080, "any.test", &req).is_some()
+        snap.http_route(8080, host, &req)
+    }
+
+    fn routed(snap: &Snapshot, path: &str) -> bool {
+        route_of(snap, "any.test", path).is_some()
+    }
+
+    /// An empty policy directory of this test process.
+    fn fresh_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("meshgate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
     }
 
     #[test]
     fn cached_rebuilds_reparse_only_changed_files_and_match_a_fresh_build() {
-        let dir =
-            std::env::temp_dir().join(format!("meshgate-reload-cache-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = fresh_dir("reload-cache");
         write(&dir, "gateway.yaml", "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n---\ntype: Dataplane\nname: web-1\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 9\n    tags:\n      kuma.io/service: web\n");
         write(&dir, "a.yaml", &route("/a"));
         write(&dir, "b.yaml", &route("/b"));
@@ -596,24 +610,14 @@ mod tests {
 
     /// The port the request for `path` on `host` is sent to.
     fn upstream_port(snap: &Snapshot, host: &str, path: &str) -> Option<u16> {
-        let headers = http::HeaderMap::new();
-        let req = RequestView {
-            method: &http::Method::GET,
-            path,
-            query: None,
-            headers: &headers,
-        };
-        let entry = snap.http_route(8080, host, &req)?;
+        let entry = route_of(snap, host, path)?;
         let backend = entry.action.backends().next()?;
         backend.endpoints.first().map(|e| e.addr.port())
     }
 
     #[test]
     fn route_tables_are_reused_only_while_their_rules_and_what_they_refer_to_are_unchanged() {
-        let dir =
-            std::env::temp_dir().join(format!("meshgate-reload-tables-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = fresh_dir("reload-tables");
         let gateway = "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n";
         let dataplanes = |web_port: u16| {
             [

@@ -125,12 +125,6 @@ fn dataplanes_of_one_service_are_load_balanced_round_robin() {
     }
 }
 
-fn catch_all_rule(service: &str) -> String {
-    format!(
-        "- matches:\n  - path:\n      type: PathPrefix\n      value: /\n  default:\n    backendRefs:\n    - kind: MeshService\n      name: {service}\n"
-    )
-}
-
 // Spec §1.2 (GetHealthyInbounds): inbounds with `health.ready: false` or `state: NotReady` are not
 // endpoints.
 #[test]

@@ -326,13 +326,6 @@ fn sighup_rereads_policies_and_keeps_serving() {
     assert_eq!(gw.admin_get("/ready").status, 200);
 }
 
-/// A MeshHTTPRoute `name` for `host` only, sending every path to the legacy service `service`.
-fn host_route(name: &str, host: &str, service: &str) -> String {
-    format!(
-        "type: MeshHTTPRoute\nmesh: default\nname: {name}\nspec:\n  targetRef:\n    kind: MeshGateway\n    name: edge-gateway\n  to:\n  - targetRef:\n      kind: Mesh\n    hostnames: [{host}]\n    rules:\n    - matches:\n      - path:\n          type: PathPrefix\n          value: /\n      default:\n        backendRefs:\n        - kind: MeshService\n          name: {service}\n"
-    )
-}
-
 // A reload that changes only route files reuses the compiled tables of the hostname groups it
 // did not touch. Those tables still follow every other change: here a Dataplane moving the
 // service `app` from backend v1 to v2 must reach the untouched a.test group.
@@ -350,8 +343,14 @@ fn untouched_route_groups_follow_a_backend_change_after_route_only_reloads() {
     let gw = Gateway::start(
         &[
             ("gateway.yaml", gateway_one_http()),
-            ("a.yaml", host_route("a", "a.test", "app")),
-            ("b.yaml", host_route("b", "b.test", "v1")),
+            (
+                "a.yaml",
+                http_route_for_hosts("a", &["a.test"], &catch_all_rule("app")),
+            ),
+            (
+                "b.yaml",
+                http_route_for_hosts("b", &["b.test"], &catch_all_rule("v1")),
+            ),
             ("dataplanes.yaml", app_on("v1")),
         ],
         &[],
@@ -362,8 +361,10 @@ fn untouched_route_groups_follow_a_backend_change_after_route_only_reloads() {
     // Route-only changes: b.test moves, a.test is untouched.
     for (step, target) in ["v2", "v1", "v2"].iter().enumerate() {
         let g0 = gw.generation();
-        gw.dir
-            .write_atomic("b.yaml", &host_route("b", "b.test", target));
+        gw.dir.write_atomic(
+            "b.yaml",
+            &http_route_for_hosts("b", &["b.test"], &catch_all_rule(target)),
+        );
         gw.expect_generation_above(g0);
         gw.assert_routed(1, "/x", "b.test", target);
         gw.assert_routed(1, &format!("/step-{step}"), "a.test", "v1");

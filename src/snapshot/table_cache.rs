@@ -84,14 +84,6 @@ impl TableCache {
             _routes: set.http_routes.clone(),
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.tables.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
-    }
 }
 
 /// Everything a route table can depend on besides its own rules.

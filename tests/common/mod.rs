@@ -137,20 +137,31 @@ pub fn gateway_one_http() -> String {
 /// A MeshHTTPRoute `name` targeting `edge-gateway` with one generic `to[]` entry whose `rules`
 /// are `rules_yaml` (written at column 0, starting with `- matches:`).
 pub fn http_route(name: &str, rules_yaml: &str) -> String {
+    http_route_for_hosts(name, &[], rules_yaml)
+}
+
+/// [`http_route`] whose `to[]` entry lists `hostnames` (none: the generic group).
+pub fn http_route_for_hosts(name: &str, hostnames: &[&str], rules_yaml: &str) -> String {
+    let hostnames = match hostnames {
+        [] => String::new(),
+        hosts => format!("    hostnames: [{}]\n", hosts.join(", ")),
+    };
     format!(
-        "type: MeshHTTPRoute\nmesh: default\nname: {name}\nspec:\n  targetRef:\n    kind: MeshGateway\n    name: edge-gateway\n  to:\n  - targetRef:\n      kind: Mesh\n    rules:\n{}",
+        "type: MeshHTTPRoute\nmesh: default\nname: {name}\nspec:\n  targetRef:\n    kind: MeshGateway\n    name: edge-gateway\n  to:\n  - targetRef:\n      kind: Mesh\n{hostnames}    rules:\n{}",
         indent(&dedent(rules_yaml), 4)
+    )
+}
+
+/// The rule sending PathPrefix `/` to the legacy MeshService `service`.
+pub fn catch_all_rule(service: &str) -> String {
+    format!(
+        "- matches:\n  - path:\n      type: PathPrefix\n      value: /\n  default:\n    backendRefs:\n    - kind: MeshService\n      name: {service}\n"
     )
 }
 
 /// A MeshHTTPRoute `name` sending PathPrefix `/` to the legacy MeshService `service`.
 pub fn catch_all_route(name: &str, service: &str) -> String {
-    http_route(
-        name,
-        &format!(
-            "- matches:\n  - path:\n      type: PathPrefix\n      value: /\n  default:\n    backendRefs:\n    - kind: MeshService\n      name: {service}\n"
-        ),
-    )
+    http_route(name, &catch_all_rule(service))
 }
 
 /// One backend Dataplane (`dp-NAME`) per backend name, inbound on `@PORT:NAME@`, tagged
