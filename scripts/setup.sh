@@ -20,11 +20,12 @@ set -euo pipefail
 #   nghttp2-client (h2load)
 #   systemd (systemd-analyze)           scripts/check_systemd_unit.sh
 #   procps (ps, pgrep -P), lsof         process and socket checks in scripts
+#   iproute2 (ss)                       upstream socket keep-alive check in tests/backends.rs
 DEFAULT_PACKAGES=(
     build-essential pkg-config cmake ca-certificates
     curl openssl python3
     nginx-light haproxy wrk nghttp2-client
-    systemd procps lsof
+    systemd procps lsof iproute2
 )
 
 if [[ $# -gt 0 ]]; then

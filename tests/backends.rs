@@ -504,3 +504,59 @@ fn all_zero_weights_are_rejected_or_answer_500() {
     }
     assert_eq!(v1.count() + v2.count(), 0);
 }
+
+/// The kernel's view of meshgate's connections to `port`: one `ss` line each, with its timer.
+fn sockets_to(port: u16) -> Vec<String> {
+    let out = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .arg(format!("( dport = :{port} )"))
+        .output()
+        .expect("run ss (iproute2)");
+    assert!(out.status.success(), "ss: {:?}", out);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+// Pooled upstream connections carry no per-request idle timer (BENCHMARKS.md); connections to
+// a peer that vanished are found by TCP keep-alive instead (src/snapshot/backends.rs). The
+// kernel shows the keep-alive timer (60 s before the first probe) on every connection meshgate
+// holds to the backend, and requests in a row still share one pooled connection.
+#[test]
+fn pooled_upstream_connections_are_reused_and_probed_by_tcp_keepalive() {
+    let v1 = EchoHttp::start("v1");
+    let gw = start_with(&catch_all_rule("v1"), &dataplanes(&["v1"]));
+    for _ in 0..3 {
+        gw.assert_status(1, "/", "a.test", 200);
+    }
+    assert_eq!(v1.count(), 3);
+    assert_eq!(
+        v1.connections(),
+        1,
+        "sequential requests reuse the pooled connection"
+    );
+    let sockets = sockets_to(v1.port);
+    assert_eq!(
+        sockets.len(),
+        1,
+        "meshgate's connections to the backend: {sockets:?}"
+    );
+    let timer = sockets[0]
+        .split_whitespace()
+        .find(|f| f.starts_with("timer:("))
+        .unwrap_or_else(|| panic!("no kernel timer on the pooled connection: {}", sockets[0]));
+    assert!(
+        timer.starts_with("timer:(keepalive,"),
+        "pooled connection has no keep-alive timer: {timer}"
+    );
+    let secs: String = timer["timer:(keepalive,".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let secs: u64 = secs.parse().unwrap_or_else(|_| panic!("timer {timer}"));
+    assert!(
+        (40..=60).contains(&secs),
+        "first probe {secs} s away, expected up to 60 s: {timer}"
+    );
+}
