@@ -4,7 +4,8 @@
 Subcommands:
   parse-wrk FILE             one TSV line: requests seconds rps p50_ms p99_ms non2xx sock_errors
   reload ...                 rewrite a route file COUNT times, time write -> served; JSON out
-  report RAW.tsv [RELOAD...] markdown tables (per-peer medians, per-round ratios, targets)
+  report RAW.tsv [RELOAD...] markdown tables (per-peer medians, per-round ratios, side-by-side
+                             pairs, targets)
 """
 
 import argparse
@@ -200,6 +201,60 @@ def load_raw(path):
     return runs
 
 
+PAIR_COLUMNS = ["pair", "round", "peer", "requests", "seconds", "rps", "p50_ms", "p99_ms", "non2xx",
+                "sock_errors", "cpu_ticks", "clk_tck"]
+
+
+def load_pairs(path):
+    """{pair: {round: {peer: row}}} from bench.sh's side-by-side TSV."""
+    pairs = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            row = dict(zip(PAIR_COLUMNS, line.rstrip("\n").split("\t")))
+            for k in PAIR_COLUMNS[3:]:
+                row[k] = float(row[k])
+            row["cpu_us"] = row["cpu_ticks"] / row["clk_tck"] * 1e6 / max(row["requests"], 1)
+            pairs.setdefault(row["pair"], {}).setdefault(int(row["round"]), {})[row["peer"]] = row
+    return pairs
+
+
+def pair_ratios(rounds, a, b, key):
+    """Per-round a/b of `key` (rounds where both ran and b is non-zero)."""
+    return [r[a][key] / r[b][key] for _, r in sorted(rounds.items())
+            if a in r and b in r and r[b][key] > 0]
+
+
+def print_pairs(pairs):
+    """Side-by-side table; returns {pair: (median, min, max) of the req/s ratio}."""
+    if not pairs:
+        return {}
+    print("\n### Side by side (both proxies on the proxy CPU at the same moment)\n")
+    print("| pair A:B | rounds | req/s A ÷ B, median (min–max) | CPU µs/req A ÷ B | req/s A / B (medians) "
+          "| errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    out = {}
+    for pair, rounds in pairs.items():
+        a, b = pair.split(":")
+        rps = pair_ratios(rounds, a, b, "rps")
+        cpu = pair_ratios(rounds, a, b, "cpu_us")
+        if not rps:
+            continue
+        out[pair] = (statistics.median(rps), min(rps), max(rps))
+        med = lambda p, k: statistics.median(r[p][k] for r in rounds.values() if p in r)  # noqa: E731
+        errors = int(sum(r[p]["non2xx"] + r[p]["sock_errors"] for r in rounds.values() for p in r))
+        print(f"| {pair} | {len(rps)} | {ratio_cell(out[pair])} | "
+              f"{ratio_cell((statistics.median(cpu), min(cpu), max(cpu))) if cpu else '—'} | "
+              f"{fmt(med(a, 'rps'))} / {fmt(med(b, 'rps'))} | {errors} |")
+    print("\nEach round loads both proxies at once, one `wrk -c32` each, with both pinned to the "
+          "proxy CPU: the scheduler gives each about half of it, so the ratio is what each gets "
+          "done with the same CPU at the same moment, and the machine's noise hits both alike. "
+          "Latencies are not comparable with the table above (each proxy waits for the other's "
+          "time slices), so none are given.")
+    return out
+
+
 def fmt(x, digits=0):
     if x is None or x != x:
         return "n/a"
@@ -270,7 +325,8 @@ def cmd_report(args):
                 reload["wrk"] = parse_wrk(f.read())
         print_reload(reload, args.debounce_ms, args.target_peer)
 
-    print_targets(summary, reload, args.debounce_ms, args.target_peer)
+    paired = print_pairs(load_pairs(args.pairs)) if args.pairs and os.path.exists(args.pairs) else {}
+    print_targets(summary, reload, args.debounce_ms, args.target_peer, paired)
     return 0
 
 
@@ -305,7 +361,7 @@ def print_reload(reload, debounce_ms, peer):
               f"{load['rss_max_kib'] / 1024:.1f} → {load['rss_after_kib'] / 1024:.1f} MiB |")
 
 
-def print_targets(summary, reload, debounce_ms, peer):
+def print_targets(summary, reload, debounce_ms, peer, paired=None):
     s = summary.get(peer)
     if s is None:
         return
@@ -313,6 +369,9 @@ def print_targets(summary, reload, debounce_ms, peer):
     lines = []
     if s["vs_bare"]:
         lines.append(("req/s ≥ 1.3× bare Pingora", f"{s['vs_bare'][0]:.2f}×", s["vs_bare"][0] >= 1.3))
+    side = (paired or {}).get(f"{peer}:bare")
+    if side:
+        lines.append(("… the same, side by side", f"{ratio_cell(side)}×", side[0] >= 1.3))
     if s["vs_nginx"]:
         lines.append(("req/s ≥ 0.65× nginx (aim)", f"{s['vs_nginx'][0]:.2f}×", s["vs_nginx"][0] >= 0.65))
     if s["cpu_vs_nginx"]:
@@ -360,6 +419,7 @@ def main(argv=None):
     rp.add_argument("--reload-wrk")
     rp.add_argument("--debounce-ms", type=float, default=100.0)
     rp.add_argument("--target-peer", default="mg10000")
+    rp.add_argument("--pairs", help="side-by-side TSV from bench.sh (PAIRS)")
     rp.set_defaults(fn=cmd_report)
     args = p.parse_args(argv)
     return args.fn(args)
