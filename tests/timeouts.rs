@@ -18,10 +18,8 @@ fn silent_backend_gets_504_stream_timeout_by_default() {
     assert!(slow.text().contains("stream timeout"), "{}", slow.text());
 }
 
-// §8.1: a MeshTimeout targeting the gateway sets the route's request timeout.
-#[test]
-fn mesh_timeout_request_timeout_applies_to_gateway_routes() {
-    let _v1 = EchoHttp::start("v1");
+/// A gateway whose routes get `http.requestTimeout: 1s` from a MeshTimeout, in front of v1.
+fn gateway_with_1s_request_timeout() -> Gateway {
     let timeout = dedent(
         r#"
         type: MeshTimeout
@@ -39,7 +37,7 @@ fn mesh_timeout_request_timeout_applies_to_gateway_routes() {
                 requestTimeout: 1s
         "#,
     );
-    let gw = Gateway::start(
+    Gateway::start(
         &[
             ("gateway.yaml", gateway_one_http()),
             ("route.yaml", catch_all_route("r", "v1")),
@@ -47,7 +45,14 @@ fn mesh_timeout_request_timeout_applies_to_gateway_routes() {
             ("dataplanes.yaml", dataplanes(&["v1"])),
         ],
         &[],
-    );
+    )
+}
+
+// §8.1: a MeshTimeout targeting the gateway sets the route's request timeout.
+#[test]
+fn mesh_timeout_request_timeout_applies_to_gateway_routes() {
+    let _v1 = EchoHttp::start("v1");
+    let gw = gateway_with_1s_request_timeout();
     let slow = gw.send(1, "GET", "/", "a.test", &[("x-echo-delay-ms", "2500")], b"");
     assert_eq!(slow.status, 504);
     assert!(
@@ -57,6 +62,46 @@ fn mesh_timeout_request_timeout_applies_to_gateway_routes() {
     );
     let fast = gw.send(1, "GET", "/", "a.test", &[("x-echo-delay-ms", "200")], b"");
     assert_eq!(fast.status, 200);
+}
+
+// HTTP/1 upstream waits are bounded by the head guard (src/proxy/guard.rs), which Pingora
+// polls only while it watches the client: a request pipelined behind a slow one must not
+// switch the bound off. The slow request still gets its 504 after ~1 s, not when the backend
+// answers 20 s later.
+#[test]
+fn a_pipelined_request_does_not_lift_the_timeout_of_the_one_before_it() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let _v1 = EchoHttp::start("v1");
+    let gw = gateway_with_1s_request_timeout();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", gw.lport(1))).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let started = Instant::now();
+    conn.write_all(b"GET /slow HTTP/1.1\r\nHost: a.test\r\nx-echo-delay-ms: 20000\r\n\r\n")
+        .unwrap();
+    // The next request arrives while the gateway waits for the first one's backend.
+    std::thread::sleep(Duration::from_millis(300));
+    conn.write_all(b"GET /next HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("timeout") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 504"),
+        "after {waited:?}: {text:?}"
+    );
+    assert!(text.contains("upstream request timeout"), "{text:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "the 504 came after {waited:?}"
+    );
 }
 
 // Kuma's connection idle timeout (`--idle-timeout`, 300 s by default): a keep-alive connection

@@ -17,6 +17,14 @@
 //! or CONNECT request turns the guard off for the rest of the connection. A refusal writes a
 //! complete response with `Connection: close` and then reports end-of-stream to Pingora.
 //! HTTP/2 connections are not wrapped (their framing has its own limits in `h2`).
+//!
+//! It also bounds the upstream's silence for the request being proxied (Kuma's stream idle
+//! and request timeouts, see [`Guarded::watch_upstream`]): Pingora keeps polling the
+//! client's side while it waits for the upstream, to notice a client that leaves, so the
+//! guard can end that wait with one timer per connection instead of the timer Pingora would
+//! register for every upstream read. While a request is proxied under that bound, bytes of
+//! later pipelined requests are held back here: Pingora stops polling the client once it has
+//! stashed the start of the next request, and the bound would go with it.
 
 use crate::metrics::METRICS;
 use crate::proxy::coalesce::Coalescer;
@@ -27,7 +35,7 @@ use pingora::protocols::{
 };
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -355,6 +363,21 @@ pub struct Guarded {
     /// timer registered per request (Pingora's keep-alive timeout) cost ~3,000 instructions
     /// of every request (callgrind).
     idle_timer: Option<Pin<Box<Sleep>>>,
+    /// The upstream silence bound of the request being proxied, in ms (0: none). Set by the
+    /// HTTP layer through `&self` (the stream is Pingora's while a hook runs), cleared when
+    /// the request is finished.
+    upstream_limit_ms: AtomicU64,
+    /// A new bound was set: its silence counts from the guard's next look at it.
+    upstream_restart: AtomicBool,
+    /// The guard ended a read because the bound ran out.
+    upstream_timed_out: AtomicBool,
+    /// The last bytes read from or written to the client while a bound applies.
+    last_activity: Option<Instant>,
+    /// One timer per connection for the bound, moved lazily like `idle_timer`.
+    upstream_timer: Option<Pin<Box<Sleep>>>,
+    /// The client closed while pipelined bytes were held back: end-of-stream comes after
+    /// them.
+    eof_held: bool,
     /// A refusal being written: the response bytes and how many are out.
     refusal: Option<(Vec<u8>, usize)>,
     done: bool,
@@ -378,6 +401,9 @@ pub struct Guarded {
 /// `HttpGateway::early_request_filter` answers with the status, closing the connection.
 pub const REFUSED_HEADER: &str = "x-meshgate-refused";
 
+/// The error text of a read the upstream bound ended.
+pub const UPSTREAM_TIMEOUT: &str = "upstream silent for longer than the stream timeout";
+
 impl Guarded {
     pub fn new(inner: Stream, limits: Arc<Limits>, listener: Arc<str>) -> Self {
         let deadline = Some(Box::pin(tokio::time::sleep(limits.header_timeout)));
@@ -394,6 +420,12 @@ impl Guarded {
             finished: AtomicU32::new(0),
             idle_since: None,
             idle_timer: None,
+            upstream_limit_ms: AtomicU64::new(0),
+            upstream_restart: AtomicBool::new(false),
+            upstream_timed_out: AtomicBool::new(false),
+            last_activity: None,
+            upstream_timer: None,
+            eof_held: false,
             refusal: None,
             done: false,
             ready: Vec::new(),
@@ -444,6 +476,86 @@ impl Guarded {
         let finished = self.finished.load(Ordering::Relaxed);
         self.finished
             .store(finished.wrapping_add(1), Ordering::Relaxed);
+        self.upstream_limit_ms.store(0, Ordering::Relaxed);
+        self.upstream_timed_out.store(false, Ordering::Relaxed);
+    }
+
+    /// Bounds the upstream's silence for the request about to be proxied: once no byte has
+    /// gone to or come from the client for `limit` while Pingora waits, the guard's read
+    /// fails with [`UPSTREAM_TIMEOUT`] and [`Guarded::upstream_timed_out`] is set. Upstream
+    /// bytes reach the client as Pingora forwards them, and a request body comes from the
+    /// client, so this is the silence of the stream in both directions (Envoy's stream idle
+    /// timeout). Called for every upstream attempt; `None` lifts the bound.
+    pub fn watch_upstream(&self, limit: Option<Duration>) {
+        let ms = limit.map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64);
+        self.upstream_limit_ms.store(ms, Ordering::Relaxed);
+        self.upstream_restart.store(true, Ordering::Relaxed);
+        self.upstream_timed_out.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the guard ended the current request's upstream wait (answer 504).
+    pub fn upstream_timed_out(&self) -> bool {
+        self.upstream_timed_out.load(Ordering::Relaxed)
+    }
+
+    fn upstream_limit(&self) -> Option<Duration> {
+        match self.upstream_limit_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Bytes moved to or from the client: the stream is not silent.
+    fn note_activity(&mut self) {
+        if self.upstream_limit_ms.load(Ordering::Relaxed) != 0 {
+            self.last_activity = Some(Instant::now());
+        }
+    }
+
+    /// Whether the bound of the request being proxied has run out. Polls the connection's
+    /// upstream timer (registering the waker). The timer is only moved earlier eagerly; a
+    /// timer left behind by activity fires early and is then moved to the current deadline,
+    /// so a request that sees activity costs no timer update.
+    fn upstream_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(limit) = self.upstream_limit() else {
+            return false;
+        };
+        if self.upstream_restart.swap(false, Ordering::Relaxed) || self.last_activity.is_none() {
+            self.last_activity = Some(Instant::now());
+        }
+        let deadline = self.last_activity.unwrap_or_else(Instant::now) + limit;
+        let timer = self
+            .upstream_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if timer.deadline() >= deadline {
+                self.upstream_timed_out.store(true, Ordering::Relaxed);
+                return true;
+            }
+            timer.as_mut().reset(deadline);
+        }
+        false
+    }
+
+    /// The read Pingora is waiting on found nothing: either the bound ran out (an error
+    /// Pingora takes as the client side failing; the HTTP layer answers 504) or wait.
+    fn pending_or_timed_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.upstream_expired(cx) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                UPSTREAM_TIMEOUT,
+            )));
+        }
+        Poll::Pending
+    }
+
+    /// Bytes of a later request are kept here, not handed to Pingora, while a request is
+    /// proxied under a bound (see the module comment).
+    fn holding(&self) -> bool {
+        matches!(self.phase, Phase::Idle | Phase::Head) && self.upstream_limit().is_some()
     }
 
     /// Runs the head scanner over `data`, bytes just read into Pingora's buffer. Returns how
@@ -620,7 +732,8 @@ impl AsyncRead for Guarded {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if this.ready_pos < this.ready.len() {
+            let hold = this.holding();
+            if !hold && this.ready_pos < this.ready.len() {
                 let n = (this.ready.len() - this.ready_pos).min(buf.remaining());
                 buf.put_slice(&this.ready[this.ready_pos..this.ready_pos + n]);
                 this.ready_pos += n;
@@ -630,15 +743,31 @@ impl AsyncRead for Guarded {
                 }
                 return Poll::Ready(Ok(()));
             }
+            if !hold && this.eof_held {
+                return Poll::Ready(Ok(())); // the client closed after the held bytes
+            }
+            if hold
+                && (this.eof_held
+                    || this.ready.len() - this.ready_pos + this.held.len()
+                        >= this.limits.max_header_bytes)
+            {
+                // Nothing more is taken from the client until the proxied request ends.
+                return this.pending_or_timed_out(cx);
+            }
             // Read straight into Pingora's buffer, then take the fresh bytes back out: the
             // scanner decides what Pingora may see (no intermediate buffer to zero).
             let before = buf.filled().len();
             match Pin::new(&mut this.inner).poll_read(cx, buf) {
                 Poll::Ready(Ok(())) => {
                     if buf.filled().len() == before {
+                        if hold && this.ready_pos < this.ready.len() {
+                            this.eof_held = true;
+                            continue;
+                        }
                         return Poll::Ready(Ok(())); // the client closed
                     }
                     this.idle_since = None;
+                    this.note_activity();
                     if this.eof_after_ready {
                         // After a refused request nothing more is taken from the client; the
                         // stream is not ended either, or Pingora would take it for a client
@@ -647,6 +776,14 @@ impl AsyncRead for Guarded {
                         continue;
                     }
                     let in_place = this.inspect(&buf.filled()[before..]);
+                    if hold && in_place > 0 {
+                        // Held back, in front of whatever the scan queued behind them (the
+                        // queue was empty, or nothing would have been cleared in place).
+                        let bytes = buf.filled()[before..before + in_place].to_vec();
+                        this.ready.splice(this.ready_pos..this.ready_pos, bytes);
+                        buf.set_filled(before);
+                        continue;
+                    }
                     buf.set_filled(before + in_place);
                     if in_place > 0 {
                         return Poll::Ready(Ok(()));
@@ -661,7 +798,7 @@ impl AsyncRead for Guarded {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
                     this.arm_wait_timer(cx);
-                    return Poll::Pending;
+                    return this.pending_or_timed_out(cx);
                 }
             }
         }
@@ -679,7 +816,11 @@ impl AsyncWrite for Guarded {
         if this.phase == Phase::Chunked && data.starts_with(b"HTTP/1.") {
             this.phase = Phase::Idle;
         }
-        this.out.poll_write(&mut this.inner, cx, data)
+        let written = this.out.poll_write(&mut this.inner, cx, data);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.note_activity();
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -701,7 +842,11 @@ impl AsyncWrite for Guarded {
         if this.phase == Phase::Chunked && bufs.first().is_some_and(|b| b.starts_with(b"HTTP/1.")) {
             this.phase = Phase::Idle;
         }
-        this.out.poll_write_vectored(&mut this.inner, cx, bufs)
+        let written = this.out.poll_write_vectored(&mut this.inner, cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.note_activity();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -988,5 +1133,99 @@ mod tests {
         assert_eq!(read_through(&[first, bad]).await, want);
         let together = [first, bad].concat();
         assert_eq!(read_through(&[&together]).await, want);
+    }
+
+    /// A guarded server side and its client.
+    async fn guarded_pair() -> (Guarded, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let inner: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        (
+            Guarded::new(inner, Arc::new(limits()), Arc::from("test")),
+            client,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_upstream_bound_ends_a_silent_wait_and_moves_with_activity() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut guarded, mut client) = guarded_pair().await;
+        let head: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = guarded.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], head);
+
+        // No bound: the wait for the upstream is not the guard's to end.
+        let unbounded = tokio::time::timeout(Duration::from_millis(300), guarded.read(&mut buf));
+        assert!(unbounded.await.is_err(), "a read without a bound ended");
+
+        // Bounded at 200 ms, with a response byte written after 120 ms: the wait ends about
+        // 200 ms after that write, as a timed-out read, and the guard says why.
+        guarded.watch_upstream(Some(Duration::from_millis(200)));
+        let started = Instant::now();
+        let mut first = [0u8; 1];
+        let wait = tokio::time::timeout(Duration::from_millis(120), guarded.read(&mut first));
+        assert!(wait.await.is_err(), "ended before the bound");
+        guarded.write_all(b"H").await.unwrap();
+        guarded.flush().await.unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), guarded.read(&mut first))
+            .await
+            .expect("the bound never ended the wait")
+            .expect_err("a silent upstream must end the read with an error");
+        let waited = started.elapsed();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(guarded.upstream_timed_out());
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_millis(1500),
+            "ended after {waited:?}: the write at ~120 ms should have moved the deadline to ~320 ms"
+        );
+
+        // The request finished: the bound is lifted.
+        guarded.request_finished();
+        let lifted = tokio::time::timeout(Duration::from_millis(300), guarded.read(&mut first));
+        assert!(lifted.await.is_err(), "the bound outlived its request");
+    }
+
+    #[tokio::test]
+    async fn pipelined_bytes_wait_while_a_bounded_request_is_proxied() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut guarded, mut client) = guarded_pair().await;
+        let first: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        let second: &[u8] = b"GET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n";
+        client.write_all(first).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = guarded.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], first);
+
+        // While the first request is proxied, Pingora's one-byte probes see nothing of the
+        // next requests nor of the client's close, and the bound still runs.
+        guarded.watch_upstream(Some(Duration::from_millis(300)));
+        client.write_all(second).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut probe = [0u8; 1];
+        let probed = tokio::time::timeout(Duration::from_millis(150), guarded.read(&mut probe));
+        assert!(
+            probed.await.is_err(),
+            "pipelined bytes reached Pingora mid-request"
+        );
+
+        // The request finished: the held requests come out in order, then the end of stream.
+        guarded.request_finished();
+        let mut seen = Vec::new();
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), guarded.read(&mut buf))
+                .await
+                .expect("guard stalled")
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(seen, second);
     }
 }

@@ -14,7 +14,7 @@ use super::plain_header::{PlainRequest, PlainResponse};
 use super::tls::SniName;
 use crate::access_log;
 use crate::metrics::METRICS;
-use crate::snapshot::action::{Action, Forward, HostRewrite, Redirect};
+use crate::snapshot::action::{Action, Forward, HostRewrite, Redirect, Timeouts};
 use crate::snapshot::backends::{Backend, BackendState};
 use crate::snapshot::hostname::normalize_host;
 use crate::snapshot::matchers::RequestView;
@@ -238,6 +238,20 @@ fn redirect_location(
         None => path.to_string(),
     };
     format!("{scheme}://{host}:{port}{path}")
+}
+
+/// Kuma's answer to an upstream that stayed silent too long: 504 with Envoy's body for the
+/// limit that ran out, counted per backend.
+fn upstream_timeout(ctx: &mut RequestCtx) -> u16 {
+    ctx.flags = "UT";
+    ctx.timeout_body = ctx
+        .forward()
+        .map(|f| f.timeouts.read_timeout().1)
+        .unwrap_or("stream timeout");
+    if let Some(b) = &ctx.backend {
+        METRICS.upstream_timeouts.with_label_values(&[&b.key]).inc();
+    }
+    504
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one valid `Host` (HTTP/2 carries
@@ -490,7 +504,7 @@ impl ProxyHttp for HttpGateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let backend = ctx
@@ -506,11 +520,20 @@ impl ProxyHttp for HttpGateway {
             .and_then(|i| backend.endpoints.get(i))
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))?;
         let mut peer = endpoint.peer.clone();
-        if let Some(f) = ctx.forward().filter(|f| f.timeouts != Default::default()) {
-            let (read, _) = f.timeouts.read_timeout();
-            peer.options.connection_timeout = Some(f.timeouts.connect);
-            peer.options.read_timeout = read;
-            peer.options.write_timeout = f.timeouts.stream_idle;
+        let route_timeouts = ctx.forward().map(|f| &f.timeouts);
+        if let Some(t) = route_timeouts.filter(|t| **t != Default::default()) {
+            peer.options.connection_timeout = Some(t.connect);
+            peer.options.read_timeout = t.read_timeout().0;
+            peer.options.write_timeout = t.stream_idle;
+        }
+        if let Some(guard) = guard_of(session) {
+            // HTTP/1 (every guarded connection): the head guard bounds the upstream's silence
+            // with one timer per connection; Pingora would register a timer for every
+            // upstream read (~2,000 instructions, ~3 % of the request rate: BENCHMARKS.md).
+            let default_timeouts = Timeouts::default();
+            let timeouts = route_timeouts.unwrap_or(&default_timeouts);
+            guard.watch_upstream(timeouts.read_timeout().0);
+            peer.options.read_timeout = None;
         }
         Ok(Box::new(peer))
     }
@@ -661,16 +684,11 @@ impl ProxyHttp for HttpGateway {
                 ctx.flags = "UF";
                 503
             }
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                ctx.flags = "UT";
-                ctx.timeout_body = ctx
-                    .forward()
-                    .map(|f| f.timeouts.read_timeout().1)
-                    .unwrap_or("stream timeout");
-                if let Some(b) = &ctx.backend {
-                    METRICS.upstream_timeouts.with_label_values(&[&b.key]).inc();
-                }
-                504
+            // Pingora's read/write timeouts, or the head guard's bound on an HTTP/1 request
+            // (a read error on the client side to Pingora; see `upstream_peer`).
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => upstream_timeout(ctx),
+            _ if guard_of(session).is_some_and(Guarded::upstream_timed_out) => {
+                upstream_timeout(ctx)
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => {
