@@ -767,7 +767,12 @@ impl AsyncRead for Guarded {
                         return Poll::Ready(Ok(())); // the client closed
                     }
                     this.idle_since = None;
-                    this.note_activity();
+                    if !hold {
+                        // Held bytes belong to a later request: they do not keep this
+                        // request's upstream wait alive (a client trickling a pipelined head
+                        // could otherwise hold an upstream connection for as long as it likes).
+                        this.note_activity();
+                    }
                     if this.eof_after_ready {
                         // After a refused request nothing more is taken from the client; the
                         // stream is not ended either, or Pingora would take it for a client
@@ -1227,5 +1232,39 @@ mod tests {
             seen.extend_from_slice(&buf[..n]);
         }
         assert_eq!(seen, second);
+    }
+
+    #[tokio::test]
+    async fn held_bytes_do_not_keep_a_bounded_wait_alive() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut guarded, mut client) = guarded_pair().await;
+        let first: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        client.write_all(first).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = guarded.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], first);
+        guarded.watch_upstream(Some(Duration::from_millis(200)));
+        // A pipelined head trickling in, a byte every 40 ms for over a second.
+        let trickle = tokio::spawn(async move {
+            for b in b"GET /b HTTP/1.1\r\nHost: a\r\nx-pad: aaaaaaa\r\n" {
+                if client.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        });
+        let started = Instant::now();
+        let mut probe = [0u8; 1];
+        let err = tokio::time::timeout(Duration::from_secs(5), guarded.read(&mut probe))
+            .await
+            .expect("the trickle kept the wait alive")
+            .expect_err("the bound must end the wait");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "ended after {:?}",
+            started.elapsed()
+        );
+        trickle.abort();
     }
 }
