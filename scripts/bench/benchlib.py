@@ -186,18 +186,24 @@ COLUMNS = ["round", "peer", "requests", "seconds", "rps", "p50_ms", "p99_ms", "n
            "sock_errors", "cpu_ticks", "clk_tck", "rss_kib", "upstream_conns"]
 
 
-def load_raw(path):
-    runs = []
+def read_tsv(path, columns, text_columns):
+    """Rows of one of bench.sh's TSVs as dicts: the first `text_columns` stay text, the rest
+    are numbers; `cpu_us` is added (CPU µs per request)."""
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.strip() or line.startswith("#"):
                 continue
-            row = dict(zip(COLUMNS, line.rstrip("\n").split("\t")))
-            for k in COLUMNS[2:]:
+            row = dict(zip(columns, line.rstrip("\n").split("\t")))
+            for k in columns[text_columns:]:
                 row[k] = float(row[k])
-            row["round"] = int(row["round"])
             row["cpu_us"] = row["cpu_ticks"] / row["clk_tck"] * 1e6 / max(row["requests"], 1)
-            runs.append(row)
+            yield row
+
+
+def load_raw(path):
+    runs = list(read_tsv(path, COLUMNS, 2))
+    for row in runs:
+        row["round"] = int(row["round"])
     return runs
 
 
@@ -208,15 +214,8 @@ PAIR_COLUMNS = ["pair", "round", "peer", "requests", "seconds", "rps", "p50_ms",
 def load_pairs(path):
     """{pair: {round: {peer: row}}} from bench.sh's side-by-side TSV."""
     pairs = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip() or line.startswith("#"):
-                continue
-            row = dict(zip(PAIR_COLUMNS, line.rstrip("\n").split("\t")))
-            for k in PAIR_COLUMNS[3:]:
-                row[k] = float(row[k])
-            row["cpu_us"] = row["cpu_ticks"] / row["clk_tck"] * 1e6 / max(row["requests"], 1)
-            pairs.setdefault(row["pair"], {}).setdefault(int(row["round"]), {})[row["peer"]] = row
+    for row in read_tsv(path, PAIR_COLUMNS, 3):
+        pairs.setdefault(row["pair"], {}).setdefault(int(row["round"]), {})[row["peer"]] = row
     return pairs
 
 

@@ -1080,14 +1080,8 @@ mod tests {
     /// Sends `chunks` from a client, each its own write with a pause so the guard sees them
     /// as separate reads, and returns every byte the guard hands on, until end of stream.
     async fn read_through(chunks: &[&[u8]]) -> Vec<u8> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let inner: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
-        let mut guarded = Guarded::new(inner, Arc::new(limits()), Arc::from("test"));
+        use tokio::io::AsyncWriteExt;
+        let (mut guarded, mut client) = guarded_pair().await;
         let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
         let writer = tokio::spawn(async move {
             for chunk in chunks {
@@ -1098,18 +1092,7 @@ mod tests {
             // Keep the read side open so a refusal can be written back.
             tokio::time::sleep(Duration::from_millis(200)).await;
         });
-        let mut seen = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let n = tokio::time::timeout(Duration::from_secs(5), guarded.read(&mut buf))
-                .await
-                .expect("guard stalled")
-                .unwrap();
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-        }
+        let seen = read_to_end(&mut guarded).await;
         writer.await.unwrap();
         seen
     }
@@ -1154,8 +1137,8 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn the_upstream_bound_ends_a_silent_wait_and_moves_with_activity() {
+    /// A guarded pair whose first request, `GET /a`, Pingora has read.
+    async fn guarded_after_a_request() -> (Guarded, tokio::net::TcpStream) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut guarded, mut client) = guarded_pair().await;
         let head: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -1163,6 +1146,31 @@ mod tests {
         let mut buf = vec![0u8; 4096];
         let n = guarded.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], head);
+        (guarded, client)
+    }
+
+    /// Everything the guard hands on until end of stream.
+    async fn read_to_end(guarded: &mut Guarded) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), guarded.read(&mut buf))
+                .await
+                .expect("guard stalled")
+                .unwrap();
+            if n == 0 {
+                return seen;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_upstream_bound_ends_a_silent_wait_and_moves_with_activity() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut guarded, _client) = guarded_after_a_request().await;
+        let mut buf = vec![0u8; 4096];
 
         // No bound: the wait for the upstream is not the guard's to end.
         let unbounded = tokio::time::timeout(Duration::from_millis(300), guarded.read(&mut buf));
@@ -1198,13 +1206,8 @@ mod tests {
     #[tokio::test]
     async fn pipelined_bytes_wait_while_a_bounded_request_is_proxied() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut guarded, mut client) = guarded_pair().await;
-        let first: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (mut guarded, mut client) = guarded_after_a_request().await;
         let second: &[u8] = b"GET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n";
-        client.write_all(first).await.unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = guarded.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], first);
 
         // While the first request is proxied, Pingora's one-byte probes see nothing of the
         // next requests nor of the client's close, and the bound still runs.
@@ -1220,29 +1223,14 @@ mod tests {
 
         // The request finished: the held requests come out in order, then the end of stream.
         guarded.request_finished();
-        let mut seen = Vec::new();
-        loop {
-            let n = tokio::time::timeout(Duration::from_secs(5), guarded.read(&mut buf))
-                .await
-                .expect("guard stalled")
-                .unwrap();
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-        }
+        let seen = read_to_end(&mut guarded).await;
         assert_eq!(seen, second);
     }
 
     #[tokio::test]
     async fn held_bytes_do_not_keep_a_bounded_wait_alive() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut guarded, mut client) = guarded_pair().await;
-        let first: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
-        client.write_all(first).await.unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = guarded.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], first);
+        let (mut guarded, mut client) = guarded_after_a_request().await;
         guarded.watch_upstream(Some(Duration::from_millis(200)));
         // A pipelined head trickling in, a byte every 40 ms for over a second.
         let trickle = tokio::spawn(async move {
