@@ -443,6 +443,15 @@ case("pipelined-after-404", "pipelined: a 404 then a routed request, in order",
 case("pipelined-bad-second", "pipelined: a good request then a malformed one (400, close)",
      req("GET /public/p5 HTTP/1.1") + req("GET /public/p6 HTTP/1.1", ["X Bad: 1"]),
      {200}, n=2, backend="public", order=["/public/p5", None], second={400}, close=True)
+case("pipelined-after-chunked", "pipelined: a chunked upload (extension, trailer), then a GET, in order",
+     req("POST /public/c1 HTTP/1.1", ["Transfer-Encoding: chunked"], b"5;a=b\r\nhello\r\n0\r\nx-t: 1\r\n\r\n")
+     + req("GET /public/c2 HTTP/1.1"),
+     {200}, n=2, backend="public", order=["/public/c1", "/public/c2"])
+case("pipelined-bad-after-chunked",
+     "pipelined: a chunked upload, then a head with an underscore name (checked: 400, close)",
+     req("POST /public/c3 HTTP/1.1", ["Transfer-Encoding: chunked"], b"5;a=b\r\nhello\r\n0\r\nx-t: 1\r\n\r\n")
+     + req("GET /public/c4 HTTP/1.1", ["X_Bad: 1"]),
+     {200}, n=2, backend="public", order=["/public/c3", None], second={400}, close=True)
 
 
 TIMING = ["slowloris-trickle", "slowloris-silent", "idle-keepalive"]

@@ -70,6 +70,42 @@ fn mesh_timeout_request_timeout_applies_to_gateway_routes() {
 // answers 20 s later.
 #[test]
 fn a_pipelined_request_does_not_lift_the_timeout_of_the_one_before_it() {
+    pipelined_request_after_a_slow_one_gets_504_in_time(
+        b"GET /slow HTTP/1.1\r\nHost: a.test\r\nx-echo-delay-ms: 20000\r\n\r\n",
+        Pipelined::Later,
+    );
+}
+
+// The same when both requests come in one segment, as pipelining clients send them: the
+// gateway has read the second before it proxies the first.
+#[test]
+fn a_request_pipelined_in_the_same_write_does_not_lift_the_timeout_either() {
+    pipelined_request_after_a_slow_one_gets_504_in_time(
+        b"GET /slow HTTP/1.1\r\nHost: a.test\r\nx-echo-delay-ms: 20000\r\n\r\n",
+        Pipelined::SameWrite,
+    );
+}
+
+// The same behind a chunked upload: the gateway must find where the chunked body ends to tell
+// the next request's bytes from the body's.
+#[test]
+fn a_pipelined_request_behind_a_chunked_upload_does_not_lift_its_timeout() {
+    pipelined_request_after_a_slow_one_gets_504_in_time(
+        b"POST /slow HTTP/1.1\r\nHost: a.test\r\nx-echo-delay-ms: 20000\r\n\
+          Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n\
+          0\r\nx-trailer: t\r\n\r\n",
+        Pipelined::Later,
+    );
+}
+
+enum Pipelined {
+    /// The second request arrives while the gateway waits for the first one's backend.
+    Later,
+    /// Both requests in one write.
+    SameWrite,
+}
+
+fn pipelined_request_after_a_slow_one_gets_504_in_time(slow_request: &[u8], next: Pipelined) {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
     let _v1 = EchoHttp::start("v1");
@@ -77,12 +113,17 @@ fn a_pipelined_request_does_not_lift_the_timeout_of_the_one_before_it() {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", gw.lport(1))).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
     let started = Instant::now();
-    conn.write_all(b"GET /slow HTTP/1.1\r\nHost: a.test\r\nx-echo-delay-ms: 20000\r\n\r\n")
-        .unwrap();
-    // The next request arrives while the gateway waits for the first one's backend.
-    std::thread::sleep(Duration::from_millis(300));
-    conn.write_all(b"GET /next HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
+    let next_request = b"GET /next HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    match next {
+        Pipelined::Later => {
+            conn.write_all(slow_request).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            conn.write_all(next_request).unwrap();
+        }
+        Pipelined::SameWrite => conn
+            .write_all(&[slow_request, next_request].concat())
+            .unwrap(),
+    }
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&answer).contains("timeout") {

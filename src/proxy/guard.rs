@@ -13,8 +13,10 @@
 //!   refusal here is counted in `meshgate_http_requests_rejected_total`.
 //!
 //! It follows HTTP/1 framing just enough to find the next head: a `Content-Length` body is
-//! skipped by count, a chunked body until the gateway starts its response, and an `Upgrade`
-//! or CONNECT request turns the guard off for the rest of the connection. A refusal writes a
+//! skipped by count, a chunked body followed through its chunks as Pingora's reader follows
+//! them ([`crate::proxy::chunked`]; framing Pingora refuses turns the guard off, as Pingora
+//! then closes the connection), and an `Upgrade` or CONNECT request turns the guard off for
+//! the rest of the connection. A refusal writes a
 //! complete response with `Connection: close` and then reports end-of-stream to Pingora.
 //! HTTP/2 connections are not wrapped (their framing has its own limits in `h2`).
 //!
@@ -27,6 +29,7 @@
 //! stashed the start of the next request, and the bound would go with it.
 
 use crate::metrics::METRICS;
+use crate::proxy::chunked::{Chunked, ChunkedBody};
 use crate::proxy::coalesce::Coalescer;
 use crate::proxy::local::SERVER;
 use async_trait::async_trait;
@@ -102,8 +105,8 @@ enum Phase {
     Head,
     /// Skipping a body of known length.
     Body(u64),
-    /// Inside a chunked body: until the gateway starts writing its response.
-    Chunked,
+    /// Inside a chunked body.
+    Chunked(ChunkedBody),
     /// Upgraded or CONNECT: raw bytes, nothing more to check.
     Off,
     /// A later request was refused: nothing more is read from the client.
@@ -319,7 +322,7 @@ impl HeadScan {
         if self.upgrade || self.connect {
             Phase::Off
         } else if self.chunked {
-            Phase::Chunked
+            Phase::Chunked(ChunkedBody::default())
         } else {
             match self.content_length {
                 Some(n) if n > 0 => Phase::Body(n),
@@ -572,10 +575,27 @@ impl Guarded {
         while pos < data.len() {
             match self.phase.clone() {
                 Phase::Closed => break,
-                Phase::Off | Phase::Chunked => {
+                Phase::Off => {
                     self.clear(&mut cleared, data, pos..data.len());
                     break;
                 }
+                Phase::Chunked(mut body) => match body.feed(&data[pos..]) {
+                    Chunked::More => {
+                        self.phase = Phase::Chunked(body);
+                        self.clear(&mut cleared, data, pos..data.len());
+                        break;
+                    }
+                    Chunked::Done(used) => {
+                        self.clear(&mut cleared, data, pos..pos + used);
+                        pos += used;
+                        self.phase = Phase::Idle;
+                    }
+                    Chunked::Invalid => {
+                        // Pingora's reader fails on these bytes and closes the connection;
+                        // they are its to refuse.
+                        self.phase = Phase::Off;
+                    }
+                },
                 Phase::Body(n) => {
                     let take = (n as usize).min(data.len() - pos);
                     self.clear(&mut cleared, data, pos..pos + take);
@@ -816,11 +836,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        // The response to a chunked request has started: the next bytes are a new head.
         let this = &mut *self;
-        if this.phase == Phase::Chunked && data.starts_with(b"HTTP/1.") {
-            this.phase = Phase::Idle;
-        }
         let written = this.out.poll_write(&mut this.inner, cx, data);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             this.note_activity();
@@ -844,9 +860,6 @@ impl AsyncWrite for Guarded {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        if this.phase == Phase::Chunked && bufs.first().is_some_and(|b| b.starts_with(b"HTTP/1.")) {
-            this.phase = Phase::Idle;
-        }
         let written = this.out.poll_write_vectored(&mut this.inner, cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             this.note_activity();
@@ -1101,7 +1114,9 @@ mod tests {
     async fn pingora_reads_the_cleared_bytes_in_order_however_they_arrive() {
         let stream: &[u8] = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n\
             POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\
-            GET /c HTTP/1.1\r\nHost: a\r\n\r\n";
+            POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5;x=y\r\nhello\r\n0\r\nt: 1\r\n\r\n\
+            GET /d HTTP/1.1\r\nHost: a\r\n\r\n";
         // Whole, byte by byte, and cut across heads and the body: always the same bytes.
         assert_eq!(read_through(&[stream]).await, stream);
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
@@ -1121,6 +1136,29 @@ mod tests {
         assert_eq!(read_through(&[first, bad]).await, want);
         let together = [first, bad].concat();
         assert_eq!(read_through(&[&together]).await, want);
+    }
+
+    #[tokio::test]
+    async fn the_head_after_a_chunked_body_is_checked_too() {
+        // The chunked body is followed to its end, so the head behind it is scanned (and
+        // refused) like any other, however the bytes are cut.
+        let first: &[u8] = b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3\r\nx_y\r\n0\r\n\r\n";
+        let bad: &[u8] = b"GET /b HTTP/1.1\r\nx_y: 1\r\n\r\n";
+        let mut want = first.to_vec();
+        want.extend_from_slice(
+            format!("GET / HTTP/1.1\r\nhost: refused.meshgate\r\n{REFUSED_HEADER}: 400\r\n\r\n")
+                .as_bytes(),
+        );
+        let stream = [first, bad].concat();
+        assert_eq!(read_through(&[&stream]).await, want);
+        let cuts: Vec<&[u8]> = stream.chunks(7).collect();
+        assert_eq!(read_through(&cuts).await, want);
+
+        // Chunk framing Pingora refuses: the guard steps aside and Pingora has the bytes.
+        let broken: &[u8] = b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+            zz\r\nGET /b HTTP/1.1\r\nx_y: 1\r\n\r\n";
+        assert_eq!(read_through(&[broken]).await, broken);
     }
 
     /// A guarded server side and its client.

@@ -2,6 +2,7 @@
 //! ([`tcp`]). They only look up the current snapshot, apply its compiled decisions and record
 //! what happened; nothing here parses configuration.
 
+pub mod chunked;
 pub mod coalesce;
 pub mod forwarded;
 pub mod guard;
