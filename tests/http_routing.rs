@@ -1523,3 +1523,61 @@ fn header_name_with_underscore_is_rejected_with_400() {
     let r = gw.assert_routed_with(1, "GET", "/", "a.test", &[("x_custom", "1")], "v1");
     assert_eq!(r.seen_header("x_custom"), vec!["1"]);
 }
+
+// Chunked uploads pass the gateway's head guard, which follows them chunk by chunk to find the
+// next request (src/proxy/chunked.rs): the backend gets every byte however the body is cut
+// into reads, and the keep-alive connection goes on with the request after it, sent later or
+// pipelined in the same write.
+#[test]
+fn chunked_uploads_arrive_whole_and_the_connection_goes_on() {
+    let _v1 = EchoHttp::start("v1");
+    let gw = Gateway::start(
+        &[
+            ("gateway.yaml", gateway_one_http()),
+            ("route.yaml", catch_all_route("r", "v1")),
+            ("dataplanes.yaml", dataplanes(&["v1"])),
+        ],
+        &[],
+    );
+    // ~300 KiB in chunks of 1 to ~9,000 bytes, some with extensions, then a trailer.
+    let mut body = Vec::new();
+    let mut data_len = 0;
+    for i in 0..70usize {
+        let size = 1 + (i * 7919) % 9000;
+        let ext = if i % 3 == 0 { ";i=\"x\"" } else { "" };
+        body.extend_from_slice(format!("{size:X}{ext}\r\n").as_bytes());
+        body.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, size));
+        body.extend_from_slice(b"\r\n");
+        data_len += size;
+    }
+    body.extend_from_slice(b"0\r\nx-checksum: 1\r\n\r\n");
+    let head: &[u8] =
+        b"POST /upload HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let upload = [head, &body].concat();
+
+    let mut conn = Conn::open(gw.lport(1)).expect("connect");
+    for cut in [1000, 4093] {
+        let pieces: Vec<&[u8]> = upload.chunks(cut).collect();
+        let r = conn
+            .send_in_pieces(&pieces, "POST")
+            .expect("upload answered");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.echo()["body_len"], data_len, "cut every {cut} bytes");
+        let next = conn
+            .send("GET", "/after", "a.test", &[], b"")
+            .expect("next request");
+        assert_eq!(next.status, 200);
+        assert_eq!(next.echo()["path"], "/after");
+    }
+    let pipelined = [
+        &upload[..],
+        b"GET /pipelined HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    ]
+    .concat();
+    let r = conn
+        .send_in_pieces(&[&pipelined], "POST")
+        .expect("upload answered");
+    assert_eq!(r.echo()["body_len"], data_len);
+    let next = conn.receive("GET").expect("pipelined request answered");
+    assert_eq!(next.echo()["path"], "/pipelined");
+}

@@ -929,6 +929,21 @@ impl Conn {
         read_response(&mut self.reader, method)
     }
 
+    /// Writes a raw request in `pieces`, a millisecond apart so the gateway reads them
+    /// separately, and reads one response.
+    pub fn send_in_pieces(&mut self, pieces: &[&[u8]], method: &str) -> io::Result<Response> {
+        for piece in pieces {
+            self.writer.write_all(piece)?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.receive(method)
+    }
+
+    /// Reads the next response (of a request written earlier, e.g. pipelined).
+    pub fn receive(&mut self, method: &str) -> io::Result<Response> {
+        read_response(&mut self.reader, method)
+    }
+
     /// After a 101 answer: write raw bytes on the upgraded connection.
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.writer.write_all(bytes)
