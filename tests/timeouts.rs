@@ -84,6 +84,17 @@ fn a_request_pipelined_in_the_same_write_does_not_lift_the_timeout_either() {
         b"GET /slow HTTP/1.1\r\nHost: a.test\r\nx-echo-delay-ms: 20000\r\n\r\n",
         Pipelined::SameWrite,
     );
+    // Behind a body too, of either framing.
+    pipelined_request_after_a_slow_one_gets_504_in_time(
+        b"POST /slow HTTP/1.1\r\nHost: a.test\r\nx-echo-delay-ms: 20000\r\n\
+          Content-Length: 5\r\n\r\nhello",
+        Pipelined::SameWrite,
+    );
+    pipelined_request_after_a_slow_one_gets_504_in_time(
+        b"POST /slow HTTP/1.1\r\nHost: a.test\r\nx-echo-delay-ms: 20000\r\n\
+          Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        Pipelined::SameWrite,
+    );
 }
 
 // The same behind a chunked upload: the gateway must find where the chunked body ends to tell
