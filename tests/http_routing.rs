@@ -1501,11 +1501,7 @@ fn path_is_normalised_before_matching() {
 #[test]
 fn header_name_with_underscore_is_rejected_with_400() {
     let v1 = EchoHttp::start("v1");
-    let files = [
-        ("gateway.yaml", gateway_one_http()),
-        ("route.yaml", catch_all_route("route", "v1")),
-        ("dataplanes.yaml", dataplanes(&["v1"])),
-    ];
+    let files = catch_all_files("route", "v1");
     let gw = Gateway::start(&files, &[]);
     gw.assert_status_with(
         1,
@@ -1531,14 +1527,7 @@ fn header_name_with_underscore_is_rejected_with_400() {
 #[test]
 fn chunked_uploads_arrive_whole_and_the_connection_goes_on() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            ("route.yaml", catch_all_route("r", "v1")),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
-    );
+    let gw = catch_all_gateway("route", "v1");
     // ~300 KiB in chunks of 1 to ~9,000 bytes, some with extensions, then a trailer.
     let mut body = Vec::new();
     let mut data_len = 0;

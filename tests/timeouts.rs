@@ -37,15 +37,9 @@ fn gateway_with_1s_request_timeout() -> Gateway {
                 requestTimeout: 1s
         "#,
     );
-    Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            ("route.yaml", catch_all_route("r", "v1")),
-            ("timeout.yaml", timeout),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &[],
-    )
+    let mut files = catch_all_files("r", "v1");
+    files.push(("timeout.yaml", timeout));
+    Gateway::start(&files, &[])
 }
 
 // §8.1: a MeshTimeout targeting the gateway sets the route's request timeout.
@@ -162,14 +156,7 @@ fn pipelined_request_after_a_slow_one_gets_504_in_time(slow_request: &[u8], next
 #[test]
 fn idle_timeout_closes_a_waiting_keep_alive_connection_only() {
     let _v1 = EchoHttp::start("v1");
-    let gw = Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            ("route.yaml", catch_all_route("r", "v1")),
-            ("dataplanes.yaml", dataplanes(&["v1"])),
-        ],
-        &["--idle-timeout", "1"],
-    );
+    let gw = Gateway::start(&catch_all_files("r", "v1"), &["--idle-timeout", "1"]);
     let mut conn = Conn::open(gw.lport(1)).expect("connect");
     // 1.8 s on one connection, never 1 s without a request.
     for i in 0..3 {

@@ -1237,14 +1237,16 @@ pub fn single_route_gateway(rules_yaml: &str, services: &[&str]) -> Gateway {
 /// A gateway with the one-listener MeshGateway and a catch-all MeshHTTPRoute `route` to the
 /// legacy MeshService `service` (one Dataplane).
 pub fn catch_all_gateway(route: &str, service: &str) -> Gateway {
-    Gateway::start(
-        &[
-            ("gateway.yaml", gateway_one_http()),
-            ("route.yaml", catch_all_route(route, service)),
-            ("dataplanes.yaml", dataplanes(&[service])),
-        ],
-        &[],
-    )
+    Gateway::start(&catch_all_files(route, service), &[])
+}
+
+/// The policy files of [`catch_all_gateway`], for a gateway started with more files or flags.
+pub fn catch_all_files(route: &str, service: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("gateway.yaml", gateway_one_http()),
+        ("route.yaml", catch_all_route(route, service)),
+        ("dataplanes.yaml", dataplanes(&[service])),
+    ]
 }
 
 impl Gateway {
