@@ -16,8 +16,8 @@
 //! skipped by count, a chunked body followed through its chunks as Pingora's reader follows
 //! them ([`crate::proxy::chunked`]; framing Pingora refuses turns the guard off, as Pingora
 //! then closes the connection), and an `Upgrade` or CONNECT request turns the guard off for
-//! the rest of the connection. A refusal writes a
-//! complete response with `Connection: close` and then reports end-of-stream to Pingora.
+//! the rest of the connection. A refusal writes a complete response with `Connection: close`
+//! and then reports end-of-stream to Pingora.
 //! HTTP/2 connections are not wrapped (their framing has its own limits in `h2`).
 //!
 //! It also bounds the upstream's silence for the request being proxied (Kuma's stream idle
