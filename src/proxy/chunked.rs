@@ -9,6 +9,9 @@
 //! saw the body end earlier than Pingora would hold back bytes Pingora still reads as body.
 //! Where Pingora's reader fails (and closes the connection), [`ChunkedBody::feed`] says
 //! [`Chunked::Invalid`] and the guard stops following the connection.
+//!
+//! The tests feed generated bodies, some with a framing byte changed, to Pingora's own HTTP/1
+//! session as well: a Pingora upgrade that reads chunks differently fails them.
 
 /// Longest chunk-size line (size and extensions) Pingora buffers (`PARTIAL_CHUNK_HEAD_LIMIT`).
 const SIZE_LINE_LIMIT: usize = 8 * 1024;
