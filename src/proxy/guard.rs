@@ -523,24 +523,23 @@ impl Guarded {
         let Some(limit) = self.upstream_limit() else {
             return false;
         };
-        if self.upstream_restart.swap(false, Ordering::Relaxed) || self.last_activity.is_none() {
-            self.last_activity = Some(Instant::now());
-        }
-        let deadline = self.last_activity.unwrap_or_else(Instant::now) + limit;
+        let restart = self.upstream_restart.swap(false, Ordering::Relaxed);
+        let since = match self.last_activity {
+            Some(at) if !restart => at,
+            _ => *self.last_activity.insert(Instant::now()),
+        };
+        let deadline = since + limit;
         let timer = self
             .upstream_timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if timer.deadline() > deadline {
             timer.as_mut().reset(deadline);
         }
-        while timer.as_mut().poll(cx).is_ready() {
-            if timer.deadline() >= deadline {
-                self.upstream_timed_out.store(true, Ordering::Relaxed);
-                return true;
-            }
-            timer.as_mut().reset(deadline);
+        let expired = lazy_timer_expired(timer, deadline, cx);
+        if expired {
+            self.upstream_timed_out.store(true, Ordering::Relaxed);
         }
-        false
+        expired
     }
 
     /// The read Pingora is waiting on found nothing: either the bound ran out (an error
@@ -691,15 +690,25 @@ impl Guarded {
         let (Some(since), Some(timer)) = (self.idle_since, self.idle_timer.as_mut()) else {
             return false;
         };
-        let deadline = since + self.limits.idle_timeout;
-        while timer.as_mut().poll(cx).is_ready() {
-            if timer.deadline() >= deadline {
-                return true;
-            }
-            timer.as_mut().reset(deadline);
-        }
-        false
+        lazy_timer_expired(timer, since + self.limits.idle_timeout, cx)
     }
+}
+
+/// Whether `deadline` has passed, for a connection's lazily moved timer: the timer may still
+/// be set for an earlier deadline (activity moved the real one without touching the timer);
+/// firing early, it is moved to `deadline` instead. Registers the waker.
+fn lazy_timer_expired(
+    timer: &mut Pin<Box<Sleep>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> bool {
+    while timer.as_mut().poll(cx).is_ready() {
+        if timer.deadline() >= deadline {
+            return true;
+        }
+        timer.as_mut().reset(deadline);
+    }
+    false
 }
 
 /// What [`Guarded::inspect`] has cleared in place so far.
