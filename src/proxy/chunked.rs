@@ -291,16 +291,10 @@ mod tests {
     async fn pingora_reads(body: &[u8]) -> Option<Vec<u8>> {
         use pingora::protocols::http::v1::server::HttpSession;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
-        let mut client = tokio::net::TcpStream::connect(listener.local_addr().ok()?)
-            .await
-            .ok()?;
-        let (server, _) = listener.accept().await.ok()?;
+        let (stream, mut client) = crate::proxy::accepted_stream_pair().await;
         let head: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
         client.write_all(&[head, body].concat()).await.ok()?;
         client.shutdown().await.ok()?;
-        let stream: pingora::protocols::Stream =
-            Box::new(pingora::protocols::l4::stream::Stream::from(server));
         let mut session = HttpSession::new(stream);
         session.set_pipelining_enabled(true);
         session.read_request().await.ok()??;

@@ -1172,12 +1172,7 @@ mod tests {
 
     /// A guarded server side and its client.
     async fn guarded_pair() -> (Guarded, tokio::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let inner: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        let (inner, client) = crate::proxy::accepted_stream_pair().await;
         (
             Guarded::new(inner, Arc::new(limits()), Arc::from("test")),
             client,
