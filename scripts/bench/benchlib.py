@@ -371,6 +371,15 @@ def print_targets(summary, reload, debounce_ms, peer, paired=None):
     side = (paired or {}).get(f"{peer}:bare")
     if side:
         lines.append(("… the same, side by side", f"{ratio_cell(side)}×", side[0] >= 1.3))
+    # Not targets: what Pingora reaches with meshgate's settings and no per-request work at
+    # all, i.e. the most any application on it can claw back against the default.
+    tuned = summary.get("baretuned", {}).get("vs_bare")
+    if tuned:
+        lines.append(("(reference) bare Pingora tuned as meshgate ÷ bare", f"{ratio_cell(tuned)}×", None))
+    for pair, name in (("baretuned:bare", "(reference) tuned ÷ bare, side by side"),
+                       (f"{peer}:baretuned", f"(reference) {peer} ÷ tuned bare Pingora, side by side")):
+        if pair in (paired or {}):
+            lines.append((name, f"{ratio_cell(paired[pair])}×", None))
     if s["vs_nginx"]:
         lines.append(("req/s ≥ 0.65× nginx (aim)", f"{s['vs_nginx'][0]:.2f}×", s["vs_nginx"][0] >= 0.65))
     if s["cpu_vs_nginx"]:
@@ -389,7 +398,7 @@ def print_targets(summary, reload, debounce_ms, peer, paired=None):
     print("| target | measured | met |")
     print("|---|---:|:---:|")
     for name, value, ok in lines:
-        print(f"| {name} | {value} | {'yes' if ok else '**no**'} |")
+        print(f"| {name} | {value} | {'—' if ok is None else 'yes' if ok else '**no**'} |")
 
 
 def main(argv=None):
