@@ -1,8 +1,9 @@
 //! The bare Pingora proxy of `bare_pingora` with meshgate's allocator (mimalloc 2.x without
-//! transparent huge pages, the same crate features as the gateway). scripts/bench.sh starts
-//! it with meshgate's Pingora settings (`-c`: 1 thread, `work_stealing: false`), so it shows
-//! how far settings alone take Pingora with no routing at all: the ceiling for what meshgate,
-//! which adds Kuma's per-request work, can reach against the default `bare_pingora`.
+//! transparent huge pages, the same crate features as the gateway), built with meshgate's
+//! release profile (fat LTO). scripts/bench.sh starts it with meshgate's Pingora settings
+//! (`-c`: 1 thread, `work_stealing: false`), so it shows how far settings alone take Pingora
+//! with no routing at all: the ceiling for what meshgate, which adds Kuma's per-request work,
+//! can reach against the default `bare_pingora`.
 //!
 //! ```text
 //! cargo build --release --example bare_pingora_tuned

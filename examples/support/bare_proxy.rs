@@ -1,6 +1,7 @@
 //! The bare Pingora proxy behind the two benchmark yardsticks of scripts/bench.sh:
 //! `bare_pingora` (Pingora's defaults, "the framework's own cost") and `bare_pingora_tuned`
-//! (the same proxy with meshgate's allocator; the bench gives it meshgate's server settings).
+//! (the same proxy with meshgate's allocator and release profile; the bench gives it
+//! meshgate's server settings).
 //!
 //! Every request goes to one fixed upstream over plain HTTP/1.1. There is no routing on
 //! purpose, and no tuning beyond what the example's own file sets: server settings are
