@@ -20,8 +20,10 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# Cargo.toml declares [[bench]] routing: cargo refuses the manifest without its file.
+# Cargo.toml declares [[bench]] routing and the two benchmark [[example]]s: cargo refuses
+# the manifest without their files.
 COPY benches ./benches
+COPY examples ./examples
 RUN cargo build --release --locked \
     && install -m 0755 target/release/meshgate /usr/local/bin/meshgate
 
