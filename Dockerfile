@@ -24,7 +24,11 @@ COPY src ./src
 # the manifest without their files.
 COPY benches ./benches
 COPY examples ./examples
-RUN cargo build --release --locked \
+# The profile the release build is optimised with (profile-guided optimisation; written by
+# scripts/pgo.sh): the same flags as scripts/lib/release_flags.sh gives every local build.
+COPY pgo ./pgo
+RUN RUSTFLAGS="-Cprofile-use=/src/pgo/meshgate.profdata -Cllvm-args=-no-pgo-warn-mismatch" \
+    cargo build --release --locked \
     && install -m 0755 target/release/meshgate /usr/local/bin/meshgate
 
 # --- runtime -----------------------------------------------------------------------------

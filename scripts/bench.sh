@@ -45,6 +45,8 @@ PORT_BASE=${PORT_BASE:-19100}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_RUN_DIR=${KEEP_RUN_DIR:-0}
+RESULTS_DIR=${RESULTS_DIR:-$ROOT/target/bench}
+MESHGATE_BIN=${MESHGATE_BIN:-$ROOT/target/release/meshgate} # scripts/pgo.sh: an instrumented one
 HOST_HEADER=bench.example.com
 REQ_PATH=/bench/target
 
@@ -123,10 +125,13 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust, see READ
 # --- build ------------------------------------------------------------------------------------
 cd "$ROOT"
 if [[ $SKIP_BUILD != 1 ]]; then
-    # The default yardstick as a user of Pingora builds it (Cargo's release defaults: no LTO);
-    # everything else with meshgate's release profile.
+    # The default yardstick as a user of Pingora builds it (Cargo's release defaults: no LTO,
+    # no profile); everything else with meshgate's release profile and build flags (its own
+    # target directory, so the two sets of flags never rebuild each other).
     log "cargo build --profile yardstick --example bare_pingora"
     cargo build --profile yardstick --example bare_pingora
+    # shellcheck source=lib/release_flags.sh
+    source "$ROOT/scripts/lib/release_flags.sh"
     build=(cargo build --release --example bare_pingora_tuned)
     ((WANT_MESHGATE)) && build+=(--bin meshgate)
     log "${build[*]}"
@@ -134,8 +139,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
 fi
 BARE_BIN=$ROOT/target/yardstick/examples/bare_pingora
 BARE_TUNED_BIN=$ROOT/target/release/examples/bare_pingora_tuned
-MESHGATE_BIN=$ROOT/target/release/meshgate
-[[ -x $BARE_BIN ]] || die "$BARE_BIN not built"
+[[ " ${PEER_LIST[*]} " != *" bare "* || -x $BARE_BIN ]] || die "$BARE_BIN not built"
 [[ " ${PEER_LIST[*]} " != *" baretuned "* || -x $BARE_TUNED_BIN ]] || die "$BARE_TUNED_BIN not built"
 ((WANT_MESHGATE == 0)) || [[ -x $MESHGATE_BIN ]] || die "$MESHGATE_BIN not built"
 
@@ -423,13 +427,13 @@ fi
 only_run ""
 
 # --- report ----------------------------------------------------------------------------------
-mkdir -p "$ROOT/target/bench"
+mkdir -p "$RESULTS_DIR"
 stamp=$(date +%Y%m%d-%H%M%S)
-result=$ROOT/target/bench/results-$stamp.md
-cp "$RAW" "$ROOT/target/bench/raw-$stamp.tsv"
-cp "$PAIR_RAW" "$ROOT/target/bench/pairs-$stamp.tsv"
+result=$RESULTS_DIR/results-$stamp.md
+cp "$RAW" "$RESULTS_DIR/raw-$stamp.tsv"
+cp "$PAIR_RAW" "$RESULTS_DIR/pairs-$stamp.tsv"
 for f in reload-idle.json reload-load.json reload-wrk.txt; do
-    [[ ! -f $RUN_DIR/$f ]] || cp "$RUN_DIR/$f" "$ROOT/target/bench/${f%.*}-$stamp.${f##*.}"
+    [[ ! -f $RUN_DIR/$f ]] || cp "$RUN_DIR/$f" "$RESULTS_DIR/${f%.*}-$stamp.${f##*.}"
 done
 {
     echo "## meshgate benchmark $(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -43,6 +43,9 @@ check "two stages (FROM twice, got $froms)" test "$froms" -eq 2
 check "builder is rust:1-bookworm, named" has '^FROM rust:1-bookworm AS [a-z]+' "$T/build"
 check "builder installs cmake (libz-ng-sys)" has '^RUN .*apt-get install .*cmake' "$T/build"
 check "builder runs cargo build --release" has '^RUN .*cargo build --release' "$T/build"
+# The image's binary is optimised like CI's and the benchmark's (scripts/lib/release_flags.sh).
+check "builder copies the PGO profile" has '^COPY pgo ' "$T/build"
+check "builder builds with the PGO profile" has '^RUN .*-Cprofile-use=/src/pgo/meshgate.profdata.* cargo build --release' "$T/build"
 check "runtime is debian:bookworm-slim" has '^FROM debian:bookworm-slim' "$T/final"
 check "runtime copies the binary from the builder" has '^COPY --from=[a-z]+ .*meshgate' "$T/final"
 check "runtime installs ca-certificates" has '^RUN .*apt-get install .*ca-certificates' "$T/final"

@@ -3,7 +3,7 @@
 #   1. scripts/setup.sh                                  (installs missing apt packages)
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --release --all-targets -- -D warnings
-#   4. cargo build --release
+#   4. cargo build --release                             (with the PGO profile: scripts/lib/release_flags.sh)
 #   5. cargo test --release                              (unit tests + black-box tests in tests/)
 #   6. scripts/smoke.sh                                  (curl checks of conf/policies)
 #   7. operations: scripts/upgrade_test.sh (zero-downtime upgrade + reload under load),
@@ -22,6 +22,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# The release build's flags (the PGO profile) for every cargo command below alike: clippy,
+# build and test then share one set of compiled dependencies.
+# shellcheck source=lib/release_flags.sh
+source scripts/lib/release_flags.sh
 
 results=()
 passed=0
