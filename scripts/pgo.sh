@@ -11,9 +11,10 @@
 #    missing), --sparse: a function the workload never ran keeps no record and is optimised
 #    exactly as without a profile, instead of being treated as cold.
 #
-# Only the request path is trained on purpose: a broader workload (scripts/smoke.sh over the
-# demo configuration, then 1,000 rules with hot reloads) spread the profile over config
-# loading and compilation and bought 1.08x instead of 1.25-1.35x (BENCHMARKS.md).
+# The workload is the request path under load, and nothing else: that is what was measured
+# (BENCHMARKS.md). The build must resolve the same dependency features as the builds that
+# use the profile, or symbol names differ and the profile matches nothing (Cargo.toml asks
+# for the dev-dependencies' features for that reason).
 #
 # Rerun it after changes to the request path; a profile older than the code still builds
 # (changed functions simply have no data). Not part of CI: the committed profile is used.
