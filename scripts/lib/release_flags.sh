@@ -13,17 +13,17 @@ if [[ ${MESHGATE_PGO:-1} != 0 && -f $_mg_root/pgo/meshgate.profdata ]]; then
     # used through a copy named by its content, so a new profile rebuilds everything. An
     # absolute path, as rustc runs in each crate's own directory.
     _mg_sum=$(sha256sum "$_mg_root/pgo/meshgate.profdata" | cut -c1-16)
-    MESHGATE_PROFILE=$_mg_root/target/pgo/meshgate-$_mg_sum.profdata
-    if [[ ! -f $MESHGATE_PROFILE ]]; then
+    _mg_profile=$_mg_root/target/pgo/meshgate-$_mg_sum.profdata
+    if [[ ! -f $_mg_profile ]]; then
         mkdir -p "$_mg_root/target/pgo"
-        cp "$_mg_root/pgo/meshgate.profdata" "$MESHGATE_PROFILE.tmp"
-        mv "$MESHGATE_PROFILE.tmp" "$MESHGATE_PROFILE"
+        cp "$_mg_root/pgo/meshgate.profdata" "$_mg_profile.tmp"
+        mv "$_mg_profile.tmp" "$_mg_profile"
     fi
-    if [[ ${RUSTFLAGS:-} != *"$MESHGATE_PROFILE"* ]]; then
+    if [[ ${RUSTFLAGS:-} != *"$_mg_profile"* ]]; then
         # A profile older than the code is still valid: functions changed since have no data
         # and are optimised as without a profile. -no-pgo-warn-mismatch keeps that quiet.
-        export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Cprofile-use=$MESHGATE_PROFILE -Cllvm-args=-no-pgo-warn-mismatch"
+        export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Cprofile-use=$_mg_profile -Cllvm-args=-no-pgo-warn-mismatch"
     fi
-    unset _mg_sum
+    unset _mg_sum _mg_profile
 fi
 unset _mg_root
