@@ -6,7 +6,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderMap, Method};
-use meshgate::reload::{build, build_cached, PolicyCache};
+use meshgate::runtime::reload::pipeline::{build, build_cached, PolicyCache};
 use meshgate::snapshot::matchers::RequestView;
 use meshgate::snapshot::CompileOptions;
 use std::fmt::Write;
@@ -77,7 +77,7 @@ fn lookup(c: &mut Criterion) {
                     query: None,
                     headers: &headers,
                 };
-                let hit = snap.http_route(PORT, black_box(&host), &req);
+                let hit = snap.route(PORT, None, black_box(&host), &req).entry();
                 assert!(hit.is_some());
                 hit.map(|e| e.route_name.len())
             })

@@ -10,14 +10,14 @@
 //! started before Pingora daemonizes (`-d`) do not survive the fork.
 
 use crate::metrics::METRICS;
-use once_cell::sync::OnceCell;
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
+use std::sync::OnceLock;
 
 const QUEUE: usize = 16 * 1024;
 
-static SINK: OnceCell<SyncSender<String>> = OnceCell::new();
+static SINK: OnceLock<SyncSender<String>> = OnceLock::new();
 
 type Output = Box<dyn Write + Send>;
 

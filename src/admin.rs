@@ -4,7 +4,7 @@
 //! the gateway's own listeners.
 
 use crate::metrics;
-use crate::state::GatewayState;
+use crate::runtime::state::GatewayState;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;

@@ -2,16 +2,17 @@
 
 use clap::Parser;
 use log::{error, info, warn};
+use meshgate::access_log;
 use meshgate::admin::Admin;
-use meshgate::drain::DrainWatcher;
-use meshgate::listeners::ListenerManager;
+use meshgate::config::Settings;
 use meshgate::proxy::http::HttpGateway;
-use meshgate::reload::{PolicyBuilder, PolicyWatcher};
-use meshgate::settings::Settings;
+use meshgate::runtime::drain::DrainWatcher;
+use meshgate::runtime::listeners::ListenerManager;
+use meshgate::runtime::publish;
+use meshgate::runtime::reload::{PolicyBuilder, PolicyWatcher};
+use meshgate::runtime::state::GatewayState;
 use meshgate::snapshot::CompileOptions;
-use meshgate::state::GatewayState;
 use meshgate::violation::render;
-use meshgate::{access_log, metrics};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -137,10 +138,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for w in &built.warnings {
-        warn!("{w}");
-    }
     if cli.check {
+        for w in &built.warnings {
+            warn!("{w}");
+        }
         println!(
             "{}: valid ({} route entries)",
             cli.policies.display(),
@@ -152,19 +153,7 @@ fn main() -> ExitCode {
         error!("cannot open access log {}: {e}", cli.access_log);
         return ExitCode::FAILURE;
     }
-    metrics::METRICS.generation.set(1);
-    metrics::METRICS.last_reload_successful.set(1);
-    metrics::METRICS
-        .route_entries
-        .set(built.snapshot.route_entries as i64);
-    metrics::METRICS
-        .compile_seconds
-        .set(built.took.as_secs_f64());
-    info!(
-        "policies loaded: {} route entries in {:.1} ms",
-        built.snapshot.route_entries,
-        built.took.as_secs_f64() * 1000.0
-    );
+    publish::first(&built);
 
     let settings = Settings {
         header_timeout: Duration::from_secs(cli.header_timeout.max(1)),

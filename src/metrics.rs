@@ -4,12 +4,12 @@
 //! does a hash lookup in thread-local memory and an atomic add: no allocation for label
 //! strings and no lock on the metric families' label maps.
 
-use once_cell::sync::Lazy;
 use prometheus::{
     exponential_buckets, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::cell::RefCell;
+use std::sync::LazyLock;
 
 pub struct Metrics {
     pub registry: Registry,
@@ -50,7 +50,7 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 
 /// The process-wide metrics. Definitions are static, so the `expect`s can only fire on a
 /// programming error, at first use during start-up.
-pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
     let http_duration = HistogramVec::new(
         HistogramOpts::new(

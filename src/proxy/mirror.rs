@@ -2,18 +2,25 @@
 //! forget. The client never waits on it: the copy runs in its own task, its body chunks are
 //! offered through a bounded channel with `try_send`, and when the mirror falls behind the
 //! copy is abandoned rather than slowing the real request down.
+//!
+//! The copy goes through Pingora's HTTP connector to the endpoint's ready `HttpPeer`, so it
+//! speaks what the real request would: TLS to TLS backends, HTTP/2 to h2 backends, and any
+//! header bytes the client sent (the request head is Pingora's own, copied).
 
 use crate::metrics::METRICS;
 use crate::snapshot::backends::Backend;
 use bytes::Bytes;
-use http::{HeaderMap, Method};
-use std::sync::Arc;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_QUEUE: usize = 64;
+
+/// One connector (and upstream connection pool) for every mirror copy of the process.
+static CONNECTOR: LazyLock<Connector> = LazyLock::new(|| Connector::new(None));
 
 /// The body side of a running mirror: `None` once abandoned or finished.
 pub struct MirrorBody {
@@ -21,28 +28,21 @@ pub struct MirrorBody {
 }
 
 impl MirrorBody {
-    pub fn offer(&mut self, chunk: &Bytes, end: bool) {
-        if let Some(tx) = &self.tx {
+    pub fn offer(&mut self, chunk: Option<&Bytes>, end: bool) {
+        if let (Some(tx), Some(chunk)) = (&self.tx, chunk) {
             if !chunk.is_empty() && tx.try_send(chunk.clone()).is_err() {
                 self.tx = None; // mirror too slow or gone: abandon the copy
                 return;
             }
         }
         if end {
-            self.tx = None; // dropping the sender ends the chunked body
+            self.tx = None; // dropping the sender ends the body
         }
     }
 }
 
-/// Starts mirroring a request whose head is given. Envoy appends `-shadow` to the host.
-pub fn start(
-    backend: Arc<Backend>,
-    method: &Method,
-    path_and_query: &str,
-    host: &str,
-    headers: &HeaderMap,
-    has_body: bool,
-) -> MirrorBody {
+/// Starts mirroring the request whose head is `req`. Envoy appends `-shadow` to the host.
+pub fn start(backend: Arc<Backend>, req: &RequestHeader) -> MirrorBody {
     let Some(endpoint) = backend.next_endpoint() else {
         METRICS
             .mirror_requests
@@ -50,32 +50,32 @@ pub fn start(
             .inc();
         return MirrorBody { tx: None };
     };
-    let addr = endpoint.addr;
-    let shadow_host = shadow(host);
-    let mut head = format!("{method} {path_and_query} HTTP/1.1\r\nhost: {shadow_host}\r\n");
-    for (name, value) in headers {
-        if is_hop_by_hop(name.as_str()) {
-            continue;
-        }
-        if let Ok(v) = value.to_str() {
-            head.push_str(name.as_str());
-            head.push_str(": ");
-            head.push_str(v);
-            head.push_str("\r\n");
-        }
-    }
-    head.push_str("connection: close\r\n");
+    let peer = endpoint.peer.clone();
+    let mut head = Box::new(req.clone());
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let _ = head.insert_header(http::header::HOST, shadow(host));
+    // The copy is a plain request: no protocol switch, Pingora's client frames the body.
+    head.remove_header(&http::header::UPGRADE);
+    head.remove_header(&http::header::CONNECTION);
+    let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let (tx, rx) = if has_body {
-        head.push_str("transfer-encoding: chunked\r\n\r\n");
         let (tx, rx) = mpsc::channel(BODY_QUEUE);
         (Some(tx), Some(rx))
     } else {
-        head.push_str("content-length: 0\r\n\r\n");
         (None, None)
     };
     let key = backend.key.clone();
     tokio::spawn(async move {
-        let result = tokio::time::timeout(MIRROR_TIMEOUT, send(addr, head, rx)).await;
+        let result = tokio::time::timeout(MIRROR_TIMEOUT, send(&peer, head, rx)).await;
         let outcome = match result {
             Ok(Ok(())) => "sent",
             Ok(Err(_)) => "error",
@@ -90,24 +90,25 @@ pub fn start(
 }
 
 async fn send(
-    addr: std::net::SocketAddr,
-    head: String,
+    peer: &pingora::upstreams::peer::HttpPeer,
+    head: Box<RequestHeader>,
     body: Option<mpsc::Receiver<Bytes>>,
-) -> std::io::Result<()> {
-    let mut conn = tokio::net::TcpStream::connect(addr).await?;
-    conn.write_all(head.as_bytes()).await?;
+) -> pingora::Result<()> {
+    let (mut session, _reused) = CONNECTOR.get_http_session(peer).await?;
+    session.write_request_header(head).await?;
     if let Some(mut rx) = body {
         while let Some(chunk) = rx.recv().await {
-            conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                .await?;
-            conn.write_all(&chunk).await?;
-            conn.write_all(b"\r\n").await?;
+            session.write_request_body(chunk, false).await?;
         }
-        conn.write_all(b"0\r\n\r\n").await?;
     }
-    // Read (and discard) the response so the backend is not reset mid-answer.
-    let mut buf = [0u8; 4096];
-    while conn.read(&mut buf).await? > 0 {}
+    session.finish_request_body().await?;
+    // Read (and discard) the response so the backend is not reset mid-answer and the
+    // connection can be pooled.
+    session.read_response_header().await?;
+    while session.read_response_body().await?.is_some() {}
+    CONNECTOR
+        .release_http_session(session, peer, Some(Duration::from_secs(60)))
+        .await;
     Ok(())
 }
 
@@ -117,21 +118,6 @@ fn shadow(host: &str) -> String {
         Some(i) if !host.ends_with(']') => format!("{}-shadow{}", &host[..i], &host[i..]),
         _ => format!("{host}-shadow"),
     }
-}
-
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "host"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "content-length"
-            | "te"
-            | "trailer"
-            | "upgrade"
-    )
 }
 
 #[cfg(test)]

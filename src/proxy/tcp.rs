@@ -8,9 +8,9 @@
 use super::tls::{parse_sni, record_len, PortAcceptor, SniError};
 use crate::access_log;
 use crate::metrics::METRICS;
+use crate::runtime::state::GatewayState;
 use crate::snapshot::backends::{Backend, BackendState, WeightedBackends};
 use crate::snapshot::{ListenerInfo, Serving, Snapshot, TlsMode};
-use crate::state::GatewayState;
 use log::{debug, warn};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,9 +10,9 @@
 //! PASSTHROUGH needs the SNI without terminating: [`peek_sni`] parses it from the
 //! ClientHello bytes, which are then replayed to the backend untouched.
 
+use crate::runtime::state::GatewayState;
 use crate::snapshot::certs::CertSet;
 use crate::snapshot::{Serving, Snapshot};
-use crate::state::GatewayState;
 use async_trait::async_trait;
 use pingora::listeners::tls::Acceptor;
 use pingora::listeners::TlsAccept;

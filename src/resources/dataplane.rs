@@ -17,7 +17,7 @@ pub struct Networking {
     pub address: Option<String>,
     pub advertised_address: Option<String>,
     pub inbound: Option<Vec<Inbound>>,
-    pub outbound: Option<Vec<serde_yaml::Value>>,
+    pub outbound: Option<Vec<serde_norway::Value>>,
     pub gateway: Option<GatewaySpec>,
 }
 

@@ -55,7 +55,7 @@ pub struct ListenerTls {
     #[serde(default)]
     pub certificates: Vec<DataSource>,
     /// Kuma's placeholder; it has no effect.
-    pub options: Option<serde_yaml::Value>,
+    pub options: Option<serde_norway::Value>,
 }
 
 /// A Kuma datasource: exactly one of the fields is set.

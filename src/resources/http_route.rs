@@ -13,7 +13,7 @@ pub struct MeshHttpRoute {
     #[serde(default)]
     pub to: Vec<HttpTo>,
     /// Sidecar-only (inbound) rules; never applied to a gateway.
-    pub rules: Option<serde_yaml::Value>,
+    pub rules: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -168,5 +168,5 @@ pub struct RequestMirror {
     pub backend_ref: Option<BackendRef>,
     /// An integer or a decimal string (`"0.5"`); default 100.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub percentage: Option<serde_yaml::Value>,
+    pub percentage: Option<serde_norway::Value>,
 }

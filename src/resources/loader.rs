@@ -15,7 +15,7 @@ use super::*;
 use crate::violation::{Origin, Violation};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -133,7 +133,7 @@ fn collect_files(
 pub fn load_text(rel: &str, text: &str) -> Loaded {
     let mut loaded = Loaded::default();
     let mut documents = 0usize;
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
             file: rel.to_string(),
             document: i + 1,
@@ -181,7 +181,7 @@ fn read_capped(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "file is not UTF-8".to_string())
 }
 
-fn yaml_error(e: &serde_yaml::Error) -> String {
+fn yaml_error(e: &serde_norway::Error) -> String {
     match e.location() {
         Some(loc) => format!(
             "invalid YAML at line {} column {}: {}",
@@ -193,7 +193,7 @@ fn yaml_error(e: &serde_yaml::Error) -> String {
     }
 }
 
-/// serde_yaml appends " at line L column C" itself; we print the location first instead.
+/// serde_norway appends " at line L column C" itself; we print the location first instead.
 fn strip_location(msg: &str) -> &str {
     match msg.find(" at line ") {
         Some(i) => &msg[..i],

@@ -6,15 +6,15 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Secret {
     /// Universal form: base64 of the secret bytes. Kubernetes form: `data.value`.
-    pub data: Option<serde_yaml::Value>,
+    pub data: Option<serde_norway::Value>,
 }
 
 impl Secret {
     /// The base64 payload, whichever form it came in.
     pub fn base64_payload(&self) -> Option<&str> {
         match self.data.as_ref()? {
-            serde_yaml::Value::String(s) => Some(s.as_str()),
-            serde_yaml::Value::Mapping(m) => m.get("value").and_then(|v| v.as_str()),
+            serde_norway::Value::String(s) => Some(s.as_str()),
+            serde_norway::Value::Mapping(m) => m.get("value").and_then(|v| v.as_str()),
             _ => None,
         }
     }

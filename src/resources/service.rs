@@ -10,7 +10,7 @@ pub struct MeshService {
     #[serde(default)]
     pub ports: Vec<MeshServicePort>,
     /// Managed by Kuma's control plane; accepted and ignored.
-    pub identities: Option<serde_yaml::Value>,
+    pub identities: Option<serde_norway::Value>,
     pub state: Option<String>,
 }
 
@@ -32,7 +32,7 @@ pub struct DataplaneRef {
 pub struct MeshServicePort {
     pub port: Option<i64>,
     /// An inbound port number or an inbound name.
-    pub target_port: Option<serde_yaml::Value>,
+    pub target_port: Option<serde_norway::Value>,
     pub app_protocol: Option<String>,
     pub name: Option<String>,
 }
@@ -45,7 +45,7 @@ pub struct MeshExternalService {
     #[serde(default)]
     pub endpoints: Vec<ExternalEndpoint>,
     pub tls: Option<ExternalTls>,
-    pub extension: Option<serde_yaml::Value>,
+    pub extension: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -67,7 +67,7 @@ pub struct ExternalEndpoint {
 #[serde(rename_all = "camelCase")]
 pub struct ExternalTls {
     pub enabled: Option<bool>,
-    pub version: Option<serde_yaml::Value>,
+    pub version: Option<serde_norway::Value>,
     pub allow_renegotiation: Option<bool>,
     pub verification: Option<ExternalTlsVerification>,
 }
@@ -78,7 +78,7 @@ pub struct ExternalTlsVerification {
     /// `Secured` (default), `SkipSAN`, `SkipCA`, `SkipAll`.
     pub mode: Option<String>,
     pub server_name: Option<String>,
-    pub subject_alt_names: Option<Vec<serde_yaml::Value>>,
+    pub subject_alt_names: Option<Vec<serde_norway::Value>>,
     pub ca_cert: Option<super::gateway::DataSource>,
     pub client_cert: Option<super::gateway::DataSource>,
     pub client_key: Option<super::gateway::DataSource>,

@@ -12,8 +12,8 @@ pub struct MeshTimeout {
     pub target_ref: Option<TargetRef>,
     pub to: Option<Vec<TimeoutTo>>,
     /// Inbound-side settings; accepted, applied through meshgate's own flags instead.
-    pub from: Option<serde_yaml::Value>,
-    pub rules: Option<serde_yaml::Value>,
+    pub from: Option<serde_norway::Value>,
+    pub rules: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -23,6 +23,19 @@ impl HeaderMods {
         self.add.extend(other.add);
         self.remove.extend(other.remove);
     }
+
+    /// Applies the modifier as Gateway API orders it: remove, then set, then add.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
 }
 
 /// How an entry rewrites the path, already specialised for that entry by the PathPrefix
@@ -128,6 +141,14 @@ pub enum Action {
 }
 
 impl Action {
+    /// What the action forwards with, when it forwards.
+    pub fn forward(&self) -> Option<&Forward> {
+        match self {
+            Action::Forward(f) => Some(f),
+            Action::Redirect(_) => None,
+        }
+    }
+
     /// The backends the action sends to, the mirror's included.
     pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
         let forward = match self {

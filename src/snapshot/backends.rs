@@ -220,7 +220,7 @@ impl WeightedBackends {
             0 => None,
             1 => self.items.first().map(|(b, _)| b),
             _ => {
-                let r = rand::random_range(0..self.total);
+                let r = fastrand::u64(0..self.total);
                 let i = self.items.partition_point(|(_, cum)| *cum <= r);
                 self.items.get(i).map(|(b, _)| b)
             }

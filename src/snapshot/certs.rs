@@ -6,8 +6,11 @@
 //! handshake-time panic; the TLS acceptor later picks the pair the client can verify.
 
 use base64::Engine;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use rustls_pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -73,12 +76,13 @@ pub fn read_datasource(
 pub fn parse_pem_pair(pem: &[u8]) -> Result<Arc<CertifiedKey>, String> {
     let mut certs: Vec<CertificateDer<'static>> = Vec::new();
     let mut keys: Vec<PrivateKeyDer<'static>> = Vec::new();
-    for item in rustls_pemfile::read_all(&mut &pem[..]) {
-        match item.map_err(|e| format!("invalid PEM: {e}"))? {
-            rustls_pemfile::Item::X509Certificate(c) => certs.push(c),
-            rustls_pemfile::Item::Pkcs1Key(k) => keys.push(k.into()),
-            rustls_pemfile::Item::Pkcs8Key(k) => keys.push(k.into()),
-            rustls_pemfile::Item::Sec1Key(k) => keys.push(k.into()),
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+        let (kind, der) = section.map_err(|e| format!("invalid PEM: {e}"))?;
+        match kind {
+            SectionKind::Certificate => certs.push(CertificateDer::from(der)),
+            SectionKind::RsaPrivateKey => keys.push(PrivatePkcs1KeyDer::from(der).into()),
+            SectionKind::PrivateKey => keys.push(PrivatePkcs8KeyDer::from(der).into()),
+            SectionKind::EcPrivateKey => keys.push(PrivateSec1KeyDer::from(der).into()),
             _ => {}
         }
     }
@@ -100,7 +104,7 @@ pub fn parse_pem_pair(pem: &[u8]) -> Result<Arc<CertifiedKey>, String> {
 
 /// DER certificates of a PEM CA bundle.
 pub fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut &pem[..])
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem)
         .map(|c| c.map(|c| c.as_ref().to_vec()))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("invalid PEM: {e}"))?;

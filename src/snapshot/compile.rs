@@ -691,8 +691,8 @@ impl<'a> Ctx<'a> {
         };
         let fraction = match &m.percentage {
             None => 1.0,
-            Some(serde_yaml::Value::Number(n)) => n.as_f64().unwrap_or(100.0) / 100.0,
-            Some(serde_yaml::Value::String(s)) => {
+            Some(serde_norway::Value::Number(n)) => n.as_f64().unwrap_or(100.0) / 100.0,
+            Some(serde_norway::Value::String(s)) => {
                 s.trim()
                     .parse::<f64>()
                     .map_err(|_| format!("invalid mirror percentage {s:?}"))?

@@ -210,21 +210,82 @@ impl Snapshot {
     }
 }
 
+/// Where an HTTP request lands in a snapshot: the answer of [`Snapshot::route`].
+#[derive(Debug)]
+pub enum Route<'a> {
+    /// No HTTP or HTTPS listener on that port, or no HTTPS listener hostname for that SNI.
+    NoListener,
+    /// No virtual host or no entry matched: 404. `listener` is the listener hostname that
+    /// took the request, when one did (an HTTPS SNI chain, a virtual host).
+    NoRoute {
+        listener: Option<&'a Arc<ListenerInfo>>,
+    },
+    /// The matched entry of a virtual host.
+    Entry {
+        listener: &'a Arc<ListenerInfo>,
+        vhost: &'a Arc<VirtualHost>,
+        entry: EntryRef,
+    },
+}
+
+impl<'a> Route<'a> {
+    /// The matched entry, if any.
+    pub fn entry(&self) -> Option<&'a route_table::RouteEntry> {
+        match *self {
+            Route::Entry { vhost, entry, .. } => vhost.entry(entry),
+            _ => None,
+        }
+    }
+}
+
 impl Snapshot {
-    /// The route entry an HTTP request would take on a plain-HTTP `port` (tests, benches and
-    /// tools; the proxy does the same lookup with SNI for HTTPS).
-    pub fn http_route(
+    /// The route an HTTP request takes: by port, then (HTTPS) the SNI's listener hostname,
+    /// then the Host's virtual host, then Kuma's precedence among the entries (§3.5, §4.5).
+    /// The one lookup the proxy, the tests and the benchmarks share. `host` is normalised
+    /// (lower case, no port: [`hostname::normalize_host`]); `sni` is ignored on plain HTTP.
+    pub fn route(
         &self,
         port: u16,
+        sni: Option<&str>,
         host: &str,
         req: &matchers::RequestView<'_>,
-    ) -> Option<&route_table::RouteEntry> {
-        match &self.port(port)?.serving {
+    ) -> Route<'_> {
+        let Some(port) = self.port(port) else {
+            return Route::NoListener;
+        };
+        let (listener, vhost) = match &port.serving {
             Serving::Http { vhosts } => {
-                let vh = vhosts.lookup(host)?;
-                vh.entry(vh.find(req)?)
+                let Some(vhost) = vhosts.lookup(host) else {
+                    return Route::NoRoute { listener: None };
+                };
+                (&vhost.listener, vhost)
             }
-            _ => None,
+            Serving::Https { chains } => {
+                let Some(chain) = chains.lookup(sni.unwrap_or("")) else {
+                    return Route::NoListener;
+                };
+                // Both SNI and Host must match (§3.5 step 5): Host is looked up in the
+                // chain's own table only.
+                match chain.vhosts.lookup(host) {
+                    Some(vhost) => (&chain.listener, vhost),
+                    None => {
+                        return Route::NoRoute {
+                            listener: Some(&chain.listener),
+                        }
+                    }
+                }
+            }
+            Serving::Tcp { .. } | Serving::Tls { .. } => return Route::NoListener,
+        };
+        match vhost.find(req) {
+            Some(entry) => Route::Entry {
+                listener,
+                vhost,
+                entry,
+            },
+            None => Route::NoRoute {
+                listener: Some(listener),
+            },
         }
     }
 }

@@ -191,8 +191,8 @@ impl<'a> Resolver<'a> {
         };
         let h2 = matches!(port.app_protocol.as_deref(), Some("http2" | "grpc"));
         let target_port = match &port.target_port {
-            Some(serde_yaml::Value::Number(n)) => TargetPort::Number(n.as_i64()),
-            Some(serde_yaml::Value::String(s)) => match s.parse::<i64>() {
+            Some(serde_norway::Value::Number(n)) => TargetPort::Number(n.as_i64()),
+            Some(serde_norway::Value::String(s)) => match s.parse::<i64>() {
                 Ok(n) => TargetPort::Number(Some(n)),
                 Err(_) => TargetPort::Name(s.clone()),
             },

@@ -83,7 +83,7 @@ mod tests {
     use crate::validate::testutil::{meta, run};
 
     fn check(yaml: &str, route: RouteKind) -> Vec<String> {
-        let refs: Vec<BackendRef> = serde_yaml::from_str(yaml).expect("test backendRefs");
+        let refs: Vec<BackendRef> = serde_norway::from_str(yaml).expect("test backendRefs");
         run(&meta(), |r| {
             validate_backend_refs(r, &FieldPath::root().field("backendRefs"), &refs, route)
         })

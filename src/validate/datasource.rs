@@ -45,7 +45,7 @@ mod tests {
     use crate::validate::testutil::{meta, run};
 
     fn check(yaml: &str) -> Vec<String> {
-        let ds: DataSource = serde_yaml::from_str(yaml).expect("test datasource");
+        let ds: DataSource = serde_norway::from_str(yaml).expect("test datasource");
         run(&meta(), |r| {
             validate_datasource(r, &FieldPath::root().field("c"), &ds)
         })

@@ -205,8 +205,8 @@ fn validate_mirror(r: &mut Report, at: &FieldPath, m: &RequestMirror) {
     }
     if let Some(p) = &m.percentage {
         let value = match p {
-            serde_yaml::Value::Number(n) => n.as_f64(),
-            serde_yaml::Value::String(s) => s.trim().parse::<f64>().ok(),
+            serde_norway::Value::Number(n) => n.as_f64(),
+            serde_norway::Value::String(s) => s.trim().parse::<f64>().ok(),
             _ => None,
         };
         let field = at.field("percentage");
@@ -226,8 +226,8 @@ mod tests {
     use crate::validate::testutil::{meta, run};
 
     fn check_with(yaml: &str, matches: &str, top_kind: &str) -> Vec<String> {
-        let filters: Vec<Filter> = serde_yaml::from_str(yaml).expect("test filters");
-        let matches: Vec<HttpMatch> = serde_yaml::from_str(matches).expect("test matches");
+        let filters: Vec<Filter> = serde_norway::from_str(yaml).expect("test filters");
+        let matches: Vec<HttpMatch> = serde_norway::from_str(matches).expect("test matches");
         let ctx = FilterContext {
             top_kind,
             matches: &matches,

@@ -157,7 +157,7 @@ mod tests {
     use crate::validate::testutil::{meta, run};
 
     fn check(yaml: &str) -> Vec<String> {
-        let m: Option<Vec<HttpMatch>> = serde_yaml::from_str(yaml).expect("test matches");
+        let m: Option<Vec<HttpMatch>> = serde_norway::from_str(yaml).expect("test matches");
         run(&meta(), |r| {
             validate_matches(r, &FieldPath::root().field("matches"), m.as_ref())
         })

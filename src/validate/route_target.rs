@@ -81,7 +81,7 @@ mod tests {
     use crate::validate::testutil::{meta, run};
 
     fn top(yaml: &str, m: &Meta) -> Vec<String> {
-        let t: TargetRef = serde_yaml::from_str(yaml).expect("test targetRef");
+        let t: TargetRef = serde_norway::from_str(yaml).expect("test targetRef");
         run(m, |r| {
             validate_top(r, &FieldPath::root().field("targetRef"), Some(&t))
         })
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn to_refs_depend_on_the_top_kind() {
         let check = |top: &str, yaml: Option<&str>| {
-            let t: Option<TargetRef> = yaml.map(|y| serde_yaml::from_str(y).expect("ref"));
+            let t: Option<TargetRef> = yaml.map(|y| serde_norway::from_str(y).expect("ref"));
             run(&meta(), |r| {
                 validate_to_ref(r, &FieldPath::root().field("targetRef"), top, t.as_ref())
             })

@@ -15,7 +15,7 @@ use super::report::Report;
 use crate::resources::service::{
     ExternalEndpoint, ExternalMatch, ExternalTls, MeshExternalService, MeshService,
 };
-use serde_yaml::Value;
+use serde_norway::Value;
 
 const MES_PROTOCOLS: &[&str] = &["tcp", "grpc", "http", "http2"];
 const VERIFICATION_MODES: &[&str] = &["SkipSAN", "SkipCA", "SkipAll", "Secured"];

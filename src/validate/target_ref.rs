@@ -276,7 +276,7 @@ mod tests {
     use crate::validate::testutil::{meta, run};
 
     fn check(yaml: &str, rules: &RefRules) -> Vec<String> {
-        let t: TargetRef = serde_yaml::from_str(yaml).expect("test targetRef");
+        let t: TargetRef = serde_norway::from_str(yaml).expect("test targetRef");
         run(&meta(), |r| {
             validate_ref(
                 r,

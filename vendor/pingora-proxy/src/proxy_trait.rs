@@ -90,6 +90,30 @@ pub trait ProxyHttp {
     #[cfg(feature = "upstream_modules")]
     fn init_upstream_modules(&self, _modules: &mut HttpModules) {}
 
+    /// Answer a request whose head could not be read.
+    ///
+    /// Called when reading the downstream request head fails: the head is malformed
+    /// (`InvalidHTTPHeader`), hits a [`RequestHeadLimits`] limit (a `CustomCode` error whose
+    /// code is the status to answer), or the connection broke. No other hook runs for such a
+    /// request: this is where to count or log it. Return the response (head and body) to
+    /// send, after which the connection is closed, or `None` to close without one.
+    ///
+    /// By default: Pingora's error page with status 400 for `InvalidHTTPHeader`, with the
+    /// error's code for `CustomCode` errors, and `None` otherwise.
+    ///
+    /// [`RequestHeadLimits`]: pingora_core::protocols::http::v1::server::RequestHeadLimits
+    fn request_head_error(
+        &self,
+        _session: &HttpSession,
+        e: &Error,
+    ) -> Option<(ResponseHeader, Bytes)> {
+        match e.etype() {
+            InvalidHTTPHeader => Some((HttpSession::generate_error(400), Bytes::new())),
+            CustomCode(_, code) => Some((HttpSession::generate_error(*code), Bytes::new())),
+            _ => None,
+        }
+    }
+
     /// Handle the incoming request.
     ///
     /// In this phase, users can parse, validate, rate limit, perform access control and/or

@@ -23,13 +23,13 @@ use http::{header, header::AsHeaderName, Method, Version};
 use log::{debug, trace, warn};
 use once_cell::sync::Lazy;
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
-use pingora_error::{Error, ErrorType::*, OrErr, Result};
+use pingora_error::{Error, ErrorType, ErrorType::*, OrErr, Result};
 use pingora_http::{IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use pingora_timeout::timeout;
 use regex::bytes::Regex;
 use std::any::Any;
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::{BodyReader, BodyWriter};
@@ -71,6 +71,43 @@ impl ProxyTaskState {
     fn header_writer(&mut self) -> &mut HeaderWriter {
         self.header_writer.get_or_insert_with(HeaderWriter::new)
     }
+}
+
+/// The request head exceeded [`RequestHeadLimits::max_bytes`] or
+/// [`RequestHeadLimits::max_fields`] (RFC 6585 §5: 431).
+pub const REQUEST_HEAD_TOO_LARGE: ErrorType = ErrorType::CustomCode("RequestHeadTooLarge", 431);
+/// The request head was not complete within [`RequestHeadLimits::deadline`] (408).
+pub const REQUEST_HEAD_TIMEOUT: ErrorType = ErrorType::CustomCode("RequestHeadTimeout", 408);
+
+/// Stricter limits on reading a request head than Pingora's built-in ones; every limit is off
+/// by default. A limit that is hit fails [`HttpSession::read_request()`] with a typed error
+/// ([`REQUEST_HEAD_TOO_LARGE`], [`REQUEST_HEAD_TIMEOUT`]) whose code is the status to answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestHeadLimits {
+    /// Longest head accepted, in bytes (request line and every field line). Pingora's own cap
+    /// of about 1 MiB applies in any case.
+    pub max_bytes: Option<usize>,
+    /// Most header fields accepted. When set, a head with more fields than the parser's
+    /// capacity (256) fails with [`REQUEST_HEAD_TOO_LARGE`] too, instead of `InvalidHTTPHeader`.
+    pub max_fields: Option<usize>,
+    /// Time allowed for a whole head, counted from its first byte. The read and keep-alive
+    /// timeouts apply to each read, so without it a client sending a byte now and then holds
+    /// its connection and the buffer of its partial head indefinitely (slowloris).
+    pub deadline: Option<Duration>,
+}
+
+/// What reading the last request head showed beyond the head itself, for the application to
+/// judge: Pingora accepts these requests, a stricter server may not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestHeadFacts {
+    /// The request-target held bytes RFC 9112 does not allow there (spaces, control bytes,
+    /// ...), which were percent-escaped so the head could be parsed.
+    pub target_escaped: bool,
+    /// The head had both `Transfer-Encoding` and `Content-Length`; `Content-Length` was
+    /// dropped (RFC 9112 §6.3) and keep-alive turned off.
+    pub te_with_content_length: bool,
+    /// Size of the head in bytes.
+    pub bytes: usize,
 }
 
 /// The HTTP 1.x server session
@@ -158,6 +195,10 @@ pub struct HttpSession {
     /// [`super::super::HttpPersistentSettings`] into the next session.
     /// Scoped narrowly so it cannot affect FIN / `abort_on_close` semantics.
     pipelined_idle_bytes_stashed: bool,
+    /// Limits applied by [`Self::read_request`] on top of Pingora's own.
+    head_limits: RequestHeadLimits,
+    /// What [`Self::read_request`] saw of the last head.
+    head_facts: RequestHeadFacts,
 }
 
 impl HttpSession {
@@ -206,7 +247,19 @@ impl HttpSession {
             pipelining_enabled: false,
             pipelined_prefix: None,
             pipelined_idle_bytes_stashed: false,
+            head_limits: RequestHeadLimits::default(),
+            head_facts: RequestHeadFacts::default(),
         }
+    }
+
+    /// Sets the limits [`Self::read_request()`] applies to the next request heads.
+    pub fn set_request_head_limits(&mut self, limits: RequestHeadLimits) {
+        self.head_limits = limits;
+    }
+
+    /// What reading the current request's head showed (see [`RequestHeadFacts`]).
+    pub fn request_head_facts(&self) -> RequestHeadFacts {
+        self.head_facts
     }
 
     async fn read_request_buf(
@@ -304,15 +357,27 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        let limits = self.head_limits;
+        let max_bytes = limits
+            .max_bytes
+            .map_or(MAX_HEADER_SIZE, |m| m.min(MAX_HEADER_SIZE));
+        // The head deadline runs from the head's first byte (a pipelined prefix is one).
+        let mut deadline = limits
+            .deadline
+            .filter(|_| already_read > 0)
+            .map(|d| Instant::now() + d);
+        self.head_facts = RequestHeadFacts::default();
         loop {
-            if already_read > MAX_HEADER_SIZE {
+            if already_read > max_bytes {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
                 this buffer */
-                return Error::e_explain(
-                    InvalidHTTPHeader,
-                    format!("Request header larger than {MAX_HEADER_SIZE}"),
-                );
+                let etype = if limits.max_bytes.is_some() {
+                    REQUEST_HEAD_TOO_LARGE
+                } else {
+                    InvalidHTTPHeader
+                };
+                return Error::e_explain(etype, format!("Request header larger than {max_bytes}"));
             }
 
             // On the first iteration after a pipelined prefix was injected,
@@ -323,10 +388,29 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
-                already_read += n;
             } else {
-                return Ok(None);
+                let read = match deadline {
+                    Some(at) => {
+                        let left = at.saturating_duration_since(Instant::now());
+                        match timeout(left, self.read_request_buf(&mut buf, already_read)).await {
+                            Ok(read) => read?,
+                            Err(_) => {
+                                return Error::e_explain(
+                                    REQUEST_HEAD_TIMEOUT,
+                                    format!("request head not complete within {left:?}"),
+                                )
+                            }
+                        }
+                    }
+                    None => self.read_request_buf(&mut buf, already_read).await?,
+                };
+                let Some(n) = read else {
+                    return Ok(None);
+                };
+                if already_read == 0 {
+                    deadline = limits.deadline.map(|d| Instant::now() + d);
+                }
+                already_read += n;
             }
 
             // Use loop as GOTO to retry escaped request buffer, not a real loop
@@ -336,6 +420,19 @@ impl HttpSession {
                 let parsed = parse_req_buffer(&mut req, &buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
+                        if s > max_bytes && limits.max_bytes.is_some() {
+                            return Error::e_explain(
+                                REQUEST_HEAD_TOO_LARGE,
+                                format!("Request header of {s} bytes, larger than {max_bytes}"),
+                            );
+                        }
+                        if let Some(max) = limits.max_fields.filter(|m| req.headers.len() > *m) {
+                            return Error::e_explain(
+                                REQUEST_HEAD_TOO_LARGE,
+                                format!("{} header fields, more than {max}", req.headers.len()),
+                            );
+                        }
+                        self.head_facts.bytes = s;
                         self.raw_header = Some(BufRef(0, s));
 
                         // We have the header name and values we parsed to be just 0 copy Bytes
@@ -412,6 +509,7 @@ impl HttpSession {
                         if has_both_te_and_cl {
                             request_header.remove_header(&CONTENT_LENGTH);
                         }
+                        self.head_facts.te_with_content_length = has_both_te_and_cl;
 
                         self.buf = buf;
                         self.preread_body = Some(preread_body);
@@ -452,6 +550,7 @@ impl HttpSession {
                             if let Some(new_buf) = escape_illegal_request_line(&buf) {
                                 buf = new_buf;
                                 already_read = buf.len();
+                                self.head_facts.target_escaped = true;
                             } else {
                                 debug!("Invalid request header from {:?}", self.underlying_stream);
                                 buf.truncate(MAX_ERR_BUF_LEN);
@@ -461,6 +560,13 @@ impl HttpSession {
                                     e,
                                 );
                             }
+                        }
+                        httparse::Error::TooManyHeaders if limits.max_fields.is_some() => {
+                            return Error::e_because(
+                                REQUEST_HEAD_TOO_LARGE,
+                                format!("more than {MAX_HEADERS} header fields"),
+                                e,
+                            );
                         }
                         _ => {
                             debug!("Invalid request header from {:?}", self.underlying_stream);

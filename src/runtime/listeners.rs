@@ -13,23 +13,21 @@
 //! is retried every few seconds (another process may free the port).
 
 use crate::metrics::METRICS;
-use crate::proxy::guard::{Guarded, Limits};
+use crate::proxy::conn::{self, HttpBudgets};
 use crate::proxy::http::HttpGateway;
 use crate::proxy::tcp;
 use crate::proxy::tls::PortAcceptor;
+use crate::runtime::state::{GatewayState, ListenerStatus};
 use crate::snapshot::Protocol;
-use crate::state::{GatewayState, ListenerStatus};
 use async_trait::async_trait;
 use log::{debug, error, info, warn};
 use pingora::apps::ServerApp;
-use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::proxy::HttpProxy;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::Service;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::io::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +48,7 @@ pub struct ListenerManager {
     initial_ports: Vec<u16>,
     /// Process-wide downstream connections (for `--max-connections`).
     connections: Arc<AtomicUsize>,
-    limits: Arc<Limits>,
+    budgets: HttpBudgets,
 }
 
 /// A bound port and the handle that stops its accept loop.
@@ -62,7 +60,7 @@ struct BoundPort {
 struct PortContext {
     port: u16,
     label: Arc<str>,
-    limits: Arc<Limits>,
+    budgets: HttpBudgets,
     state: Arc<GatewayState>,
     http: Arc<HttpApp>,
     https: Option<Arc<PortAcceptor>>,
@@ -74,16 +72,12 @@ struct PortContext {
 impl ListenerManager {
     pub fn new(state: Arc<GatewayState>, http: Arc<HttpApp>, bind_ip: IpAddr) -> Self {
         let initial_ports = state.snapshot.load().port_numbers();
-        let s = &state.settings;
-        let limits = Arc::new(Limits {
-            header_timeout: s.header_timeout,
-            idle_timeout: s.idle_timeout,
-            max_header_bytes: s.max_header_bytes,
-            max_header_count: s.max_header_count,
-            allow_underscore_headers: s.allow_underscore_headers,
-        });
+        let budgets = HttpBudgets {
+            header_timeout: state.settings.header_timeout,
+            idle_timeout: state.settings.idle_timeout,
+        };
         ListenerManager {
-            limits,
+            budgets,
             state,
             http,
             bind_ip,
@@ -132,7 +126,7 @@ impl ListenerManager {
                     let ctx = Arc::new(PortContext {
                         port,
                         label: Arc::from(port.to_string()),
-                        limits: self.limits.clone(),
+                        budgets: self.budgets,
                         state: self.state.clone(),
                         http: self.http.clone(),
                         https: PortAcceptor::new(self.state.clone(), port, true)
@@ -295,34 +289,22 @@ async fn serve_connection(
             .inc();
         return; // Envoy closes connections over the limit
     }
-    let _ = conn.set_nodelay(true);
     match port.protocol {
         Protocol::Http => {
-            let guarded = Guarded::new(
-                Box::new(l4_stream(conn)),
-                ctx.limits.clone(),
-                ctx.label.clone(),
-            );
-            serve_http(&ctx, Box::new(guarded), shutdown).await
+            let stream = Box::new(conn::accepted(conn));
+            conn::serve(&ctx.http, stream, ctx.budgets, &shutdown).await
         }
         Protocol::Https => {
             let Some(acceptor) = ctx.https.clone() else {
                 return;
             };
-            let handshake =
-                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.handshake(l4_stream(conn)))
-                    .await;
+            let handshake = tokio::time::timeout(
+                TLS_HANDSHAKE_TIMEOUT,
+                acceptor.handshake(conn::accepted(conn)),
+            )
+            .await;
             match handshake {
-                Ok(Ok(tls)) => {
-                    // HTTP/2 has its own framing limits (h2); guard HTTP/1 only.
-                    let stream: pingora::protocols::Stream =
-                        if tls.selected_alpn_proto() == Some(pingora::protocols::ALPN::H2) {
-                            tls
-                        } else {
-                            Box::new(Guarded::new(tls, ctx.limits.clone(), ctx.label.clone()))
-                        };
-                    serve_http(&ctx, stream, shutdown).await
-                }
+                Ok(Ok(tls)) => conn::serve(&ctx.http, tls, ctx.budgets, &shutdown).await,
                 Ok(Err(e)) => debug!("{peer}: TLS handshake on port {}: {e}", ctx.port),
                 Err(_) => debug!("{peer}: TLS handshake on port {} timed out", ctx.port),
             }
@@ -338,26 +320,6 @@ async fn serve_connection(
             )
             .await
         }
-    }
-}
-
-fn l4_stream(conn: tokio::net::TcpStream) -> L4Stream {
-    let fd = conn.as_raw_fd();
-    let mut s: L4Stream = conn.into();
-    // Without the digest Pingora cannot tell the proxy which local port (listener) or
-    // client address a request came from.
-    s.set_socket_digest(SocketDigest::from_raw_fd(fd));
-    s
-}
-
-async fn serve_http(
-    ctx: &PortContext,
-    stream: pingora::protocols::Stream,
-    shutdown: ShutdownWatch,
-) {
-    let mut next = ctx.http.process_new(stream, &shutdown).await;
-    while let Some(stream) = next {
-        next = ctx.http.process_new(stream, &shutdown).await;
     }
 }
 
@@ -386,7 +348,7 @@ impl Service for ListenerManager {
                 _ = retry.tick(), if has_errors => {}
             }
         }
-        self.state.draining.store(true, Ordering::Relaxed);
+        super::drain::start(&self.state, "shutdown");
         for (_, b) in bound.drain() {
             let _ = b.stop.send(true);
         }

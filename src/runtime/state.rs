@@ -1,6 +1,6 @@
 //! The state shared by the proxy, the listeners, the reloader and the admin endpoint.
 
-use crate::settings::Settings;
+use crate::config::Settings;
 use crate::snapshot::{CompileOptions, Snapshot};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,8 +25,9 @@ pub struct GatewayState {
     /// manager re-plans its ports at once.
     pub changes: tokio::sync::watch::Sender<u64>,
     /// Set once the process is draining (upgrade or shutdown): responses then carry
-    /// `Connection: close` so keep-alive clients move to the new process in time.
-    pub draining: AtomicBool,
+    /// `Connection: close` so keep-alive clients move to the new process in time. Set only
+    /// through [`crate::runtime::drain::start`].
+    draining: AtomicBool,
     pub settings: Settings,
     pub policy_dir: PathBuf,
     pub compile: CompileOptions,
@@ -55,6 +56,11 @@ impl GatewayState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks the process as draining; `true` if it was not already.
+    pub(super) fn set_draining(&self) -> bool {
+        !self.draining.swap(true, Ordering::Relaxed)
     }
 
     /// Ready = a snapshot is serving and every port it asks for is bound.

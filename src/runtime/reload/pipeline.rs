@@ -1,38 +1,17 @@
-//! Policy directory → snapshot, at start-up and whenever the directory changes.
-//!
-//! [`build`] is the whole pipeline (load → validate → compile) and is also what `--check`
-//! runs, so the two can never disagree. [`PolicyWatcher`] is a Pingora background service: it
-//! watches the directory (inotify through `notify`, plus a 1 s stat-based poll that catches
-//! what events miss, such as a ConfigMap's `..data` symlink swap), waits until writes settle
-//! (debounce), rebuilds off the request path on a blocking thread and swaps the snapshot in
-//! with one `ArcSwap::store`. A rejected change leaves the old snapshot serving and sets
-//! `last_error`. SIGHUP forces a re-read.
+//! The whole build, policy directory → snapshot: load → validate → compile. `--check` and
+//! every reload run it, so the two can never disagree. Every problem is reported, not just
+//! the first.
 
-use crate::metrics::{unix_now, METRICS};
-use crate::resources::loader::{list_files, load_text, policy_files, read_file, Loaded};
+use crate::resources::loader::{list_files, load_text, read_file, Loaded};
 use crate::snapshot::table_cache::TableCache;
 use crate::snapshot::{compile_reusing, CompileOptions, Snapshot};
-use crate::state::GatewayState;
 use crate::validate::validate;
-use crate::violation::{render, Violation};
-use async_trait::async_trait;
-use log::{error, info, warn};
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
+use crate::violation::Violation;
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Writes that arrive closer together than this are applied together.
-const DEBOUNCE: Duration = Duration::from_millis(100);
-/// Upper bound on waiting for writes to settle, so a constantly-written directory still
-/// reloads.
-const MAX_SETTLE: Duration = Duration::from_millis(500);
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Built {
     pub snapshot: Snapshot,
@@ -52,30 +31,6 @@ pub struct Rejected {
 pub fn release_freed_memory() {
     // SAFETY: mi_collect only walks mimalloc's own heaps; `force` also frees abandoned pages.
     unsafe { libmimalloc_sys::mi_collect(true) }
-}
-
-/// Runs a build with this thread's allocations going to a fresh mimalloc heap, so what it
-/// keeps (the snapshot) fills pages of its own rather than the gaps the previous build's
-/// garbage left between the live snapshot's objects. When that snapshot is replaced, its
-/// pages empty completely and go back to the OS; sharing pages, two snapshots' worth stayed
-/// resident after a series of reloads (10,000 rules: 42.6 MiB after start, 69.4 MiB after 20
-/// reloads and a collection).
-fn in_own_heap<T>(build: impl FnOnce() -> T) -> T {
-    use libmimalloc_sys::{mi_heap_delete, mi_heap_new, mi_heap_set_default};
-    // SAFETY: the heap is created, made the default, restored and deleted on this thread
-    // only, as mimalloc requires; deleting it moves its live blocks (with their pages) to the
-    // thread's default heap, so nothing allocated here is freed or moved.
-    unsafe {
-        let heap = mi_heap_new();
-        if heap.is_null() {
-            return build();
-        }
-        let previous = mi_heap_set_default(heap);
-        let out = build();
-        mi_heap_set_default(previous);
-        mi_heap_delete(heap);
-        out
-    }
 }
 
 /// Loads, validates and compiles `dir`. Every problem is reported, not just the first.
@@ -204,294 +159,11 @@ pub fn build_cached(
     }
 }
 
-/// The one thread every snapshot is built on.
-///
-/// A snapshot lives in the mimalloc heap of the thread that built it; when the old one is
-/// dropped (by whichever thread releases it last) its memory is only handed back once that
-/// heap collects. Building on one long-lived thread, which collects after every build and
-/// again shortly after a swap, keeps RSS flat across reloads; tokio's blocking pool spread
-/// snapshots over short-lived threads and RSS grew with every reload. The thread also owns
-/// the per-file [`PolicyCache`].
-pub struct PolicyBuilder {
-    /// The thread's queue and the process it was started in: `-d` forks after the first
-    /// build, and threads do not survive a fork, so the child starts its own.
-    worker: std::sync::Mutex<(u32, std::sync::mpsc::Sender<Job>)>,
-}
-
-enum Job {
-    Build {
-        dir: std::path::PathBuf,
-        opts: CompileOptions,
-        generation: u64,
-        reply: tokio::sync::oneshot::Sender<Result<Built, Rejected>>,
-    },
-    Collect,
-}
-
-fn start_worker() -> std::io::Result<std::sync::mpsc::Sender<Job>> {
-    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-    std::thread::Builder::new()
-        .name("policy-builder".into())
-        .spawn(move || {
-            let mut cache = PolicyCache::default();
-            for job in queue {
-                match job {
-                    Job::Build {
-                        dir,
-                        opts,
-                        generation,
-                        reply,
-                    } => {
-                        let built =
-                            in_own_heap(|| build_cached(&dir, &opts, generation, &mut cache));
-                        // Reply first: the collection (~10 % of a 10,000-rule rebuild) is
-                        // not something the new routes should wait for.
-                        let _ = reply.send(built);
-                        release_freed_memory();
-                    }
-                    Job::Collect => release_freed_memory(),
-                }
-            }
-        })?;
-    Ok(jobs)
-}
-
-impl PolicyBuilder {
-    pub fn spawn() -> std::io::Result<Self> {
-        Ok(PolicyBuilder {
-            worker: std::sync::Mutex::new((std::process::id(), start_worker()?)),
-        })
-    }
-
-    /// The queue of this process's builder thread (started anew after a fork).
-    fn jobs(&self) -> Option<std::sync::mpsc::Sender<Job>> {
-        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
-        if worker.0 != std::process::id() {
-            match start_worker() {
-                Ok(jobs) => *worker = (std::process::id(), jobs),
-                Err(e) => {
-                    error!("cannot start the policy builder thread: {e}");
-                    return None;
-                }
-            }
-        }
-        Some(worker.1.clone())
-    }
-
-    fn submit(
-        &self,
-        dir: &Path,
-        opts: &CompileOptions,
-        generation: u64,
-    ) -> Option<tokio::sync::oneshot::Receiver<Result<Built, Rejected>>> {
-        let (reply, result) = tokio::sync::oneshot::channel();
-        let job = Job::Build {
-            dir: dir.to_path_buf(),
-            opts: opts.clone(),
-            generation,
-            reply,
-        };
-        self.jobs()?.send(job).ok()?;
-        Some(result)
-    }
-
-    /// For start-up, outside any runtime.
-    pub fn build_blocking(
-        &self,
-        dir: &Path,
-        opts: &CompileOptions,
-        generation: u64,
-    ) -> Option<Result<Built, Rejected>> {
-        self.submit(dir, opts, generation)?.blocking_recv().ok()
-    }
-
-    pub async fn build(
-        &self,
-        dir: &Path,
-        opts: &CompileOptions,
-        generation: u64,
-    ) -> Option<Result<Built, Rejected>> {
-        self.submit(dir, opts, generation)?.await.ok()
-    }
-
-    /// Collects the builder's heap once in-flight requests have let go of a replaced
-    /// snapshot.
-    pub fn collect_later(&self, after: Duration) {
-        let Some(jobs) = self.jobs() else { return };
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = jobs.send(Job::Collect);
-        });
-    }
-}
-
-pub struct PolicyWatcher {
-    state: Arc<GatewayState>,
-    /// Fingerprint of the directory the first snapshot was built from.
-    initial_fingerprint: u64,
-    /// The thread that built the first snapshot (and holds its per-file cache).
-    builder: PolicyBuilder,
-}
-
-impl PolicyWatcher {
-    pub fn new(state: Arc<GatewayState>, initial_fingerprint: u64, builder: PolicyBuilder) -> Self {
-        PolicyWatcher {
-            state,
-            initial_fingerprint,
-            builder,
-        }
-    }
-
-    /// Rebuilds and, if the content changed and is valid, swaps the snapshot in.
-    async fn apply(&self, last_fingerprint: &mut u64) {
-        let state = &self.state;
-        let next_generation = state.snapshot.load().generation + 1;
-        let Some(result) = self
-            .builder
-            .build(&state.policy_dir, &state.compile, next_generation)
-            .await
-        else {
-            error!("the policy builder thread is gone; policy changes are not applied");
-            return;
-        };
-        match result {
-            Ok(built) => {
-                if built.fingerprint == *last_fingerprint {
-                    return; // touched or rewritten with the same content
-                }
-                *last_fingerprint = built.fingerprint;
-                for w in &built.warnings {
-                    warn!("{w}");
-                }
-                let generation = built.snapshot.generation;
-                let entries = built.snapshot.route_entries;
-                self.state.snapshot.store(Arc::new(built.snapshot));
-                self.state.last_error.store(None);
-                let _ = self.state.changes.send(generation);
-                METRICS.reloads.with_label_values(&["success"]).inc();
-                METRICS.last_reload_successful.set(1);
-                METRICS.last_reload_success_timestamp.set(unix_now());
-                METRICS.generation.set(generation as i64);
-                METRICS.compile_seconds.set(built.took.as_secs_f64());
-                METRICS.route_entries.set(entries as i64);
-                // Requests still running on the old snapshot finish within moments; then its
-                // memory can go back to the OS.
-                self.builder.collect_later(Duration::from_secs(2));
-                info!(
-                    "policies applied: generation {generation}, {entries} route entries, built in {:.1} ms",
-                    built.took.as_secs_f64() * 1000.0
-                );
-            }
-            Err(rejected) => {
-                if rejected.fingerprint == *last_fingerprint {
-                    return;
-                }
-                *last_fingerprint = rejected.fingerprint;
-                let text = render(&rejected.violations);
-                error!("policy change rejected, previous snapshot keeps serving:\n{text}");
-                self.state.last_error.store(Some(Arc::new(text)));
-                METRICS.reloads.with_label_values(&["failure"]).inc();
-                METRICS.last_reload_successful.set(0);
-            }
-        }
-    }
-}
-
-/// Cheap change detection: names, sizes, modification times and inodes of the policy files.
-fn stat_fingerprint(dir: &Path) -> u64 {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for (rel, path) in policy_files(dir) {
-        rel.hash(&mut h);
-        if let Ok(m) = std::fs::metadata(&path) {
-            (m.len(), m.mtime(), m.mtime_nsec(), m.ino()).hash(&mut h);
-        }
-    }
-    h.finish()
-}
-
-#[async_trait]
-impl BackgroundService for PolicyWatcher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let dir = self.state.policy_dir.clone();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            // Reading the files (our own rebuild included) produces access events; only
-            // changes matter, or every rebuild would trigger the next one.
-            if let Ok(ev) = res {
-                if !matches!(ev.kind, notify::EventKind::Access(_)) {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        match &mut watcher {
-            Ok(w) => {
-                use notify::Watcher;
-                if let Err(e) = w.watch(&dir, notify::RecursiveMode::Recursive) {
-                    warn!("cannot watch {}: {e}; relying on polling", dir.display());
-                }
-            }
-            Err(e) => warn!("file watching unavailable ({e}); relying on polling"),
-        }
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut last_fingerprint = self.initial_fingerprint;
-        let mut last_stat = stat_fingerprint(&dir);
-        let mut poll = tokio::time::interval(POLL_INTERVAL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let hup = tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        self.state.draining.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    continue;
-                }
-                Some(()) = rx.recv() => false,
-                _ = poll.tick() => {
-                    let now = stat_fingerprint(&dir);
-                    if now == last_stat {
-                        continue;
-                    }
-                    false
-                }
-                Some(()) = async {
-                    match hangup.as_mut() {
-                        Some(h) => h.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    info!("SIGHUP: re-reading policies");
-                    true
-                }
-            };
-            // Let the burst of writes settle.
-            let settle_start = Instant::now();
-            loop {
-                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                    Ok(Some(())) if settle_start.elapsed() < MAX_SETTLE => continue,
-                    _ => break,
-                }
-            }
-            while rx.try_recv().is_ok() {}
-            // Names, sizes, mtimes and inodes unchanged: nothing was written (an attribute
-            // change, a directory listing), so skip the rebuild. SIGHUP always rebuilds.
-            let now = stat_fingerprint(&dir);
-            if now == last_stat && !hup {
-                continue;
-            }
-            last_stat = now;
-            self.apply(&mut last_fingerprint).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::snapshot::matchers::RequestView;
+    use std::sync::Arc;
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).expect("write policy");
@@ -517,7 +189,7 @@ mod tests {
             query: None,
             headers: &headers,
         };
-        snap.http_route(8080, host, &req)
+        snap.route(8080, None, host, &req).entry()
     }
 
     fn routed(snap: &Snapshot, path: &str) -> bool {

@@ -2,12 +2,11 @@
 //! or shutdown begins, so responses carry `Connection: close` and keep-alive clients reconnect
 //! (to the new process) before the old one stops accepting (operations.md §1.1).
 
-use crate::state::GatewayState;
+use crate::runtime::state::GatewayState;
 use async_trait::async_trait;
 use log::info;
 use pingora::server::{ExecutionPhase, ShutdownWatch};
 use pingora::services::background::BackgroundService;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{broadcast, Mutex};
 
@@ -29,14 +28,20 @@ impl BackgroundService for DrainWatcher {
                             | ExecutionPhase::GracefulUpgradeCloseTimeout
                             | ExecutionPhase::GracefulTerminate
                             | ExecutionPhase::ShutdownStarted
-                    ) && !self.state.draining.swap(true, Ordering::Relaxed)
-                    {
-                        info!("draining ({phase:?}): responses now close their connections");
+                    ) {
+                        start(&self.state, &format!("{phase:?}"));
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }
+    }
+}
+
+/// Starts draining: from now on responses close their connections and `/ready` answers 503.
+pub fn start(state: &GatewayState, why: &str) {
+    if state.set_draining() {
+        info!("draining ({why}): responses now close their connections");
     }
 }

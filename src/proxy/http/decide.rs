@@ -1,0 +1,159 @@
+//! The routing decision for one request: normalise the path, look the request up in the
+//! snapshot ([`Snapshot::route`]), and turn the matched entry's action into an answer or a
+//! backend and endpoint.
+
+use super::normalize::{normalize, Normalized};
+use super::outcome::Local;
+use super::{RequestCtx, Routed, Upstream};
+use crate::proxy::mirror::{self, MirrorBody};
+use crate::proxy::tls::SniName;
+use crate::snapshot::action::{Action, Redirect};
+use crate::snapshot::backends::BackendState;
+use crate::snapshot::hostname::normalize_host;
+use crate::snapshot::matchers::RequestView;
+use crate::snapshot::route_table::RouteEntry;
+use crate::snapshot::{Protocol, Route, Snapshot};
+use pingora::proxy::Session;
+
+pub enum Decision {
+    /// Forward to the backend and endpoint recorded in the context.
+    Proxy,
+    /// Answer locally.
+    Local(Local),
+    Redirect {
+        location: String,
+        status: u16,
+    },
+}
+
+/// Decides what happens to the request on `snap`, recording the route in `ctx`.
+pub fn decide(snap: &Snapshot, session: &Session, ctx: &mut RequestCtx) -> Decision {
+    let req = session.req_header();
+    let raw_host = req
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    ctx.host = normalize_host(raw_host).into_owned();
+    let path = match normalize(req.uri.path()) {
+        Normalized::Path(p) => p,
+        Normalized::Redirect(to) => {
+            let location = match req.uri.query() {
+                Some(q) => format!("{to}?{q}"),
+                None => to,
+            };
+            return Decision::Redirect {
+                location,
+                status: 307,
+            };
+        }
+        Normalized::Invalid => return Decision::Local(Local::BAD_PATH),
+    };
+    let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
+    ctx.https = ssl.is_some();
+    let sni = ssl
+        .and_then(|d| d.extension.get::<SniName>())
+        .map(|s| s.0.as_str());
+    let view = RequestView {
+        method: &req.method,
+        path: &path,
+        query: req.uri.query(),
+        headers: &req.headers,
+    };
+    let (vhost, entry_ref) = match snap.route(ctx.port, sni, &ctx.host, &view) {
+        Route::NoListener => return Decision::Local(Local::NO_ROUTE),
+        Route::NoRoute { listener } => {
+            ctx.listener = listener.cloned();
+            return Decision::Local(Local::NO_ROUTE);
+        }
+        Route::Entry {
+            listener,
+            vhost,
+            entry,
+        } => {
+            ctx.listener = Some(listener.clone());
+            (vhost.clone(), entry)
+        }
+    };
+    if path.as_ref() != req.uri.path() {
+        ctx.path = Some(path.into_owned());
+    }
+    let routed = ctx.routed.insert(Routed {
+        vhost,
+        entry: entry_ref,
+        upstream: None,
+    });
+    let Some(entry) = routed.vhost.entry(entry_ref) else {
+        return Decision::Local(Local::NO_ROUTE);
+    };
+    match entry.action.as_ref() {
+        Action::Redirect(r) => {
+            let listener = &routed.vhost.listener;
+            let scheme = if listener.protocol == Protocol::Https {
+                "https"
+            } else {
+                "http"
+            };
+            let path = ctx.path.as_deref().unwrap_or(req.uri.path());
+            let location = redirect_location(r, entry, scheme, &ctx.host, listener.port, path);
+            Decision::Redirect {
+                location,
+                status: r.status,
+            }
+        }
+        Action::Forward(f) => {
+            let Some(backend) = f.backends.pick() else {
+                return Decision::Local(Local::UNRESOLVED_BACKEND);
+            };
+            match &backend.state {
+                BackendState::Unresolved(_) => Decision::Local(Local::UNRESOLVED_BACKEND),
+                BackendState::NoEndpoints => Decision::Local(Local::NO_HEALTHY_UPSTREAM),
+                BackendState::Ready => match backend.next_endpoint_index() {
+                    Some(endpoint) => {
+                        routed.upstream = Some(Upstream {
+                            backend: backend.clone(),
+                            endpoint,
+                            connect_attempts: 0,
+                        });
+                        Decision::Proxy
+                    }
+                    None => Decision::Local(Local::NO_HEALTHY_UPSTREAM),
+                },
+            }
+        }
+    }
+}
+
+/// `Location` for a RequestRedirect (§5.2): port always explicit (the listener's unless set),
+/// query stripped.
+fn redirect_location(
+    r: &Redirect,
+    entry: &RouteEntry,
+    default_scheme: &str,
+    host: &str,
+    listener_port: u16,
+    path: &str,
+) -> String {
+    let scheme = r.scheme.as_deref().unwrap_or(default_scheme);
+    let host = r.hostname.as_deref().unwrap_or(host);
+    let port = r.port.unwrap_or(listener_port);
+    let path = match &entry.path_rewrite {
+        Some(rw) => rw.apply(path),
+        None => path.to_string(),
+    };
+    format!("{scheme}://{host}:{port}{path}")
+}
+
+/// Starts the entry's RequestMirror copy, when it has one and this request is sampled.
+pub fn start_mirror(session: &Session, ctx: &RequestCtx) -> Option<MirrorBody> {
+    let m = ctx.entry()?.action.forward()?.mirror.as_ref()?;
+    if m.fraction < 1.0 && fastrand::f64() >= m.fraction {
+        return None;
+    }
+    Some(mirror::start(m.backend.clone(), session.req_header()))
+}

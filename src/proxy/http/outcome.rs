@@ -1,0 +1,144 @@
+//! How a request ended, in Envoy's terms: the response flag Kuma's access log prints, and the
+//! responses meshgate writes itself.
+
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// Envoy's response flags (`%RESPONSE_FLAGS%`), the ones a Kuma gateway request can end with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResponseFlag {
+    /// Nothing went wrong (printed `-`).
+    #[default]
+    None,
+    /// `NR`: no route for the request.
+    NoRoute,
+    /// `NC`: the route names a backend that does not resolve.
+    NoClusterFound,
+    /// `UH`: the backend has no healthy endpoint.
+    NoHealthyUpstream,
+    /// `UF`: connecting to the backend failed.
+    UpstreamConnectionFailure,
+    /// `UT`: the backend did not answer in time.
+    UpstreamRequestTimeout,
+    /// `UC`: the backend closed or reset the connection.
+    UpstreamConnectionTermination,
+    /// `DC`: the client went away.
+    DownstreamConnectionTermination,
+    /// `DPE`: the request broke the protocol or a limit and was refused.
+    DownstreamProtocolError,
+}
+
+impl ResponseFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseFlag::None => "-",
+            ResponseFlag::NoRoute => "NR",
+            ResponseFlag::NoClusterFound => "NC",
+            ResponseFlag::NoHealthyUpstream => "UH",
+            ResponseFlag::UpstreamConnectionFailure => "UF",
+            ResponseFlag::UpstreamRequestTimeout => "UT",
+            ResponseFlag::UpstreamConnectionTermination => "UC",
+            ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::DownstreamProtocolError => "DPE",
+        }
+    }
+}
+
+/// A response meshgate writes itself instead of proxying: status, body and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Local {
+    pub status: u16,
+    pub body: &'static str,
+    pub flag: ResponseFlag,
+}
+
+impl Local {
+    pub const NO_ROUTE: Local = Local {
+        status: 404,
+        body: "",
+        flag: ResponseFlag::NoRoute,
+    };
+    pub const BAD_PATH: Local = Local {
+        status: 400,
+        body: "bad request path\n",
+        flag: ResponseFlag::DownstreamProtocolError,
+    };
+    /// Kuma answers 500 for a route whose backend cannot be resolved (§6.2).
+    pub const UNRESOLVED_BACKEND: Local = Local {
+        status: 500,
+        body: "",
+        flag: ResponseFlag::NoClusterFound,
+    };
+    /// Envoy's answer when a cluster has no endpoint to send to (§6.4).
+    pub const NO_HEALTHY_UPSTREAM: Local = Local {
+        status: 503,
+        body: "no healthy upstream",
+        flag: ResponseFlag::NoHealthyUpstream,
+    };
+}
+
+/// Envoy's body for a 503 after connect failures or an upstream reset.
+pub const UPSTREAM_RESET_BODY: &str = "upstream connect error or disconnect/reset before headers";
+
+/// What a failed proxy attempt means for the client: the status Envoy answers with (`None`:
+/// nothing can be sent, the client is gone) and the flag.
+pub fn failure(e: &Error) -> (Option<u16>, ResponseFlag) {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => (Some(*code), ResponseFlag::None),
+        ErrorType::ConnectTimedout
+        | ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::ConnectProxyFailure
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout => (Some(503), ResponseFlag::UpstreamConnectionFailure),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            (Some(504), ResponseFlag::UpstreamRequestTimeout)
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => (Some(503), ResponseFlag::UpstreamConnectionTermination),
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError
+                | ErrorType::ReadError
+                | ErrorType::ConnectionClosed
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout => (None, ResponseFlag::DownstreamConnectionTermination),
+                _ => (Some(400), ResponseFlag::DownstreamProtocolError),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => (Some(500), ResponseFlag::None),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_map_to_envoys_statuses() {
+        let refused = Error::new(ErrorType::ConnectRefused);
+        assert_eq!(
+            failure(&refused),
+            (Some(503), ResponseFlag::UpstreamConnectionFailure)
+        );
+        let mut slow = Error::new(ErrorType::ReadTimedout);
+        slow.as_up();
+        assert_eq!(
+            failure(&slow),
+            (Some(504), ResponseFlag::UpstreamRequestTimeout)
+        );
+        let mut reset = Error::new(ErrorType::ConnectionClosed);
+        reset.as_up();
+        assert_eq!(
+            failure(&reset),
+            (Some(503), ResponseFlag::UpstreamConnectionTermination)
+        );
+        let mut gone = Error::new(ErrorType::ConnectionClosed);
+        gone.as_down();
+        assert_eq!(
+            failure(&gone),
+            (None, ResponseFlag::DownstreamConnectionTermination)
+        );
+    }
+}

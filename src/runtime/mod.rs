@@ -1,0 +1,13 @@
+//! Everything that runs beside the request path and outlives a snapshot: the shared state
+//! ([`state`]), the build-and-swap loop ([`reload`], [`publish`]), the listeners that follow
+//! the snapshot's ports ([`listeners`]) and the draining flag ([`drain`]).
+//!
+//! Run-time state that must survive a snapshot swap (endpoint health, ejections, rate-limit
+//! buckets) lives here too, keyed by stable identity; a snapshot may point at it, never the
+//! other way round.
+
+pub mod drain;
+pub mod listeners;
+pub mod publish;
+pub mod reload;
+pub mod state;

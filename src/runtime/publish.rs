@@ -1,0 +1,62 @@
+//! Making a built snapshot the one that serves, and reporting a rejected change: the only
+//! writers of the active snapshot, `last_error` and the configuration metrics, for the
+//! first snapshot and every later one alike.
+
+use super::reload::{Built, Rejected};
+use super::state::GatewayState;
+use crate::metrics::{unix_now, METRICS};
+use crate::snapshot::Snapshot;
+use crate::violation::render;
+use log::{error, info, warn};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The metrics that describe the serving snapshot.
+fn describe(snapshot: &Snapshot, took: Duration) {
+    METRICS.last_reload_successful.set(1);
+    METRICS.last_reload_success_timestamp.set(unix_now());
+    METRICS.generation.set(snapshot.generation as i64);
+    METRICS.compile_seconds.set(took.as_secs_f64());
+    METRICS.route_entries.set(snapshot.route_entries as i64);
+}
+
+/// Logs and describes the snapshot the process starts with (before the state exists).
+pub fn first(built: &Built) {
+    for w in &built.warnings {
+        warn!("{w}");
+    }
+    describe(&built.snapshot, built.took);
+    info!(
+        "policies loaded: {} route entries in {:.1} ms",
+        built.snapshot.route_entries,
+        built.took.as_secs_f64() * 1000.0
+    );
+}
+
+/// Swaps `built` in: requests that start from now on see it; the listener manager is told
+/// to bind the ports it asks for.
+pub fn applied(state: &GatewayState, built: Built) {
+    for w in &built.warnings {
+        warn!("{w}");
+    }
+    let generation = built.snapshot.generation;
+    let entries = built.snapshot.route_entries;
+    describe(&built.snapshot, built.took);
+    state.snapshot.store(Arc::new(built.snapshot));
+    state.last_error.store(None);
+    let _ = state.changes.send(generation);
+    METRICS.reloads.with_label_values(&["success"]).inc();
+    info!(
+        "policies applied: generation {generation}, {entries} route entries, built in {:.1} ms",
+        built.took.as_secs_f64() * 1000.0
+    );
+}
+
+/// Records why a change was rejected; the previous snapshot keeps serving.
+pub fn rejected(state: &GatewayState, rejected: &Rejected) {
+    let text = render(&rejected.violations);
+    error!("policy change rejected, previous snapshot keeps serving:\n{text}");
+    state.last_error.store(Some(Arc::new(text)));
+    METRICS.reloads.with_label_values(&["failure"]).inc();
+    METRICS.last_reload_successful.set(0);
+}

@@ -1,0 +1,152 @@
+//! The thread every snapshot is built on (see [`PolicyBuilder`]).
+
+use super::pipeline::{build_cached, release_freed_memory, Built, PolicyCache, Rejected};
+use crate::snapshot::CompileOptions;
+use log::error;
+use std::path::Path;
+use std::time::Duration;
+
+/// Runs a build with this thread's allocations going to a fresh mimalloc heap, so what it
+/// keeps (the snapshot) fills pages of its own rather than the gaps the previous build's
+/// garbage left between the live snapshot's objects. When that snapshot is replaced, its
+/// pages empty completely and go back to the OS; sharing pages, two snapshots' worth stayed
+/// resident after a series of reloads (10,000 rules: 42.6 MiB after start, 69.4 MiB after 20
+/// reloads and a collection).
+fn in_own_heap<T>(build: impl FnOnce() -> T) -> T {
+    use libmimalloc_sys::{mi_heap_delete, mi_heap_new, mi_heap_set_default};
+    // SAFETY: the heap is created, made the default, restored and deleted on this thread
+    // only, as mimalloc requires; deleting it moves its live blocks (with their pages) to the
+    // thread's default heap, so nothing allocated here is freed or moved.
+    unsafe {
+        let heap = mi_heap_new();
+        if heap.is_null() {
+            return build();
+        }
+        let previous = mi_heap_set_default(heap);
+        let out = build();
+        mi_heap_set_default(previous);
+        mi_heap_delete(heap);
+        out
+    }
+}
+
+/// The one thread every snapshot is built on.
+///
+/// A snapshot lives in the mimalloc heap of the thread that built it; when the old one is
+/// dropped (by whichever thread releases it last) its memory is only handed back once that
+/// heap collects. Building on one long-lived thread, which collects after every build and
+/// again shortly after a swap, keeps RSS flat across reloads; tokio's blocking pool spread
+/// snapshots over short-lived threads and RSS grew with every reload. The thread also owns
+/// the per-file [`PolicyCache`].
+pub struct PolicyBuilder {
+    /// The thread's queue and the process it was started in: `-d` forks after the first
+    /// build, and threads do not survive a fork, so the child starts its own.
+    worker: std::sync::Mutex<(u32, std::sync::mpsc::Sender<Job>)>,
+}
+
+enum Job {
+    Build {
+        dir: std::path::PathBuf,
+        opts: CompileOptions,
+        generation: u64,
+        reply: tokio::sync::oneshot::Sender<Result<Built, Rejected>>,
+    },
+    Collect,
+}
+
+fn start_worker() -> std::io::Result<std::sync::mpsc::Sender<Job>> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("policy-builder".into())
+        .spawn(move || {
+            let mut cache = PolicyCache::default();
+            for job in queue {
+                match job {
+                    Job::Build {
+                        dir,
+                        opts,
+                        generation,
+                        reply,
+                    } => {
+                        let built =
+                            in_own_heap(|| build_cached(&dir, &opts, generation, &mut cache));
+                        // Reply first: the collection (~10 % of a 10,000-rule rebuild) is
+                        // not something the new routes should wait for.
+                        let _ = reply.send(built);
+                        release_freed_memory();
+                    }
+                    Job::Collect => release_freed_memory(),
+                }
+            }
+        })?;
+    Ok(jobs)
+}
+
+impl PolicyBuilder {
+    pub fn spawn() -> std::io::Result<Self> {
+        Ok(PolicyBuilder {
+            worker: std::sync::Mutex::new((std::process::id(), start_worker()?)),
+        })
+    }
+
+    /// The queue of this process's builder thread (started anew after a fork).
+    fn jobs(&self) -> Option<std::sync::mpsc::Sender<Job>> {
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        if worker.0 != std::process::id() {
+            match start_worker() {
+                Ok(jobs) => *worker = (std::process::id(), jobs),
+                Err(e) => {
+                    error!("cannot start the policy builder thread: {e}");
+                    return None;
+                }
+            }
+        }
+        Some(worker.1.clone())
+    }
+
+    fn submit(
+        &self,
+        dir: &Path,
+        opts: &CompileOptions,
+        generation: u64,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<Built, Rejected>>> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job = Job::Build {
+            dir: dir.to_path_buf(),
+            opts: opts.clone(),
+            generation,
+            reply,
+        };
+        self.jobs()?.send(job).ok()?;
+        Some(result)
+    }
+
+    /// For start-up, outside any runtime.
+    pub fn build_blocking(
+        &self,
+        dir: &Path,
+        opts: &CompileOptions,
+        generation: u64,
+    ) -> Option<Result<Built, Rejected>> {
+        self.submit(dir, opts, generation)?.blocking_recv().ok()
+    }
+
+    pub async fn build(
+        &self,
+        dir: &Path,
+        opts: &CompileOptions,
+        generation: u64,
+    ) -> Option<Result<Built, Rejected>> {
+        self.submit(dir, opts, generation)?.await.ok()
+    }
+
+    /// Collects the builder's heap once in-flight requests have let go of a replaced
+    /// snapshot.
+    pub fn collect_later(&self, after: Duration) {
+        let Some(jobs) = self.jobs() else { return };
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = jobs.send(Job::Collect);
+        });
+    }
+}
