@@ -6,9 +6,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderMap, Method};
-use meshgate::runtime::reload::pipeline::{build, build_cached, PolicyCache};
+use meshgate::compile::{CompileOptions, Compiler};
+use meshgate::runtime::reload::pipeline::{build, build_with};
 use meshgate::snapshot::matchers::RequestView;
-use meshgate::snapshot::CompileOptions;
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -118,9 +118,9 @@ fn rebuild_one_file(c: &mut Criterion) {
     group.sample_size(10);
     for routes in [1_000usize, 10_000] {
         let (dir, opts) = policies_with_options(routes);
-        let mut cache = PolicyCache::default();
+        let mut compiler = Compiler::new(opts.clone());
         let mut generation = 1;
-        let _ = build_cached(&dir, &opts, generation, &mut cache);
+        let _ = build_with(&mut compiler, &dir, generation);
         let changed = dir.join("routes-000000.yaml");
         let original = std::fs::read_to_string(&changed).expect("read");
         let versions = [
@@ -132,7 +132,7 @@ fn rebuild_one_file(c: &mut Criterion) {
                 generation += 1;
                 let text = &versions[(generation % 2) as usize];
                 std::fs::write(&changed, text).expect("write");
-                build_cached(&dir, &opts, generation, &mut cache).is_ok()
+                build_with(&mut compiler, &dir, generation).is_ok()
             })
         });
         let _ = std::fs::remove_dir_all(&dir);

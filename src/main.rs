@@ -4,6 +4,7 @@ use clap::Parser;
 use log::{error, info, warn};
 use meshgate::access_log;
 use meshgate::admin::Admin;
+use meshgate::compile::CompileOptions;
 use meshgate::config::Settings;
 use meshgate::proxy::http::HttpGateway;
 use meshgate::runtime::drain::DrainWatcher;
@@ -11,7 +12,6 @@ use meshgate::runtime::listeners::ListenerManager;
 use meshgate::runtime::publish;
 use meshgate::runtime::reload::{PolicyBuilder, PolicyWatcher};
 use meshgate::runtime::state::GatewayState;
-use meshgate::snapshot::CompileOptions;
 use meshgate::violation::render;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -113,14 +113,14 @@ fn main() -> ExitCode {
     };
 
     // Every snapshot, the first included, is built on the builder thread (see PolicyBuilder).
-    let builder = match PolicyBuilder::spawn() {
+    let builder = match PolicyBuilder::spawn(compile) {
         Ok(b) => b,
         Err(e) => {
             error!("cannot start the policy builder thread: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let Some(first) = builder.build_blocking(&cli.policies, &compile, 1) else {
+    let Some(first) = builder.build_blocking(&cli.policies, 1) else {
         error!("the policy builder thread stopped");
         return ExitCode::FAILURE;
     };
@@ -163,12 +163,7 @@ fn main() -> ExitCode {
         allow_underscore_headers: cli.allow_underscore_headers,
         ..Settings::default()
     };
-    let state = GatewayState::new(
-        built.snapshot,
-        settings,
-        cli.policies.clone(),
-        compile.clone(),
-    );
+    let state = GatewayState::new(built.snapshot, settings, cli.policies.clone());
 
     let mut server = if cli.pingora.conf.is_some() {
         match Server::new(Some(cli.pingora)) {

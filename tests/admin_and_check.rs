@@ -2,12 +2,12 @@
 //! `/ready`, `/config`, `/metrics`, `--gateway`, resource forms and the policy directory layout.
 //! Validation messages follow spec §2 (../shared/spec/kuma-gateway-semantics.md).
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 
 fn valid_files() -> Vec<(&'static str, String)> {
     vec![

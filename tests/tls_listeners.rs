@@ -2,15 +2,15 @@
 //! §7.3): real TLS handshakes with SNI (curl and a rustls client), certificates from the
 //! policy files, HTTP/2 over ALPN, and certificate changes picked up without a restart.
 
-mod common;
+mod support;
 
-use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::*;
 
 /// A self-signed certificate for `host` (with `*.host` too), made by the openssl CLI.
 /// Returns (cert PEM path, "cert + key" bundle text as Kuma datasources hold it).

@@ -132,6 +132,7 @@ fn collect_files(
 /// Decodes every document of one file's text (`rel` names it in violations).
 pub fn load_text(rel: &str, text: &str) -> Loaded {
     let mut loaded = Loaded::default();
+    let source_hash = content_hash(text);
     let mut documents = 0usize;
     for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
@@ -152,7 +153,7 @@ pub fn load_text(rel: &str, text: &str) -> Loaded {
             continue; // an empty document between `---` separators
         }
         documents += 1;
-        load_document(origin, value, &mut loaded);
+        load_document(origin, source_hash, value, &mut loaded);
     }
     if documents == 0 {
         loaded.violations.push(Violation::file(
@@ -212,7 +213,15 @@ struct Header {
     spec: Value,
 }
 
-fn load_document(origin: Origin, value: Value, loaded: &mut Loaded) {
+/// The hash that identifies a file's text across builds.
+pub fn content_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+fn load_document(origin: Origin, source_hash: u64, value: Value, loaded: &mut Loaded) {
     let Value::Mapping(map) = value else {
         loaded.violations.push(Violation::new(
             &origin,
@@ -247,6 +256,7 @@ fn load_document(origin: Origin, value: Value, loaded: &mut Loaded) {
         namespace: header.namespace,
         labels: header.labels,
         form: header.form,
+        source_hash,
     };
     let set = &mut loaded.resources;
     let violations = &mut loaded.violations;

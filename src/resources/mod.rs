@@ -97,6 +97,9 @@ pub struct Meta {
     pub namespace: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub form: Form,
+    /// Hash of the text of the file the resource came from: with `origin.document` it
+    /// identifies the resource by content across builds (`model::SourceId`).
+    pub source_hash: u64,
 }
 
 impl Meta {

@@ -1,7 +1,7 @@
 //! The state shared by the proxy, the listeners, the reloader and the admin endpoint.
 
 use crate::config::Settings;
-use crate::snapshot::{CompileOptions, Snapshot};
+use crate::snapshot::Snapshot;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -30,16 +30,10 @@ pub struct GatewayState {
     draining: AtomicBool,
     pub settings: Settings,
     pub policy_dir: PathBuf,
-    pub compile: CompileOptions,
 }
 
 impl GatewayState {
-    pub fn new(
-        first: Snapshot,
-        settings: Settings,
-        policy_dir: PathBuf,
-        compile: CompileOptions,
-    ) -> Arc<Self> {
+    pub fn new(first: Snapshot, settings: Settings, policy_dir: PathBuf) -> Arc<Self> {
         let generation = first.generation;
         let (changes, _) = tokio::sync::watch::channel(generation);
         Arc::new(GatewayState {
@@ -50,7 +44,6 @@ impl GatewayState {
             draining: AtomicBool::new(false),
             settings,
             policy_dir,
-            compile,
         })
     }
 

@@ -138,9 +138,9 @@ fn make_peer(addr: SocketAddr, hostname: Option<&str>, tls: &UpstreamTls, h2: bo
     let mut peer = HttpPeer::new(addr, tls.enabled, sni);
     // Kuma's gateway defaults (semantics §8.1); routes with MeshTimeout policies override
     // them per request.
-    let (read_timeout, _) = super::action::Timeouts::default().read_timeout();
+    let (read_timeout, _) = super::timeouts::Timeouts::default().read_timeout();
     peer.options.read_timeout = read_timeout;
-    peer.options.write_timeout = super::action::Timeouts::default().stream_idle;
+    peer.options.write_timeout = super::timeouts::Timeouts::default().stream_idle;
     peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
     // WebSocket and every other Upgrade are proxied (kumahq/kuma#3311): Pingora's default
     // forwards only WebSocket upgrades.

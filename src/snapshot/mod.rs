@@ -8,15 +8,11 @@
 pub mod action;
 pub mod backends;
 pub mod certs;
-pub mod compile;
 pub mod hostname;
 pub mod matchers;
-mod merge;
-pub mod regex_cache;
-mod resolve;
 pub mod route_table;
 pub mod summary;
-pub mod table_cache;
+pub mod timeouts;
 
 use backends::WeightedBackends;
 use certs::CertSet;
@@ -25,44 +21,7 @@ use route_table::RouteTable;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-pub use compile::{compile, compile_reusing, CompileOptions};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Protocol {
-    #[serde(rename = "HTTP")]
-    Http,
-    #[serde(rename = "HTTPS")]
-    Https,
-    #[serde(rename = "TCP")]
-    Tcp,
-    #[serde(rename = "TLS")]
-    Tls,
-}
-
-impl Protocol {
-    pub fn parse(s: &str) -> Option<Protocol> {
-        Some(match s {
-            "HTTP" => Protocol::Http,
-            "HTTPS" => Protocol::Https,
-            "TCP" => Protocol::Tcp,
-            "TLS" => Protocol::Tls,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http => "HTTP",
-            Protocol::Https => "HTTPS",
-            Protocol::Tcp => "TCP",
-            Protocol::Tls => "TLS",
-        }
-    }
-
-    pub fn is_http(self) -> bool {
-        matches!(self, Protocol::Http | Protocol::Https)
-    }
-}
+pub use crate::model::{Protocol, TlsMode};
 
 /// The gateway this process serves.
 #[derive(Debug, Clone)]
@@ -134,12 +93,6 @@ pub struct HttpsChain {
     pub listener: Arc<ListenerInfo>,
     pub certs: Arc<CertSet>,
     pub vhosts: HostTable<Arc<VirtualHost>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    Terminate,
-    Passthrough,
 }
 
 /// A TLS listener hostname: how the connection is handled once SNI chose it (§7.3).

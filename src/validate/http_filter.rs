@@ -204,11 +204,7 @@ fn validate_mirror(r: &mut Report, at: &FieldPath, m: &RequestMirror) {
         }
     }
     if let Some(p) = &m.percentage {
-        let value = match p {
-            serde_norway::Value::Number(n) => n.as_f64(),
-            serde_norway::Value::String(s) => s.trim().parse::<f64>().ok(),
-            _ => None,
-        };
+        let value = super::values::percentage(p);
         let field = at.field("percentage");
         match value {
             None => r.add(&field, "string must be a valid number"),

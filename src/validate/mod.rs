@@ -40,40 +40,109 @@ mod user_regex;
 #[cfg(test)]
 mod testutil;
 
-use crate::resources::{ResourceSet, Shared};
-use crate::violation::Violation;
-use report::Report;
+pub mod lower;
+pub mod values;
 
-/// Checks every resource in `set` against Kuma's rules.
-pub fn validate(set: &ResourceSet) -> Vec<Violation> {
-    let mut out = Vec::new();
-    check_all(&set.gateways, &mut out, gateway::validate_gateway);
-    check_all(&set.dataplanes, &mut out, dataplane::validate_dataplane);
-    check_all(&set.http_routes, &mut out, http_route::validate_http_route);
-    check_all(&set.tcp_routes, &mut out, tcp_route::validate_tcp_route);
-    check_all(
-        &set.mesh_services,
-        &mut out,
-        services::validate_mesh_service,
-    );
-    check_all(
-        &set.external_services,
-        &mut out,
-        services::validate_external_service,
-    );
-    check_all(&set.secrets, &mut out, secret::validate_secret);
-    // Report in file order, as the user reads the directory.
-    out.sort_by(|a, b| a.origin.cmp(&b.origin));
-    out
+use crate::model::{Valid, ValidSet};
+use crate::resources::{Meta, Res, ResourceSet, Shared};
+use crate::violation::Violation;
+use lower::Lowered;
+use report::Report;
+use std::sync::Arc;
+
+/// What validation made of a set of resources: every problem, and the valid resources
+/// lowered into [`crate::model`] values (complete only when there is no problem).
+#[derive(Debug, Default)]
+pub struct Validated {
+    pub valid: ValidSet,
+    pub violations: Vec<Violation>,
 }
 
-/// Runs the name/mesh rules and `rules` on every resource of one kind.
-fn check_all<T>(resources: &[Shared<T>], out: &mut Vec<Violation>, rules: fn(&mut Report, &T)) {
+/// Checks every resource in `set` against Kuma's rules and lowers the valid ones.
+pub fn validate(set: &ResourceSet) -> Validated {
+    let mut out = Vec::new();
+    let valid = ValidSet {
+        gateways: check_all(
+            &set.gateways,
+            &mut out,
+            gateway::validate_gateway,
+            |m, s| lower::gateway(s, m.spec_prefix()),
+        ),
+        dataplanes: check_all(
+            &set.dataplanes,
+            &mut out,
+            dataplane::validate_dataplane,
+            |_, s| lower::dataplane(s),
+        ),
+        http_routes: check_all(
+            &set.http_routes,
+            &mut out,
+            http_route::validate_http_route,
+            |_, s| lower::http_route(s),
+        ),
+        tcp_routes: check_all(
+            &set.tcp_routes,
+            &mut out,
+            tcp_route::validate_tcp_route,
+            |_, s| lower::tcp_route(s),
+        ),
+        mesh_services: check_all(
+            &set.mesh_services,
+            &mut out,
+            services::validate_mesh_service,
+            |_, s| lower::mesh_service(s),
+        ),
+        external_services: check_all(
+            &set.external_services,
+            &mut out,
+            services::validate_external_service,
+            |_, s| lower::external_service(s),
+        ),
+        secrets: check_all(&set.secrets, &mut out, secret::validate_secret, |m, s| {
+            lower::secret(s, m.spec_prefix())
+        }),
+        timeouts: check_all(&set.timeouts, &mut out, |_, _| {}, |_, s| lower::timeout(s)),
+        skipped: set.skipped.clone(),
+    };
+    // Report in file order, as the user reads the directory.
+    out.sort_by(|a, b| a.origin.cmp(&b.origin));
+    Validated {
+        valid,
+        violations: out,
+    }
+}
+
+/// Runs the name/mesh rules and `rules` on every resource of one kind, and lowers each one
+/// they found nothing wrong with.
+fn check_all<T, M>(
+    resources: &[Shared<T>],
+    out: &mut Vec<Violation>,
+    rules: fn(&mut Report, &T),
+    lower: impl Fn(&Meta, &T) -> Lowered<M>,
+) -> Vec<Valid<M>> {
+    let mut valid = Vec::with_capacity(resources.len());
     for res in resources {
+        let before = out.len();
         let mut report = Report::new(&res.meta, out);
         meta::validate_meta(&mut report);
         rules(&mut report, &res.spec);
+        if out.len() > before {
+            continue;
+        }
+        match lower(&res.meta, &res.spec) {
+            Ok(spec) => valid.push(Arc::new(Res {
+                meta: res.meta.clone(),
+                spec,
+            })),
+            Err(e) => out.push(Violation::new(
+                &res.meta.origin,
+                Some(res.meta.display_name()),
+                e.field,
+                e.what,
+            )),
+        }
     }
+    valid
 }
 
 #[cfg(test)]
@@ -213,6 +282,7 @@ mod tests {
         let loaded = crate::resources::loader::load_dir(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         let lines: Vec<String> = super::validate(&loaded.resources)
+            .violations
             .iter()
             .map(|v| v.to_string())
             .collect();
@@ -229,7 +299,7 @@ mod tests {
             return; // the demo configuration is not there yet
         }
         let loaded = crate::resources::loader::load_dir(&dir);
-        let violations = super::validate(&loaded.resources);
+        let violations = super::validate(&loaded.resources).violations;
         assert!(
             violations.is_empty(),
             "{}",

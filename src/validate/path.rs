@@ -88,6 +88,7 @@ mod tests {
             namespace: None,
             labels: Default::default(),
             form: Form::Universal,
+            source_hash: 0,
         };
         assert_eq!(FieldPath::spec_of(&meta).field("conf").as_str(), "conf");
         meta.form = Form::Kubernetes;

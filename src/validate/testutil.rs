@@ -19,6 +19,7 @@ pub fn meta() -> Meta {
         namespace: None,
         labels: Default::default(),
         form: Form::Universal,
+        source_hash: 0,
     }
 }
 
@@ -57,7 +58,7 @@ pub fn validate_yaml(yaml: &str) -> Vec<String> {
         "loader rejected the test YAML: {:?}",
         loaded.violations
     );
-    lines(&super::validate(&loaded.resources))
+    lines(&super::validate(&loaded.resources).violations)
 }
 
 /// Asserts that validating `yaml` yields exactly `expected` (`field: message` lines).

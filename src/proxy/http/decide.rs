@@ -6,14 +6,13 @@ use super::normalize::{normalize, Normalized};
 use super::outcome::Local;
 use super::{RequestCtx, Routed, Upstream};
 use crate::proxy::mirror::{self, MirrorBody};
-use crate::proxy::tls::SniName;
 use crate::snapshot::action::{Action, Redirect};
 use crate::snapshot::backends::BackendState;
 use crate::snapshot::hostname::normalize_host;
 use crate::snapshot::matchers::RequestView;
 use crate::snapshot::route_table::RouteEntry;
 use crate::snapshot::{Protocol, Route, Snapshot};
-use pingora::proxy::Session;
+use pingora::http::RequestHeader;
 
 pub enum Decision {
     /// Forward to the backend and endpoint recorded in the context.
@@ -26,9 +25,14 @@ pub enum Decision {
     },
 }
 
-/// Decides what happens to the request on `snap`, recording the route in `ctx`.
-pub fn decide(snap: &Snapshot, session: &Session, ctx: &mut RequestCtx) -> Decision {
-    let req = session.req_header();
+/// Decides what happens to `req` on `snap`, recording the route in `ctx` (whose `port` and,
+/// for HTTPS, `https` are set). `sni` is the TLS server name of an HTTPS connection.
+pub fn decide(
+    snap: &Snapshot,
+    req: &RequestHeader,
+    sni: Option<&str>,
+    ctx: &mut RequestCtx,
+) -> Decision {
     let raw_host = req
         .uri
         .authority()
@@ -54,11 +58,6 @@ pub fn decide(snap: &Snapshot, session: &Session, ctx: &mut RequestCtx) -> Decis
         }
         Normalized::Invalid => return Decision::Local(Local::BAD_PATH),
     };
-    let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
-    ctx.https = ssl.is_some();
-    let sni = ssl
-        .and_then(|d| d.extension.get::<SniName>())
-        .map(|s| s.0.as_str());
     let view = RequestView {
         method: &req.method,
         path: &path,
@@ -150,10 +149,10 @@ fn redirect_location(
 }
 
 /// Starts the entry's RequestMirror copy, when it has one and this request is sampled.
-pub fn start_mirror(session: &Session, ctx: &RequestCtx) -> Option<MirrorBody> {
+pub fn start_mirror(req: &RequestHeader, ctx: &RequestCtx) -> Option<MirrorBody> {
     let m = ctx.entry()?.action.forward()?.mirror.as_ref()?;
     if m.fraction < 1.0 && fastrand::f64() >= m.fraction {
         return None;
     }
-    Some(mirror::start(m.backend.clone(), session.req_header()))
+    Some(mirror::start(m.backend.clone(), req))
 }

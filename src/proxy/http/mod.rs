@@ -10,8 +10,8 @@
 //! only apply the decision recorded in [`RequestCtx`].
 
 mod checks;
-mod decide;
-mod edit;
+pub(crate) mod decide;
+pub(crate) mod edit;
 pub mod forwarded;
 pub mod local;
 pub mod normalize;
@@ -21,6 +21,7 @@ pub mod plain_header;
 use crate::access_log;
 use crate::metrics::METRICS;
 use crate::proxy::mirror::MirrorBody;
+use crate::proxy::tls::SniName;
 use crate::runtime::state::GatewayState;
 use crate::snapshot::backends::Backend;
 use crate::snapshot::route_table::RouteEntry;
@@ -95,11 +96,33 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    fn entry(&self) -> Option<&RouteEntry> {
+    /// A fresh context for a request on local `port` (over TLS when `https`).
+    pub(crate) fn for_connection(port: u16, https: bool) -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            port,
+            https,
+            listener: None,
+            routed: None,
+            path: None,
+            host: String::new(),
+            local: None,
+            refused: None,
+            flag: ResponseFlag::None,
+            mirror: None,
+        }
+    }
+
+    pub(crate) fn set_snapshot(&mut self, snapshot: Arc<Snapshot>) {
+        self.snapshot = Some(snapshot);
+    }
+
+    pub(crate) fn entry(&self) -> Option<&RouteEntry> {
         self.routed.as_ref()?.entry()
     }
 
-    fn upstream(&self) -> Option<&Upstream> {
+    pub(crate) fn upstream(&self) -> Option<&Upstream> {
         self.routed.as_ref()?.upstream.as_ref()
     }
 
@@ -153,20 +176,8 @@ impl ProxyHttp for HttpGateway {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Self::CTX {
-        RequestCtx {
-            started: Instant::now(),
-            snapshot: None,
-            port: 0,
-            https: false,
-            listener: None,
-            routed: None,
-            path: None,
-            host: String::new(),
-            local: None,
-            refused: None,
-            flag: ResponseFlag::None,
-            mirror: None,
-        }
+        // The port and TLS are filled in by the first hooks.
+        RequestCtx::for_connection(0, false)
     }
 
     /// Runs when Pingora's HTTP/1 reader refused a request head (malformed, larger than
@@ -239,12 +250,17 @@ impl ProxyHttp for HttpGateway {
     /// and endpoint in the context (and starts the mirror copy) and returns `false`.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let snapshot = self.state.snapshot.load_full();
-        let decision = decide::decide(&snapshot, session, ctx);
+        let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
+        ctx.https = ssl.is_some();
+        let sni = ssl
+            .and_then(|d| d.extension.get::<SniName>())
+            .map(|s| s.0.as_str());
+        let decision = decide::decide(&snapshot, session.req_header(), sni, ctx);
         ctx.snapshot = Some(snapshot);
         let close = self.state.is_draining();
         match decision {
             Decision::Proxy => {
-                ctx.mirror = decide::start_mirror(session, ctx);
+                ctx.mirror = decide::start_mirror(session.req_header(), ctx);
                 Ok(false)
             }
             Decision::Local(answer) => {

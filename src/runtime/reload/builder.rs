@@ -1,7 +1,7 @@
 //! The thread every snapshot is built on (see [`PolicyBuilder`]).
 
-use super::pipeline::{build_cached, release_freed_memory, Built, PolicyCache, Rejected};
-use crate::snapshot::CompileOptions;
+use super::pipeline::{build_with, release_freed_memory};
+use crate::compile::{Built, CompileOptions, Compiler, Rejected};
 use log::error;
 use std::path::Path;
 use std::time::Duration;
@@ -37,8 +37,9 @@ fn in_own_heap<T>(build: impl FnOnce() -> T) -> T {
 /// heap collects. Building on one long-lived thread, which collects after every build and
 /// again shortly after a swap, keeps RSS flat across reloads; tokio's blocking pool spread
 /// snapshots over short-lived threads and RSS grew with every reload. The thread also owns
-/// the per-file [`PolicyCache`].
+/// the [`Compiler`] and what it keeps between builds.
 pub struct PolicyBuilder {
+    opts: CompileOptions,
     /// The thread's queue and the process it was started in: `-d` forks after the first
     /// build, and threads do not survive a fork, so the child starts its own.
     worker: std::sync::Mutex<(u32, std::sync::mpsc::Sender<Job>)>,
@@ -47,29 +48,26 @@ pub struct PolicyBuilder {
 enum Job {
     Build {
         dir: std::path::PathBuf,
-        opts: CompileOptions,
         generation: u64,
         reply: tokio::sync::oneshot::Sender<Result<Built, Rejected>>,
     },
     Collect,
 }
 
-fn start_worker() -> std::io::Result<std::sync::mpsc::Sender<Job>> {
+fn start_worker(opts: CompileOptions) -> std::io::Result<std::sync::mpsc::Sender<Job>> {
     let (jobs, queue) = std::sync::mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("policy-builder".into())
         .spawn(move || {
-            let mut cache = PolicyCache::default();
+            let mut compiler = Compiler::new(opts);
             for job in queue {
                 match job {
                     Job::Build {
                         dir,
-                        opts,
                         generation,
                         reply,
                     } => {
-                        let built =
-                            in_own_heap(|| build_cached(&dir, &opts, generation, &mut cache));
+                        let built = in_own_heap(|| build_with(&mut compiler, &dir, generation));
                         // Reply first: the collection (~10 % of a 10,000-rule rebuild) is
                         // not something the new routes should wait for.
                         let _ = reply.send(built);
@@ -83,9 +81,10 @@ fn start_worker() -> std::io::Result<std::sync::mpsc::Sender<Job>> {
 }
 
 impl PolicyBuilder {
-    pub fn spawn() -> std::io::Result<Self> {
+    pub fn spawn(opts: CompileOptions) -> std::io::Result<Self> {
         Ok(PolicyBuilder {
-            worker: std::sync::Mutex::new((std::process::id(), start_worker()?)),
+            worker: std::sync::Mutex::new((std::process::id(), start_worker(opts.clone())?)),
+            opts,
         })
     }
 
@@ -93,7 +92,7 @@ impl PolicyBuilder {
     fn jobs(&self) -> Option<std::sync::mpsc::Sender<Job>> {
         let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         if worker.0 != std::process::id() {
-            match start_worker() {
+            match start_worker(self.opts.clone()) {
                 Ok(jobs) => *worker = (std::process::id(), jobs),
                 Err(e) => {
                     error!("cannot start the policy builder thread: {e}");
@@ -107,13 +106,11 @@ impl PolicyBuilder {
     fn submit(
         &self,
         dir: &Path,
-        opts: &CompileOptions,
         generation: u64,
     ) -> Option<tokio::sync::oneshot::Receiver<Result<Built, Rejected>>> {
         let (reply, result) = tokio::sync::oneshot::channel();
         let job = Job::Build {
             dir: dir.to_path_buf(),
-            opts: opts.clone(),
             generation,
             reply,
         };
@@ -122,22 +119,12 @@ impl PolicyBuilder {
     }
 
     /// For start-up, outside any runtime.
-    pub fn build_blocking(
-        &self,
-        dir: &Path,
-        opts: &CompileOptions,
-        generation: u64,
-    ) -> Option<Result<Built, Rejected>> {
-        self.submit(dir, opts, generation)?.blocking_recv().ok()
+    pub fn build_blocking(&self, dir: &Path, generation: u64) -> Option<Result<Built, Rejected>> {
+        self.submit(dir, generation)?.blocking_recv().ok()
     }
 
-    pub async fn build(
-        &self,
-        dir: &Path,
-        opts: &CompileOptions,
-        generation: u64,
-    ) -> Option<Result<Built, Rejected>> {
-        self.submit(dir, opts, generation)?.await.ok()
+    pub async fn build(&self, dir: &Path, generation: u64) -> Option<Result<Built, Rejected>> {
+        self.submit(dir, generation)?.await.ok()
     }
 
     /// Collects the builder's heap once in-flight requests have let go of a replaced

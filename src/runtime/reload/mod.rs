@@ -12,6 +12,7 @@ pub mod builder;
 pub mod pipeline;
 pub mod watch;
 
+pub use crate::compile::{Built, Rejected};
 pub use builder::PolicyBuilder;
-pub use pipeline::{build, Built, Rejected};
+pub use pipeline::build;
 pub use watch::PolicyWatcher;

@@ -40,11 +40,7 @@ impl PolicyWatcher {
     async fn apply(&self, last_fingerprint: &mut u64) {
         let state = &self.state;
         let next_generation = state.snapshot.load().generation + 1;
-        let Some(result) = self
-            .builder
-            .build(&state.policy_dir, &state.compile, next_generation)
-            .await
-        else {
+        let Some(result) = self.builder.build(&state.policy_dir, next_generation).await else {
             error!("the policy builder thread is gone; policy changes are not applied");
             return;
         };

@@ -2,8 +2,8 @@
 //!
 //! Kuma groups `to[]` entries by hostname (exact string; no hostnames = the generic group `*`)
 //! and concatenates their rules in priority order, merging rules whose `matches` are deep-equal
-//! with a JSON merge-patch of `default` (the higher priority's `backendRefs` / `filters` replace
-//! the lower's when present). Priority, lowest first:
+//! as written with a JSON merge-patch of `default` (the higher priority's `backendRefs` /
+//! `filters` replace the lower's when present). Priority, lowest first:
 //! - routes by name ascending (Kuma's store order; a greater name wins — code-derived, the docs
 //!   say the opposite; see semantics §4.7 and Appendix B.2),
 //! - `to[]` entries in order (a later entry wins),
@@ -11,16 +11,20 @@
 //!
 //! The merged rules keep their declaration order, which is the tie-breaker after Kuma's sort.
 
-use crate::resources::http_route::{Filter, HttpMatch, HttpRuleConf};
-use crate::resources::{BackendRef, MeshHttpRoute, MeshTcpRoute, Res};
+use super::reuse::RulePos;
+use crate::model::route::{BackendRef, Filter, HttpMatch, HttpRoute, TcpRoute};
+use crate::model::{SourceId, Valid};
+use crate::resources::http_route::HttpMatch as RawMatch;
 use foldhash::HashMap;
 use std::collections::BTreeMap;
 
-/// A rule after merging, borrowing from the resources (a rebuild compiles every rule of the
+/// A rule after merging, borrowing from the routes (a rebuild compiles every rule of the
 /// directory: copying them here was a quarter of a 10,000-rule rebuild).
 #[derive(Debug, Clone)]
 pub struct MergedRule<'a> {
     pub matches: &'a [HttpMatch],
+    /// Where the matches were written (the rule's identity across builds).
+    pub matches_pos: RulePos,
     pub conf: MergedConf<'a>,
     /// The route whose rule won the merge (metrics, access log).
     pub route_name: &'a str,
@@ -29,19 +33,22 @@ pub struct MergedRule<'a> {
 }
 
 /// A rule's `default` after the merge-patch: each field from the highest-priority rule that
-/// set it.
+/// set it, with where that rule was written.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MergedConf<'a> {
-    pub filters: Option<&'a [Filter]>,
-    pub backend_refs: Option<&'a [BackendRef]>,
+    pub filters: Option<(&'a [Filter], RulePos)>,
+    pub backend_refs: Option<(&'a [BackendRef], RulePos)>,
 }
 
 impl<'a> MergedConf<'a> {
-    fn of(conf: Option<&'a HttpRuleConf>) -> Self {
-        MergedConf {
-            filters: conf.and_then(|c| c.filters.as_deref()),
-            backend_refs: conf.and_then(|c| c.backend_refs.as_deref()),
-        }
+    /// Filters, or none.
+    pub fn filters(&self) -> &'a [Filter] {
+        self.filters.map_or(&[], |(f, _)| f)
+    }
+
+    /// Backend references, or none.
+    pub fn backend_refs(&self) -> &'a [BackendRef] {
+        self.backend_refs.map_or(&[], |(b, _)| b)
     }
 }
 
@@ -49,26 +56,31 @@ impl<'a> MergedConf<'a> {
 pub type RuleGroups<'a> = BTreeMap<String, Vec<MergedRule<'a>>>;
 
 /// `routes` must be sorted by name ascending.
-pub fn merge_http_routes<'a>(routes: &[&'a Res<MeshHttpRoute>]) -> RuleGroups<'a> {
-    // hostname → matches (deep equality, as Kuma compares them) → index in the group's list.
-    // Keyed by the borrowed matches themselves: serialising each rule's matches to JSON for
-    // the key was a tenth of a 10,000-rule rebuild.
+pub fn merge_http_routes<'a>(routes: &[&'a Valid<HttpRoute>]) -> RuleGroups<'a> {
+    // hostname → matches as written (deep equality, as Kuma compares them) → index in the
+    // group's list. Keyed by the borrowed matches themselves: serialising each rule's matches
+    // to JSON for the key was a tenth of a 10,000-rule rebuild.
     let mut groups: RuleGroups = BTreeMap::new();
-    let mut index: HashMap<String, HashMap<&'a [HttpMatch], usize>> = HashMap::default();
+    let mut index: HashMap<String, HashMap<&'a [RawMatch], usize>> = HashMap::default();
     for (ri, route) in routes.iter().enumerate() {
+        let source = SourceId::of(&route.meta);
         for (ti, to) in route.spec.to.iter().enumerate() {
-            let hostnames: Vec<String> = match &to.hostnames {
-                Some(h) if !h.is_empty() => h.iter().map(|h| h.to_ascii_lowercase()).collect(),
-                _ => vec!["*".to_string()],
+            let generic = ["*".to_string()];
+            let hostnames: &[String] = if to.hostnames.is_empty() {
+                &generic
+            } else {
+                &to.hostnames
             };
-            let rules = to.rules.as_deref().unwrap_or_default();
-            for hostname in &hostnames {
+            for hostname in hostnames {
                 let list = groups.entry(hostname.clone()).or_default();
                 let group_index = index.entry(hostname.clone()).or_default();
-                for (rule_i, rule) in rules.iter().enumerate().rev() {
-                    let matches = rule.matches.as_deref().unwrap_or_default();
-                    let patch = MergedConf::of(rule.default.as_ref());
-                    match group_index.get(matches) {
+                for (rule_i, rule) in to.rules.iter().enumerate().rev() {
+                    let pos = (source, ti, rule_i);
+                    let patch = MergedConf {
+                        filters: rule.filters.as_deref().map(|f| (f, pos)),
+                        backend_refs: rule.backend_refs.as_deref().map(|b| (b, pos)),
+                    };
+                    match group_index.get(rule.written_matches.as_slice()) {
                         Some(&i) => {
                             if let Some(existing) = list.get_mut(i) {
                                 merge_patch(&mut existing.conf, patch);
@@ -77,9 +89,10 @@ pub fn merge_http_routes<'a>(routes: &[&'a Res<MeshHttpRoute>]) -> RuleGroups<'a
                             }
                         }
                         None => {
-                            group_index.insert(matches, list.len());
+                            group_index.insert(&rule.written_matches, list.len());
                             list.push(MergedRule {
-                                matches,
+                                matches: &rule.matches,
+                                matches_pos: pos,
                                 conf: patch,
                                 route_name: &route.meta.name,
                                 order: (ri, ti, rule_i),
@@ -108,41 +121,29 @@ fn merge_patch<'a>(base: &mut MergedConf<'a>, patch: MergedConf<'a>) {
 
 /// MeshTCPRoutes attached to one listener: the highest-priority route's `rules[0]` backendRefs
 /// replace the others' (merge-patch of `rules[0]`, §7.2). `routes` sorted by name ascending.
-pub fn merge_tcp_routes(routes: &[&Res<MeshTcpRoute>]) -> Vec<BackendRef> {
-    let mut winner: Option<Vec<BackendRef>> = None;
+pub fn merge_tcp_routes<'a>(routes: &[&'a Valid<TcpRoute>]) -> &'a [BackendRef] {
+    let mut winner: &[BackendRef] = &[];
     for route in routes {
         for to in &route.spec.to {
-            let refs = to
-                .rules
-                .as_ref()
-                .and_then(|r| r.first())
-                .and_then(|r| r.default.as_ref())
-                .and_then(|d| d.backend_refs.clone());
-            if let Some(refs) = refs {
-                winner = Some(refs);
+            if let Some(refs) = &to.backend_refs {
+                winner = refs;
             }
         }
     }
-    winner.unwrap_or_default()
+    winner
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::loader::load_dir;
+    use crate::model::route::BackendTarget;
+    use crate::testkit::valid_set;
 
-    fn routes(yaml: &str) -> Vec<crate::resources::Shared<MeshHttpRoute>> {
-        let dir = std::env::temp_dir().join(format!("meshgate-merge-{}", yaml.len()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("r.yaml"), yaml).unwrap();
-        let mut l = load_dir(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(l.violations.is_empty(), "{:?}", l.violations);
-        l.resources
-            .http_routes
-            .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
-        l.resources.http_routes
+    fn service(b: &BackendRef) -> &str {
+        match &b.target {
+            BackendTarget::Legacy { service, .. } => service,
+            other => panic!("a legacy reference, not {other:?}"),
+        }
     }
 
     const TWO_ROUTES: &str = r#"
@@ -150,6 +151,7 @@ type: MeshHTTPRoute
 name: alpha
 mesh: default
 spec:
+  targetRef: {kind: MeshGateway, name: gw}
   to:
   - targetRef: {kind: Mesh}
     rules:
@@ -162,6 +164,7 @@ type: MeshHTTPRoute
 name: beta
 mesh: default
 spec:
+  targetRef: {kind: MeshGateway, name: gw}
   to:
   - targetRef: {kind: Mesh}
     rules:
@@ -170,17 +173,23 @@ spec:
         backendRefs: [{kind: MeshService, name: v2}]
 "#;
 
+    fn routes(yaml: &str) -> Vec<Valid<HttpRoute>> {
+        let mut routes = valid_set(yaml).http_routes;
+        routes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        routes
+    }
+
     #[test]
     fn identical_matches_merge_greater_name_wins_filters_survive() {
         // §4.7: beta (greater name) replaces backendRefs; alpha's filters survive the patch.
         let r = routes(TWO_ROUTES);
-        let refs: Vec<&Res<MeshHttpRoute>> = r.iter().map(|r| &**r).collect();
+        let refs: Vec<&Valid<HttpRoute>> = r.iter().collect();
         let g = merge_http_routes(&refs);
         let rules = &g["*"];
         assert_eq!(rules.len(), 1);
         let conf = &rules[0].conf;
-        assert_eq!(conf.backend_refs.unwrap()[0].name.as_deref(), Some("v2"));
-        assert!(conf.filters.is_some());
+        assert_eq!(service(&conf.backend_refs()[0]), "v2");
+        assert_eq!(conf.filters().len(), 1);
         assert_eq!(rules[0].route_name, "beta");
     }
 
@@ -192,6 +201,7 @@ type: MeshHTTPRoute
 name: r
 mesh: default
 spec:
+  targetRef: {kind: MeshGateway, name: gw}
   to:
   - targetRef: {kind: Mesh}
     rules:
@@ -201,11 +211,10 @@ spec:
       default: {backendRefs: [{kind: MeshService, name: v2}]}
 "#,
         );
-        let refs: Vec<&Res<MeshHttpRoute>> = r.iter().map(|r| &**r).collect();
+        let refs: Vec<&Valid<HttpRoute>> = r.iter().collect();
         let g = merge_http_routes(&refs);
         let rules = &g["*"];
         assert_eq!(rules.len(), 1);
-        let name = rules[0].conf.backend_refs.unwrap()[0].name.clone();
-        assert_eq!(name.as_deref(), Some("v1"));
+        assert_eq!(service(&rules[0].conf.backend_refs()[0]), "v1");
     }
 }

@@ -1,11 +1,15 @@
-//! Resolving `backendRefs` to [`Backend`]s (semantics §6), with a per-snapshot cache so every
-//! reference to one destination shares one `Arc<Backend>`.
+//! Resolving `backendRefs` to [`Backend`]s (semantics §6), with a per-build cache so every
+//! reference to one destination shares one `Arc<Backend>` (and its round robin). This and
+//! [`super::certs`] are the only parts of compilation that do I/O: DNS lookups of endpoint
+//! names here, certificate files there.
 
-use super::backends::{Backend, UpstreamTls};
+use super::certs::{parse_ca_bundle, read_datasource};
+use crate::model::route::{BackendRef, BackendTarget, ServicePortRef};
+use crate::model::service::TargetPort;
+use crate::model::ValidSet;
 use crate::resources::common::Tags;
-use crate::resources::dataplane::Inbound;
-use crate::resources::{BackendRef, ResourceSet};
-use std::collections::{HashMap, HashSet};
+use crate::snapshot::backends::{Backend, UpstreamTls};
+use foldhash::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
@@ -15,7 +19,7 @@ pub const UNRESOLVED_BACKEND: &str = "kuma.io/unresolved-backend";
 type Endpoints = Vec<(SocketAddr, Option<String>)>;
 
 pub struct Resolver<'a> {
-    set: &'a ResourceSet,
+    set: &'a ValidSet,
     mesh: &'a str,
     policy_dir: &'a std::path::Path,
     cache: HashMap<String, Arc<Backend>>,
@@ -23,22 +27,22 @@ pub struct Resolver<'a> {
     /// Backend key → the warnings resolving it produced, so a build that reuses a table
     /// (and the backends in it) can repeat them.
     pub warnings_by_key: HashMap<String, Vec<String>>,
-    /// Keys of backends whose endpoints came from DNS lookups (or failed ones): tables
-    /// that use them are not reused, so names are looked up again on every applied change.
+    /// Keys of backends whose endpoints came from DNS lookups (or failed ones): tables that
+    /// use them are not reused, so names are looked up again on every applied change.
     pub looked_up: HashSet<String>,
     name_lookups: usize,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(set: &'a ResourceSet, mesh: &'a str, policy_dir: &'a std::path::Path) -> Self {
+    pub fn new(set: &'a ValidSet, mesh: &'a str, policy_dir: &'a std::path::Path) -> Self {
         Resolver {
             set,
             mesh,
             policy_dir,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             warnings: Vec::new(),
-            warnings_by_key: HashMap::new(),
-            looked_up: HashSet::new(),
+            warnings_by_key: HashMap::default(),
+            looked_up: HashSet::default(),
             name_lookups: 0,
         }
     }
@@ -82,36 +86,29 @@ impl<'a> Resolver<'a> {
     }
 
     pub fn resolve(&mut self, r: &BackendRef) -> Arc<Backend> {
-        self.tracked(|this| this.resolve_untracked(r))
+        self.tracked(|this| match &r.target {
+            BackendTarget::Legacy { service, subset } => this.legacy(service, subset),
+            BackendTarget::MeshService {
+                name,
+                namespace,
+                port,
+            } => this.mesh_service(name, namespace.as_deref(), port),
+            BackendTarget::MeshExternalService { name } => this.external(name),
+            BackendTarget::Unsupported { kind, name } => this.unresolved(
+                format!("{kind}/{name}"),
+                format!("backendRef kind {kind} is not supported by meshgate"),
+            ),
+        })
     }
 
     /// Legacy reference: Dataplane inbounds tagged `kuma.io/service: NAME` (+ subset tags).
-    pub fn legacy(&mut self, service: &str, subset: Option<&Tags>) -> Arc<Backend> {
-        self.tracked(|this| this.legacy_untracked(service, subset))
-    }
-
-    fn resolve_untracked(&mut self, r: &BackendRef) -> Arc<Backend> {
-        let name = r.name.clone().unwrap_or_default();
-        match r.kind.as_str() {
-            "MeshService" if r.port.is_none() && r.section_name.is_none() => {
-                self.legacy_untracked(&name, None)
-            }
-            "MeshServiceSubset" => self.legacy_untracked(&name, r.tags.as_ref()),
-            "MeshService" => self.mesh_service(r, &name),
-            "MeshExternalService" => self.external(&name),
-            other => self.unresolved(
-                format!("{other}/{name}"),
-                format!("backendRef kind {other} is not supported by meshgate"),
-            ),
-        }
-    }
-
-    fn legacy_untracked(&mut self, service: &str, subset: Option<&Tags>) -> Arc<Backend> {
-        let mut key = service.to_string();
-        if let Some(tags) = subset.filter(|t| !t.is_empty()) {
-            let inner: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            key = format!("{service}{{{}}}", inner.join(","));
-        }
+    fn legacy(&mut self, service: &str, subset: &Tags) -> Arc<Backend> {
+        let key = if subset.is_empty() {
+            service.to_string()
+        } else {
+            let inner: Vec<String> = subset.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{service}{{{}}}", inner.join(","))
+        };
         if let Some(b) = self.cache.get(&key) {
             return b.clone();
         }
@@ -120,21 +117,26 @@ impl<'a> Resolver<'a> {
         }
         let mut endpoints = Vec::new();
         let mut h2 = false;
-        for (addr, inbound) in self.healthy_inbounds() {
-            let Some(tags) = &inbound.tags else { continue };
+        let (set, mesh) = (self.set, self.mesh);
+        let inbounds = set
+            .dataplanes
+            .iter()
+            .filter(|d| d.meta.mesh == mesh)
+            .flat_map(|d| d.spec.inbounds.iter())
+            .filter(|i| i.healthy);
+        for inbound in inbounds {
+            let tags = &inbound.tags;
             if tags.get("kuma.io/service").map(String::as_str) != Some(service) {
                 continue;
             }
-            if let Some(subset) = subset {
-                if !subset.iter().all(|(k, v)| tags.get(k) == Some(v)) {
-                    continue;
-                }
+            if !subset.iter().all(|(k, v)| tags.get(k) == Some(v)) {
+                continue;
             }
             h2 |= matches!(
                 tags.get("kuma.io/protocol").map(String::as_str),
                 Some("http2" | "grpc")
             );
-            if let Some(ep) = self.endpoint(&addr, inbound.port) {
+            if let Some(ep) = self.endpoint(&inbound.address, inbound.port) {
                 endpoints.extend(ep);
             }
         }
@@ -150,14 +152,17 @@ impl<'a> Resolver<'a> {
 
     /// Real MeshService reference: `name` (+`namespace`) and `port` → the MeshService's port
     /// entry → `targetPort` → Dataplane inbounds selected by the MeshService (§6.2).
-    fn mesh_service(&mut self, r: &BackendRef, name: &str) -> Arc<Backend> {
-        let port_label = match (&r.port, &r.section_name) {
-            (Some(p), _) => p.to_string(),
-            (None, Some(s)) => s.clone(),
-            (None, None) => String::new(),
+    fn mesh_service(
+        &mut self,
+        name: &str,
+        namespace: Option<&str>,
+        port_ref: &ServicePortRef,
+    ) -> Arc<Backend> {
+        let port_label = match port_ref {
+            ServicePortRef::Number(p) => p.to_string(),
+            ServicePortRef::Name(s) => s.clone(),
         };
-        let ns = r.namespace.as_deref();
-        let key = match ns {
+        let key = match namespace {
             Some(ns) => format!("MeshService/{ns}/{name}:{port_label}"),
             None => format!("MeshService/{name}:{port_label}"),
         };
@@ -169,41 +174,26 @@ impl<'a> Resolver<'a> {
         let ms = set.mesh_services.iter().find(|m| {
             m.meta.name == name
                 && m.meta.mesh == mesh
-                && (ns.is_none() || m.meta.namespace.as_deref() == ns)
+                && (namespace.is_none() || m.meta.namespace.as_deref() == namespace)
         });
         let Some(ms) = ms else {
             return self.unresolved(key, format!("MeshService {name:?} not found"));
         };
-        let port = ms
-            .spec
-            .ports
-            .iter()
-            .find(|p| match (&r.port, &r.section_name) {
-                (Some(want), _) => p.port == Some(*want),
-                (None, Some(section)) => p.name.as_deref() == Some(section.as_str()),
-                (None, None) => false,
-            });
+        let port = ms.spec.ports.iter().find(|p| match port_ref {
+            ServicePortRef::Number(want) => p.port == *want,
+            ServicePortRef::Name(section) => p.name.as_deref() == Some(section.as_str()),
+        });
         let Some(port) = port else {
             return self.unresolved(
                 key,
                 format!("MeshService {name:?} has no port {port_label}"),
             );
         };
-        let h2 = matches!(port.app_protocol.as_deref(), Some("http2" | "grpc"));
-        let target_port = match &port.target_port {
-            Some(serde_norway::Value::Number(n)) => TargetPort::Number(n.as_i64()),
-            Some(serde_norway::Value::String(s)) => match s.parse::<i64>() {
-                Ok(n) => TargetPort::Number(Some(n)),
-                Err(_) => TargetPort::Name(s.clone()),
-            },
-            // Kuma defaults targetPort to port.
-            _ => TargetPort::Number(port.port),
-        };
-        let selector = ms.spec.selector.clone().unwrap_or_default();
+        let selector = &ms.spec.selector;
         let mut endpoints = Vec::new();
         for dp in set.dataplanes.iter().filter(|d| d.meta.mesh == mesh) {
-            if let Some(r) = &selector.dataplane_ref {
-                if r.name.as_deref() != Some(dp.meta.name.as_str()) {
+            if let Some(want) = &selector.dataplane_name {
+                if *want != dp.meta.name {
                     continue;
                 }
             }
@@ -212,29 +202,20 @@ impl<'a> Resolver<'a> {
                     continue;
                 }
             }
-            let Some(net) = &dp.spec.networking else {
-                continue;
-            };
-            for inbound in net.inbound.iter().flatten().filter(|i| i.is_healthy()) {
+            for inbound in dp.spec.inbounds.iter().filter(|i| i.healthy) {
                 if let Some(want) = &selector.dataplane_tags {
-                    let tags = inbound.tags.clone().unwrap_or_default();
-                    if !want.iter().all(|(k, v)| tags.get(k) == Some(v)) {
+                    if !want.iter().all(|(k, v)| inbound.tags.get(k) == Some(v)) {
                         continue;
                     }
                 }
-                let port_ok = match &target_port {
-                    TargetPort::Number(n) => inbound.port.is_some() && inbound.port == *n,
+                let port_ok = match &port.target {
+                    TargetPort::Number(n) => inbound.port == Some(*n),
                     TargetPort::Name(s) => inbound.name.as_deref() == Some(s.as_str()),
                 };
                 if !port_ok {
                     continue;
                 }
-                let addr = inbound
-                    .address
-                    .clone()
-                    .or_else(|| net.address.clone())
-                    .unwrap_or_default();
-                if let Some(ep) = self.endpoint(&addr, inbound.port) {
+                if let Some(ep) = self.endpoint(&inbound.address, inbound.port) {
                     endpoints.extend(ep);
                 }
             }
@@ -245,7 +226,7 @@ impl<'a> Resolver<'a> {
             Ok(endpoints),
             false,
             &UpstreamTls::default(),
-            h2,
+            port.h2,
         )
     }
 
@@ -263,77 +244,47 @@ impl<'a> Resolver<'a> {
             return self.unresolved(key, format!("MeshExternalService {name:?} not found"));
         };
         let mut endpoints = Vec::new();
-        for ep in &mes.spec.endpoints {
-            if let Some(e) = self.endpoint(ep.address.as_deref().unwrap_or(""), ep.port) {
+        for (address, port) in &mes.spec.endpoints {
+            if let Some(e) = self.endpoint(address, Some(*port)) {
                 endpoints.extend(e);
             }
         }
-        let tls = mes.spec.tls.as_ref();
-        let verification = tls.and_then(|t| t.verification.as_ref());
-        let mode = verification
-            .and_then(|v| v.mode.as_deref())
-            .unwrap_or("Secured");
-        let ca = match verification.and_then(|v| v.ca_cert.as_ref()) {
-            None => None,
-            Some(ds) => {
-                let ders =
-                    super::certs::read_datasource(ds, self.policy_dir, self.mesh, &set.secrets)
-                        .and_then(|pem| super::certs::parse_ca_bundle(&pem));
-                match ders {
-                    Ok(d) => Some(Arc::new(d)),
-                    Err(e) => {
-                        return self.unresolved(key, format!("tls.verification.caCert: {e}"));
+        let mut upstream_tls = UpstreamTls::default();
+        if let Some(tls) = &mes.spec.tls {
+            let ca = match &tls.ca_cert {
+                None => None,
+                Some(ds) => {
+                    let ders = read_datasource(ds, self.policy_dir, self.mesh, &set.secrets)
+                        .and_then(|pem| parse_ca_bundle(&pem));
+                    match ders {
+                        Ok(d) => Some(Arc::new(d)),
+                        Err(e) => {
+                            return self.unresolved(key, format!("tls.verification.caCert: {e}"))
+                        }
                     }
                 }
-            }
-        };
-        let upstream_tls = UpstreamTls {
-            enabled: tls.and_then(|t| t.enabled).unwrap_or(false),
-            verify_cert: !matches!(mode, "SkipCA" | "SkipAll"),
-            verify_hostname: matches!(mode, "Secured" | "SkipCA"),
-            server_name: verification.and_then(|v| v.server_name.clone()),
-            ca,
-        };
-        let h2 = matches!(
-            mes.spec.match_.as_ref().and_then(|m| m.protocol.as_deref()),
-            Some("http2" | "grpc")
-        );
+            };
+            upstream_tls = UpstreamTls {
+                enabled: tls.enabled,
+                verify_cert: tls.verify_cert,
+                verify_hostname: tls.verify_hostname,
+                server_name: tls.server_name.clone(),
+                ca,
+            };
+        }
         self.insert(
             key,
             name.to_string(),
             Ok(endpoints),
             true,
             &upstream_tls,
-            h2,
+            mes.spec.h2,
         )
     }
 
-    fn healthy_inbounds(&self) -> Vec<(String, &'a Inbound)> {
-        let mut out = Vec::new();
-        for dp in self
-            .set
-            .dataplanes
-            .iter()
-            .filter(|d| d.meta.mesh == self.mesh)
-        {
-            let Some(net) = &dp.spec.networking else {
-                continue;
-            };
-            for inbound in net.inbound.iter().flatten().filter(|i| i.is_healthy()) {
-                let addr = inbound
-                    .address
-                    .clone()
-                    .or_else(|| net.address.clone())
-                    .unwrap_or_default();
-                out.push((addr, inbound));
-            }
-        }
-        out
-    }
-
     /// `address` may be an IP or a DNS name; names are resolved here, off the request path.
-    fn endpoint(&mut self, address: &str, port: Option<i64>) -> Option<Endpoints> {
-        let port = u16::try_from(port?).ok()?;
+    fn endpoint(&mut self, address: &str, port: Option<u16>) -> Option<Endpoints> {
+        let port = port?;
         if let Ok(ip) = address.parse::<IpAddr>() {
             return Some(vec![(SocketAddr::new(ip, port), None)]);
         }
@@ -383,9 +334,4 @@ impl<'a> Resolver<'a> {
         self.cache.insert(key, b.clone());
         b
     }
-}
-
-enum TargetPort {
-    Number(Option<i64>),
-    Name(String),
 }

@@ -1,0 +1,524 @@
+//! Policy files → [`Snapshot`] (semantics Appendix C, "configuration build").
+//!
+//! [`Compiler::build`] is the whole build: each file is loaded and validated
+//! ([`crate::resources`], [`crate::validate`]), then the valid resources are compiled, one job
+//! per module:
+//! 1. [`listeners`]: pick the MeshGateway and its builtin gateway Dataplane; compute each
+//!    listener's effective tags; attach routes by `targetRef {kind: MeshGateway, name, tags}`;
+//! 2. [`merge`]: per listener, merge the attached routes' rules (§4.7);
+//! 3. [`vhosts`]: per HTTP(S) port, virtual hosts from listener hostnames most exact first,
+//!    with Kuma's hostname intersection, generic fall-through and listener isolation (§3.5);
+//! 4. [`rules`]: expand rules into entries (PathPrefix → `/p/` prefix + `/p` exact, §4.1),
+//!    with conditions and rewrites specialised per entry; [`actions`]: filters and backends
+//!    into what an entry does; [`timeouts`]: the MeshTimeout settings of each route;
+//! 5. [`backends`]: resolve backend references to endpoints (DNS names looked up here);
+//!    [`certs`]: read and parse certificates; [`tcp`]: TCP and TLS ports.
+//!
+//! The [`Compiler`] owns what one build leaves for the next ([`reuse`]), so a reload that
+//! changes one file of a large directory parses one file and compiles only the route tables
+//! that change.
+
+mod actions;
+mod backends;
+mod certs;
+mod listeners;
+mod merge;
+mod reuse;
+mod rules;
+mod tcp;
+mod timeouts;
+mod vhosts;
+
+pub use backends::UNRESOLVED_BACKEND;
+
+use crate::model::{Gateway, Protocol, Valid, ValidSet};
+use crate::resources::loader::{content_hash, load_text};
+use crate::snapshot::{Port, Snapshot};
+use crate::validate::validate;
+use crate::violation::Violation;
+use listeners::PlannedListener;
+use reuse::{CachedFile, FileCache, RegexCache, TableCache, TableKey, World};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CompileOptions {
+    /// `--gateway NAME`; `None` = the only MeshGateway in the directory.
+    pub gateway: Option<String>,
+    /// Base for relative certificate `file` paths.
+    pub policy_dir: PathBuf,
+}
+
+/// One policy file as the source holds it: its name (relative to the policy directory, or
+/// the etcd key under the prefix) and its text, or why it could not be read.
+pub struct SourceFile {
+    pub name: String,
+    pub text: Result<String, String>,
+}
+
+pub struct Built {
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+    /// Hash of every file's name and content: equal fingerprints mean nothing changed, so a
+    /// touch or a no-op rewrite does not create a new generation.
+    pub fingerprint: u64,
+    pub took: Duration,
+}
+
+pub struct Rejected {
+    pub violations: Vec<Violation>,
+    pub fingerprint: u64,
+}
+
+/// Builds snapshots, keeping what a later build can reuse.
+pub struct Compiler {
+    opts: CompileOptions,
+    files: FileCache,
+    tables: TableCache,
+    regexes: RegexCache,
+}
+
+impl Compiler {
+    pub fn new(opts: CompileOptions) -> Self {
+        Compiler {
+            opts,
+            files: FileCache::default(),
+            tables: TableCache::default(),
+            regexes: RegexCache::default(),
+        }
+    }
+
+    pub fn options(&self) -> &CompileOptions {
+        &self.opts
+    }
+
+    /// Loads, validates and compiles `files` into the snapshot of `generation`. Every
+    /// problem is reported, not just the first; a rejected build leaves the caches as the
+    /// last successful one left them, except for the per-file results.
+    pub fn build(&mut self, files: &[SourceFile], generation: u64) -> Result<Built, Rejected> {
+        let started = Instant::now();
+        let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+        let mut valid = ValidSet::default();
+        let mut violations = Vec::new();
+        let mut warnings = Vec::new();
+        let mut present = foldhash::HashSet::default();
+        let mut reparsed = 0usize;
+        for file in files {
+            file.name.hash(&mut fingerprint);
+            let text = match &file.text {
+                Ok(text) => text,
+                Err(e) => {
+                    violations.push(Violation::file(&file.name, e.clone()));
+                    continue;
+                }
+            };
+            let hash = content_hash(text);
+            hash.hash(&mut fingerprint);
+            present.insert(file.name.as_str());
+            let fresh = || {
+                let loaded = load_text(&file.name, text);
+                let validated = validate(&loaded.resources);
+                let mut problems = loaded.violations;
+                problems.extend(validated.violations);
+                CachedFile {
+                    content_hash: hash,
+                    valid: validated.valid,
+                    violations: problems,
+                    warnings: loaded.warnings,
+                }
+            };
+            let cached = self
+                .files
+                .get_or_build(&file.name, hash, fresh, &mut reparsed);
+            valid.append(cached.valid.clone());
+            violations.extend(cached.violations.iter().cloned());
+            warnings.extend(cached.warnings.iter().cloned());
+        }
+        self.files.retain(&present);
+        let fingerprint = fingerprint.finish();
+        log::debug!(
+            "policies: {} files ({reparsed} parsed) loaded and validated in {:.1} ms",
+            files.len(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        if !violations.is_empty() {
+            return Err(Rejected {
+                violations,
+                fingerprint,
+            });
+        }
+        match self.compile(&valid, generation) {
+            Ok((snapshot, more)) => {
+                warnings.extend(more);
+                Ok(Built {
+                    snapshot,
+                    warnings,
+                    fingerprint,
+                    took: started.elapsed(),
+                })
+            }
+            Err(violations) => Err(Rejected {
+                violations,
+                fingerprint,
+            }),
+        }
+    }
+
+    /// Compiles validated resources, reusing the route tables of the previous successful
+    /// build where nothing they depend on changed.
+    pub fn compile(
+        &mut self,
+        set: &ValidSet,
+        generation: u64,
+    ) -> Result<(Snapshot, Vec<String>), Vec<Violation>> {
+        let world = World::of(set, &self.opts);
+        let gateway = listeners::select_gateway(set, self.opts.gateway.as_deref())?;
+        self.regexes.begin();
+        let dataplane_tags = listeners::gateway_dataplane_tags(set, gateway);
+        let identity = listeners::identity(gateway, &dataplane_tags);
+        let mut build = Build {
+            set,
+            opts: &self.opts,
+            gateway,
+            resolver: backends::Resolver::new(set, &gateway.meta.mesh, &self.opts.policy_dir),
+            violations: Vec::new(),
+            route_entries: 0,
+            regexes: &mut self.regexes,
+            previous: self.tables.reusable_in(world),
+            tables: foldhash::HashMap::default(),
+            reused_tables: 0,
+        };
+        let planned = listeners::plan(gateway, &dataplane_tags);
+        let ports = build.ports(&planned);
+        let result = if build.violations.is_empty() {
+            log::debug!(
+                "route tables: {} compiled, {} reused from the previous build",
+                build.tables.len() - build.reused_tables,
+                build.reused_tables
+            );
+            let backends = build.resolver.backends().cloned().collect();
+            let warnings = std::mem::take(&mut build.resolver.warnings);
+            let next = TableCache::after_build(
+                world,
+                std::mem::take(&mut build.tables),
+                std::mem::take(&mut build.resolver.warnings_by_key),
+                &build.resolver.looked_up,
+            );
+            let snapshot = Snapshot {
+                generation,
+                gateway: identity,
+                ports,
+                route_entries: build.route_entries,
+                backends,
+            };
+            Ok((snapshot, warnings, next))
+        } else {
+            Err(std::mem::take(&mut build.violations))
+        };
+        drop(build);
+        self.regexes.end();
+        let (snapshot, warnings, next) = result?;
+        self.tables = next;
+        Ok((snapshot, warnings))
+    }
+
+    #[cfg(test)]
+    fn cached_file_hash(&self, name: &str) -> Option<u64> {
+        self.files.content_hash(name)
+    }
+}
+
+/// One compilation in progress: what it reads and what it has made so far. Its methods live
+/// in the modules of their jobs ([`vhosts`], [`tcp`]).
+struct Build<'a> {
+    set: &'a ValidSet,
+    opts: &'a CompileOptions,
+    gateway: &'a Valid<Gateway>,
+    resolver: backends::Resolver<'a>,
+    violations: Vec<Violation>,
+    route_entries: usize,
+    regexes: &'a mut RegexCache,
+    /// The previous build's tables, when everything but the routes is unchanged.
+    previous: Option<&'a TableCache>,
+    /// The tables this build uses, compiled or reused: the next build's cache.
+    tables: foldhash::HashMap<TableKey, Arc<crate::snapshot::route_table::RouteTable>>,
+    reused_tables: usize,
+}
+
+impl<'a> Build<'a> {
+    /// Everything served per port (Kuma collapses same-port listeners into one socket).
+    fn ports(&mut self, planned: &'a [PlannedListener<'a>]) -> HashMap<u16, Arc<Port>> {
+        let mut by_port: BTreeMap<u16, Vec<&PlannedListener>> = BTreeMap::new();
+        for l in planned {
+            by_port.entry(l.info.port).or_default().push(l);
+        }
+        let mut ports = HashMap::new();
+        for (port, mut ls) in by_port {
+            // Most exact hostname first: the order Kuma processes listener hostnames in.
+            ls.sort_by(|a, b| {
+                crate::snapshot::hostname::exactness(&a.info.hostname, &b.info.hostname)
+            });
+            let protocol = ls[0].info.protocol;
+            let connection_limit = ls.iter().filter_map(|l| l.spec.connection_limit).max();
+            let serving = match protocol {
+                Protocol::Http => self.http_port(&ls),
+                Protocol::Https => self.https_port(&ls),
+                Protocol::Tcp => self.tcp_port(&ls),
+                Protocol::Tls => self.tls_port(&ls),
+            };
+            ports.insert(
+                port,
+                Arc::new(Port {
+                    port,
+                    label: port.to_string(),
+                    protocol,
+                    connection_limit,
+                    serving,
+                }),
+            );
+        }
+        ports
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::reload::pipeline::{build, build_with};
+    use crate::snapshot::matchers::RequestView;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write policy");
+    }
+
+    fn route(path: &str) -> String {
+        format!(
+            "type: MeshHTTPRoute\nname: r-{}\nmesh: default\nspec:\n  targetRef: {{kind: MeshGateway, name: gw}}\n  to:\n  - targetRef: {{kind: Mesh}}\n    rules:\n    - matches: [{{path: {{type: Exact, value: {path}}}}}]\n      default: {{backendRefs: [{{kind: MeshService, name: web}}]}}\n",
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// The route entry a plain `GET path` with `Host: host` takes on port 8080.
+    fn route_of<'s>(
+        snap: &'s Snapshot,
+        host: &str,
+        path: &str,
+    ) -> Option<&'s crate::snapshot::route_table::RouteEntry> {
+        let headers = http::HeaderMap::new();
+        let req = RequestView {
+            method: &http::Method::GET,
+            path,
+            query: None,
+            headers: &headers,
+        };
+        snap.route(8080, None, host, &req).entry()
+    }
+
+    fn routed(snap: &Snapshot, path: &str) -> bool {
+        route_of(snap, "any.test", path).is_some()
+    }
+
+    /// An empty policy directory of this test process.
+    fn fresh_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("meshgate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    #[test]
+    fn cached_rebuilds_reparse_only_changed_files_and_match_a_fresh_build() {
+        let dir = fresh_dir("reload-cache");
+        write(&dir, "gateway.yaml", "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n---\ntype: Dataplane\nname: web-1\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 9\n    tags:\n      kuma.io/service: web\n");
+        write(&dir, "a.yaml", &route("/a"));
+        write(&dir, "b.yaml", &route("/b"));
+        let opts = CompileOptions {
+            gateway: None,
+            policy_dir: dir.clone(),
+        };
+        let mut compiler = Compiler::new(opts.clone());
+        let first = build_with(&mut compiler, &dir, 1).map_err(|r| r.violations);
+        let first = first.expect("valid directory");
+        assert!(routed(&first.snapshot, "/a") && routed(&first.snapshot, "/b"));
+        let hash_of = |compiler: &Compiler, f: &str| compiler.cached_file_hash(f);
+        let a_before = hash_of(&compiler, "a.yaml");
+
+        // b changes, a does not; c is new.
+        write(&dir, "b.yaml", &route("/b2"));
+        write(&dir, "c.yaml", &route("/c"));
+        let second = build_with(&mut compiler, &dir, 2).map_err(|r| r.violations);
+        let second = second.expect("valid directory");
+        assert_eq!(hash_of(&compiler, "a.yaml"), a_before);
+        assert!(routed(&second.snapshot, "/a"));
+        assert!(
+            !routed(&second.snapshot, "/b"),
+            "the old content of b.yaml is gone"
+        );
+        assert!(routed(&second.snapshot, "/b2") && routed(&second.snapshot, "/c"));
+        let fresh = build(&dir, &opts, 2)
+            .map_err(|r| r.violations)
+            .expect("valid");
+        assert_eq!(second.fingerprint, fresh.fingerprint);
+        assert_eq!(second.snapshot.route_entries, fresh.snapshot.route_entries);
+
+        // A deleted file leaves the cache and the snapshot; a broken one is reported with
+        // its own name, from the cache on the next build too.
+        std::fs::remove_file(dir.join("c.yaml")).expect("remove");
+        write(
+            &dir,
+            "b.yaml",
+            "type: MeshHTTPRoute\nname: broken\nmesh: default\nspec:\n  to: [\n",
+        );
+        for generation in [3, 4] {
+            let Err(rejected) = build_with(&mut compiler, &dir, generation) else {
+                panic!("a broken file must reject the build");
+            };
+            assert!(rejected
+                .violations
+                .iter()
+                .all(|v| v.origin.file == "b.yaml"));
+        }
+        assert!(compiler.cached_file_hash("c.yaml").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn host_route(name: &str, host: &str, path: &str, service: &str) -> String {
+        format!(
+            "type: MeshHTTPRoute\nname: {name}\nmesh: default\nspec:\n  targetRef: {{kind: MeshGateway, name: gw}}\n  to:\n  - targetRef: {{kind: Mesh}}\n    hostnames: [{host}]\n    rules:\n    - matches: [{{path: {{type: Exact, value: {path}}}}}]\n      default: {{backendRefs: [{{kind: MeshService, name: {service}}}]}}\n"
+        )
+    }
+
+    fn dataplane(name: &str, address: &str, port: u16, service: &str) -> String {
+        format!("---\ntype: Dataplane\nname: {name}\nmesh: default\nnetworking:\n  address: {address}\n  inbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {service}\n")
+    }
+
+    /// The first (most exact) route table of `host`'s virtual host on port 8080.
+    fn table_of(snap: &Snapshot, host: &str) -> Arc<crate::snapshot::route_table::RouteTable> {
+        let Some(crate::snapshot::Serving::Http { vhosts }) = snap.port(8080).map(|p| &p.serving)
+        else {
+            panic!("port 8080 serves HTTP");
+        };
+        let vhost = vhosts.lookup(host).expect("virtual host");
+        vhost.tables.first().expect("a table").clone()
+    }
+
+    /// The port the request for `path` on `host` is sent to.
+    fn upstream_port(snap: &Snapshot, host: &str, path: &str) -> Option<u16> {
+        let entry = route_of(snap, host, path)?;
+        let backend = entry.action.backends().next()?;
+        backend.endpoints.first().map(|e| e.addr.port())
+    }
+
+    #[test]
+    fn route_tables_are_reused_only_while_their_rules_and_what_they_refer_to_are_unchanged() {
+        let dir = fresh_dir("reload-tables");
+        let gateway = "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n";
+        let dataplanes = |web_port: u16| {
+            [
+                dataplane("web-1", "127.0.0.1", web_port, "web"),
+                dataplane("api-1", "127.0.0.1", 10, "api"),
+                dataplane("named-1", "localhost", 12, "named"),
+            ]
+            .concat()
+        };
+        write(&dir, "gateway.yaml", gateway);
+        write(&dir, "dataplanes.yaml", &dataplanes(9));
+        write(&dir, "a.yaml", &host_route("a", "a.test", "/a", "web"));
+        write(&dir, "b.yaml", &host_route("b", "b.test", "/b", "api"));
+        write(
+            &dir,
+            "c.yaml",
+            &host_route("c", "c.test", "/c", "kuma.io/unresolved-backend"),
+        );
+        write(&dir, "d.yaml", &host_route("d", "d.test", "/d", "named"));
+        let opts = CompileOptions {
+            gateway: None,
+            policy_dir: dir.clone(),
+        };
+        let mut compiler = Compiler::new(opts.clone());
+        let build_next = |compiler: &mut Compiler, generation| {
+            build_with(compiler, &dir, generation)
+                .map_err(|r| r.violations)
+                .expect("valid directory")
+        };
+        let first = build_next(&mut compiler, 1);
+        assert_eq!(upstream_port(&first.snapshot, "a.test", "/a"), Some(9));
+
+        // Only b.yaml changes: the other groups' tables are the very same objects, b's is
+        // compiled anew, and the snapshot equals a build from scratch.
+        write(&dir, "b.yaml", &host_route("b", "b.test", "/b2", "api"));
+        let second = build_next(&mut compiler, 2);
+        let same = |host| {
+            Arc::ptr_eq(
+                &table_of(&first.snapshot, host),
+                &table_of(&second.snapshot, host),
+            )
+        };
+        assert!(
+            same("a.test") && same("c.test"),
+            "unchanged groups are reused"
+        );
+        assert!(!same("b.test"), "the changed group is compiled again");
+        assert!(
+            !same("d.test"),
+            "a table with a DNS-named backend is never reused"
+        );
+        assert_eq!(upstream_port(&second.snapshot, "b.test", "/b"), None);
+        assert_eq!(upstream_port(&second.snapshot, "b.test", "/b2"), Some(10));
+        let fresh = build(&dir, &opts, 2)
+            .map_err(|r| r.violations)
+            .expect("valid");
+        assert_eq!(second.snapshot.route_entries, fresh.snapshot.route_entries);
+        let keys = |snap: &Snapshot| {
+            let mut k: Vec<String> = snap.backends.iter().map(|b| b.key.clone()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&second.snapshot),
+            keys(&fresh.snapshot),
+            "reused tables' backends are listed"
+        );
+        let sorted = |mut w: Vec<String>| {
+            w.sort();
+            w
+        };
+        assert_eq!(
+            sorted(second.warnings.clone()),
+            sorted(fresh.warnings.clone()),
+            "a reused table's warnings are repeated"
+        );
+        assert!(second
+            .warnings
+            .iter()
+            .any(|w| w.contains("unresolved-backend")));
+
+        // A rejected change leaves the cache of the last good build.
+        write(
+            &dir,
+            "b.yaml",
+            "type: MeshHTTPRoute\nname: b\nmesh: default\nspec:\n  to: [\n",
+        );
+        assert!(build_with(&mut compiler, &dir, 3).is_err());
+        write(&dir, "b.yaml", &host_route("b", "b.test", "/b3", "api"));
+        let third = build_next(&mut compiler, 4);
+        assert!(Arc::ptr_eq(
+            &table_of(&second.snapshot, "a.test"),
+            &table_of(&third.snapshot, "a.test")
+        ));
+
+        // Anything else changing (here a Dataplane's port) recompiles every table.
+        write(&dir, "dataplanes.yaml", &dataplanes(11));
+        let fourth = build_next(&mut compiler, 5);
+        assert!(!Arc::ptr_eq(
+            &table_of(&third.snapshot, "a.test"),
+            &table_of(&fourth.snapshot, "a.test")
+        ));
+        assert_eq!(upstream_port(&fourth.snapshot, "a.test", "/a"), Some(11));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,277 @@
+//! What one build leaves for the next, all keyed by content (never by memory address):
+//! - [`FileCache`]: each policy file's resources, validated and lowered, kept while the file's
+//!   text is unchanged (YAML decoding dominates a large directory's rebuild, and Kuma's rules
+//!   look at one resource at a time, so a file's problems depend on its text alone);
+//! - [`TableCache`]: the route tables of hostname groups whose rules, listener and everything
+//!   they refer to are unchanged (compiling every group's table again was most of a
+//!   10,000-rule rebuild);
+//! - [`RegexCache`]: compiled route regexes by pattern (tens of microseconds and tens of
+//!   kilobytes each; a directory repeats patterns and a reload changes few).
+
+use super::merge::MergedRule;
+use crate::model::{Protocol, SourceId, ValidSet};
+use crate::snapshot::backends::Backend;
+use crate::snapshot::matchers::{full_match_regex, Regex};
+use crate::snapshot::route_table::RouteTable;
+use crate::snapshot::ListenerInfo;
+use crate::violation::Violation;
+use foldhash::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// One file's build products, kept while its text is unchanged.
+pub struct CachedFile {
+    pub content_hash: u64,
+    pub valid: ValidSet,
+    /// Load and validation problems, in document order.
+    pub violations: Vec<Violation>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct FileCache {
+    files: HashMap<String, CachedFile>,
+}
+
+impl FileCache {
+    /// The cached build of `name` if its text still hashes to `content_hash`, else the one
+    /// `fresh` makes (which replaces it). `reparsed` counts the files made fresh.
+    pub fn get_or_build(
+        &mut self,
+        name: &str,
+        content_hash: u64,
+        fresh: impl FnOnce() -> CachedFile,
+        reparsed: &mut usize,
+    ) -> &CachedFile {
+        let stale = self
+            .files
+            .get(name)
+            .is_none_or(|f| f.content_hash != content_hash);
+        if stale {
+            *reparsed += 1;
+            self.files.insert(name.to_string(), fresh());
+        }
+        // Present: inserted just above when it was not.
+        &self.files[name]
+    }
+
+    /// Forgets files that are no longer in the source.
+    pub fn retain(&mut self, present: &HashSet<&str>) {
+        self.files.retain(|name, _| present.contains(name.as_str()));
+    }
+
+    #[cfg(test)]
+    pub fn content_hash(&self, name: &str) -> Option<u64> {
+        self.files.get(name).map(|f| f.content_hash)
+    }
+}
+
+/// Everything a route table can depend on besides its own rules: every resource that is
+/// not a MeshHTTPRoute (by content) and the compile options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct World(u64);
+
+impl World {
+    pub fn of(set: &ValidSet, opts: &super::CompileOptions) -> World {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        opts.hash(&mut h);
+        let ids = set
+            .gateways
+            .iter()
+            .map(|r| SourceId::of(&r.meta))
+            .chain(set.tcp_routes.iter().map(|r| SourceId::of(&r.meta)))
+            .chain(set.dataplanes.iter().map(|r| SourceId::of(&r.meta)))
+            .chain(set.mesh_services.iter().map(|r| SourceId::of(&r.meta)))
+            .chain(set.external_services.iter().map(|r| SourceId::of(&r.meta)))
+            .chain(set.secrets.iter().map(|r| SourceId::of(&r.meta)))
+            .chain(set.timeouts.iter().map(|r| SourceId::of(&r.meta)));
+        for id in ids {
+            id.hash(&mut h);
+        }
+        World(h.finish())
+    }
+}
+
+/// A hostname group's table, as identified across builds.
+#[derive(PartialEq, Eq, Hash)]
+pub struct TableKey {
+    port: u16,
+    protocol: Protocol,
+    listener_hostname: String,
+    group: String,
+    suppressed: Vec<String>,
+    rules: Vec<RuleKey>,
+}
+
+/// A merged rule by where each of its parts was written (route text, `to[]` entry, rule).
+#[derive(PartialEq, Eq, Hash)]
+struct RuleKey {
+    matches: RulePos,
+    filters: Option<RulePos>,
+    backend_refs: Option<RulePos>,
+}
+
+pub type RulePos = (SourceId, usize, usize);
+
+impl TableKey {
+    pub fn new(
+        listener: &ListenerInfo,
+        group: &str,
+        suppressed: &[String],
+        rules: &[MergedRule],
+    ) -> TableKey {
+        TableKey {
+            port: listener.port,
+            protocol: listener.protocol,
+            listener_hostname: listener.hostname.clone(),
+            group: group.to_string(),
+            suppressed: suppressed.to_vec(),
+            rules: rules
+                .iter()
+                .map(|r| RuleKey {
+                    matches: r.matches_pos,
+                    filters: r.conf.filters.map(|(_, pos)| pos),
+                    backend_refs: r.conf.backend_refs.map(|(_, pos)| pos),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The previous successful build's tables, and what they were compiled against.
+#[derive(Default)]
+pub struct TableCache {
+    world: Option<World>,
+    tables: HashMap<TableKey, Arc<RouteTable>>,
+    /// Warnings resolving each backend of those tables produced (repeated on reuse).
+    warnings_by_key: HashMap<String, Vec<String>>,
+}
+
+impl TableCache {
+    /// The tables a build in `world` may reuse: none when anything but the routes changed.
+    pub fn reusable_in(&self, world: World) -> Option<&Self> {
+        (self.world == Some(world)).then_some(self)
+    }
+
+    pub fn get(&self, key: &TableKey) -> Option<&Arc<RouteTable>> {
+        self.tables.get(key)
+    }
+
+    pub fn warnings_for(&self, backend: &Backend) -> &[String] {
+        self.warnings_by_key
+            .get(&backend.key)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The cache a successful build leaves for the next one: its tables, except those with a
+    /// backend resolved through DNS (names are looked up again on every applied change).
+    pub fn after_build(
+        world: World,
+        tables: HashMap<TableKey, Arc<RouteTable>>,
+        warnings_by_key: HashMap<String, Vec<String>>,
+        looked_up: &HashSet<String>,
+    ) -> TableCache {
+        let tables = tables
+            .into_iter()
+            .filter(|(_, table)| {
+                !table
+                    .entries()
+                    .iter()
+                    .flat_map(|e| e.action.backends())
+                    .any(|b| looked_up.contains(&b.key))
+            })
+            .collect();
+        TableCache {
+            world: Some(world),
+            tables,
+            warnings_by_key,
+        }
+    }
+}
+
+/// Compiled route regexes by pattern, shared by every matcher of a snapshot that uses one
+/// and handed to the next build.
+#[derive(Default)]
+pub struct RegexCache {
+    /// Pattern → compiled full-match regex and the build that last used it.
+    compiled: HashMap<Box<str>, (Arc<Regex>, u64)>,
+    builds: u64,
+}
+
+impl RegexCache {
+    /// Starts a build's use of the cache.
+    pub fn begin(&mut self) {
+        self.builds += 1;
+    }
+
+    /// `pattern` anchored to match the whole subject, as Envoy's `safe_regex` does.
+    pub fn full_match(&mut self, pattern: &str) -> Result<Arc<Regex>, String> {
+        let build = self.builds;
+        if let Some((re, used)) = self.compiled.get_mut(pattern) {
+            *used = build;
+            return Ok(re.clone());
+        }
+        let re = Arc::new(full_match_regex(pattern)?);
+        self.compiled.insert(pattern.into(), (re.clone(), build));
+        Ok(re)
+    }
+
+    /// Ends a build: forgets the patterns it did not use, unless a table outside the cache
+    /// still holds them (a table a reload reused without compiling it: compiling its
+    /// patterns anew when its group changes would cost time and duplicate them).
+    pub fn end(&mut self) {
+        let build = self.builds;
+        self.compiled
+            .retain(|_, (re, used)| *used == build || Arc::strong_count(re) > 1);
+    }
+
+    #[cfg(test)]
+    pub fn holds(&self, pattern: &str) -> bool {
+        self.compiled.contains_key(pattern)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_is_compiled_once_per_build_and_kept_for_the_next() {
+        let mut cache = RegexCache::default();
+        let pattern = "/regex-cache-test/[0-9]+";
+        cache.begin();
+        let a = cache.full_match(pattern).expect("valid");
+        let b = cache.full_match(pattern).expect("valid");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(a.is_match("/regex-cache-test/12"));
+        assert!(!a.is_match("/regex-cache-test/12/x"));
+        cache.end();
+        cache.begin();
+        let c = cache.full_match(pattern).expect("valid");
+        assert!(
+            Arc::ptr_eq(&a, &c),
+            "the next build reuses the compiled regex"
+        );
+        assert!(cache.full_match("(").is_err());
+    }
+
+    #[test]
+    fn a_pattern_no_build_uses_stays_only_while_something_holds_it() {
+        let mut cache = RegexCache::default();
+        let (held, dropped) = ("/regex-cache-held/[0-9]+", "/regex-cache-dropped/[0-9]+");
+        cache.begin();
+        let kept = cache.full_match(held).expect("valid");
+        drop(cache.full_match(dropped).expect("valid"));
+        cache.end();
+        // A build that uses neither (a reload that reused the table holding `kept`).
+        cache.begin();
+        cache.end();
+        assert!(!cache.holds(dropped), "a pattern nothing holds is dropped");
+        cache.begin();
+        assert!(
+            Arc::ptr_eq(&kept, &cache.full_match(held).expect("valid")),
+            "a pattern a live table holds is not compiled again"
+        );
+    }
+}

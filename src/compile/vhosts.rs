@@ -1,0 +1,255 @@
+//! HTTP and HTTPS ports: virtual hosts from listener hostnames (semantics §3.5, §3.6) and
+//! their route tables.
+//!
+//! Per port, listeners are taken most exact hostname first. A listener's attached routes are
+//! merged into hostname groups; each route hostname that intersects the listener's becomes a
+//! binding (the listener's own hostname when it contains the route's), and each binding a
+//! virtual host holding the tables of the groups that match it, most exact group first. A
+//! more exact listener owns its hosts (listener isolation): a less exact listener of the same
+//! port gets no virtual host for them.
+
+use super::listeners::{attaches, PlannedListener};
+use super::merge::{merge_http_routes, MergedRule, RuleGroups};
+use super::reuse::TableKey;
+use super::rules::{conditions, exact_paths, expand_path, prefix_paths, specialise};
+use super::{actions, timeouts, Build};
+use crate::model::{HttpRoute, Valid};
+use crate::snapshot::hostname::{self, HostTable};
+use crate::snapshot::route_table::{RouteEntry, RouteTable};
+use crate::snapshot::{HttpsChain, ListenerInfo, Serving, VirtualHost};
+use crate::violation::Violation;
+use foldhash::HashSet;
+use std::sync::Arc;
+
+impl<'a> Build<'a> {
+    pub(super) fn http_port(&mut self, ls: &[&PlannedListener<'a>]) -> Serving {
+        let mut vhosts = HostTable::default();
+        for vh in self.build_vhosts(ls).into_iter().flatten() {
+            let name = vh.name.clone();
+            vhosts.insert(&name, vh);
+        }
+        Serving::Http { vhosts }
+    }
+
+    pub(super) fn https_port(&mut self, ls: &[&PlannedListener<'a>]) -> Serving {
+        let mut chains = HostTable::default();
+        let built = self.build_vhosts(ls);
+        for (l, vhs) in ls.iter().zip(built) {
+            let Some(certs) = self.cert_set(l) else {
+                continue;
+            };
+            let mut table = HostTable::default();
+            for vh in vhs {
+                let name = vh.name.clone();
+                table.insert(&name, vh);
+            }
+            chains.insert(
+                &l.info.hostname,
+                Arc::new(HttpsChain {
+                    listener: l.info.clone(),
+                    certs,
+                    vhosts: table,
+                }),
+            );
+        }
+        Serving::Https { chains }
+    }
+
+    /// The routes attached to `l`, merged into hostname groups, and whether there are any.
+    fn http_groups(&self, l: &PlannedListener) -> (RuleGroups<'a>, bool) {
+        let set = self.set;
+        let gateway = &self.gateway.meta;
+        let mut routes: Vec<&'a Valid<HttpRoute>> = set
+            .http_routes
+            .iter()
+            .filter(|r| attaches(&r.meta, &r.spec.target, gateway, l))
+            .collect();
+        routes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        (merge_http_routes(&routes), !routes.is_empty())
+    }
+
+    /// Virtual hosts per listener of one port, in the order of `ls`.
+    fn build_vhosts(&mut self, ls: &[&PlannedListener<'a>]) -> Vec<Vec<Arc<VirtualHost>>> {
+        let mut owned: Vec<String> = Vec::new(); // hostnames of listeners already processed
+        let mut out = Vec::new();
+        for l in ls {
+            let (groups, has_routes) = self.http_groups(l);
+            let lh = l.info.hostname.clone();
+            let mut vhosts = Vec::new();
+            if !has_routes {
+                // A listener without routes still owns its hosts and answers 404 (the seed
+                // document's rule; Kuma's code would fall through to a wildcard listener).
+                vhosts.push(Arc::new(VirtualHost {
+                    name: lh.clone(),
+                    listener: l.info.clone(),
+                    tables: Vec::new(),
+                }));
+                owned.push(lh);
+                out.push(vhosts);
+                continue;
+            }
+            let mut bindings: Vec<String> = Vec::new();
+            for h in groups.keys() {
+                if !hostname::matches(h, &lh) {
+                    continue; // route hostname does not intersect this listener
+                }
+                let b = if hostname::contains(h, &lh) {
+                    lh.clone()
+                } else {
+                    h.clone()
+                };
+                if !bindings.contains(&b) {
+                    bindings.push(b);
+                }
+            }
+            bindings.sort_by(|a, b| hostname::exactness(a, b));
+            // Compiled group tables of this listener, shared by its virtual hosts. The key
+            // adds the Exact paths other groups of a virtual host contribute, because they
+            // suppress this group's PathPrefix exact entries (§4.1).
+            let mut tables: foldhash::HashMap<(String, Vec<String>), Arc<RouteTable>> =
+                foldhash::HashMap::default();
+            for b in &bindings {
+                if owned.iter().any(|o| hostname::contains(o, b)) {
+                    continue; // listener isolation: a more exact listener owns these hosts
+                }
+                let mut selected: Vec<(&String, &Vec<MergedRule>)> = groups
+                    .iter()
+                    .filter(|(h, _)| hostname::matches(h, b))
+                    .filter(|(h, _)| {
+                        // a more specific binding got its own virtual host
+                        !(*h != b && bindings.contains(h) && hostname::contains(b, h))
+                    })
+                    .collect();
+                // Kuma's pre-sort order: rules of more exact hostnames first (§4.5 step 8).
+                selected.sort_by(|(a, _), (b, _)| hostname::exactness(a, b));
+                let vhost_exact: HashSet<&str> = selected
+                    .iter()
+                    .flat_map(|(_, rules)| exact_paths(rules.iter().flat_map(|r| r.matches)))
+                    .collect();
+                let mut vh_tables = Vec::new();
+                for (h, rules) in &selected {
+                    let mut suppress: Vec<String> =
+                        prefix_paths(rules.iter().flat_map(|r| r.matches))
+                            .filter(|p| vhost_exact.contains(p))
+                            .map(str::to_string)
+                            .collect();
+                    suppress.sort();
+                    suppress.dedup();
+                    let key = ((*h).clone(), suppress);
+                    let table = match tables.get(&key) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t = self.group_table(&l.info, h, &key.1, rules);
+                            tables.insert(key, t.clone());
+                            t
+                        }
+                    };
+                    if !table.is_empty() {
+                        vh_tables.push(table);
+                    }
+                }
+                vhosts.push(Arc::new(VirtualHost {
+                    name: b.clone(),
+                    listener: l.info.clone(),
+                    tables: vh_tables,
+                }));
+            }
+            owned.push(lh);
+            out.push(vhosts);
+        }
+        out
+    }
+
+    /// A hostname group's table: the previous build's when its key is unchanged (see
+    /// [`super::reuse::TableCache`]), else compiled. `suppressed`: the Exact paths other
+    /// groups of the virtual host contribute.
+    fn group_table(
+        &mut self,
+        listener: &ListenerInfo,
+        group: &str,
+        suppressed: &[String],
+        rules: &[MergedRule],
+    ) -> Arc<RouteTable> {
+        let key = TableKey::new(listener, group, suppressed, rules);
+        if let Some(previous) = self.previous {
+            if let Some(table) = previous.get(&key) {
+                for backend in table.entries().iter().flat_map(|e| e.action.backends()) {
+                    self.resolver.adopt(backend, previous.warnings_for(backend));
+                }
+                self.route_entries += table.len();
+                self.reused_tables += 1;
+                self.tables.insert(key, table.clone());
+                return table.clone();
+            }
+        }
+        let exact: HashSet<&str> = exact_paths(rules.iter().flat_map(|r| r.matches))
+            .chain(suppressed.iter().map(String::as_str))
+            .collect();
+        let table = Arc::new(self.route_table(rules, &exact));
+        self.tables.insert(key, table.clone());
+        table
+    }
+
+    /// One hostname group's rules as an indexed table. `explicit_exact`: the Exact paths of
+    /// the virtual host, which suppress the exact half of a PathPrefix expansion (§4.1).
+    fn route_table(&mut self, rules: &[MergedRule], explicit_exact: &HashSet<&str>) -> RouteTable {
+        let mut entries = Vec::new();
+        let match_all = [Default::default()];
+        for rule in rules {
+            let timeouts =
+                timeouts::for_route(&self.set.timeouts, &self.gateway.meta, rule.route_name);
+            let action = Arc::new(actions::action(rule, &mut self.resolver, timeouts));
+            let route_name: Arc<str> = Arc::from(rule.route_name);
+            let rewrite = actions::rewrite_of(rule);
+            // No matches: one that matches every request (§4.1).
+            let matches = if rule.matches.is_empty() {
+                &match_all[..]
+            } else {
+                rule.matches
+            };
+            for m in matches {
+                let expanded = conditions(m, self.regexes).and_then(|c| {
+                    let paths = expand_path(m, explicit_exact, rewrite.is_some(), self.regexes)?;
+                    Ok((c, paths))
+                });
+                let (conditions, paths) = match expanded {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.rule_violation(rule, e);
+                        continue;
+                    }
+                };
+                for path in paths {
+                    let path_rewrite = rewrite.and_then(|r| specialise(r, &path));
+                    entries.push(RouteEntry {
+                        path,
+                        conditions: conditions.clone(),
+                        action: action.clone(),
+                        path_rewrite,
+                        route_name: route_name.clone(),
+                    });
+                }
+            }
+        }
+        self.route_entries += entries.len();
+        RouteTable::new(entries)
+    }
+
+    /// A rule that cannot be compiled (a regex the engine refuses) rejects the build, naming
+    /// its route.
+    fn rule_violation(&mut self, rule: &MergedRule, message: String) {
+        let meta = self
+            .set
+            .http_routes
+            .iter()
+            .find(|r| r.meta.name == rule.route_name)
+            .map(|r| &r.meta);
+        let v = match meta {
+            Some(m) => Violation::new(&m.origin, Some(m.display_name()), "spec.to", message),
+            None => Violation::global(message),
+        };
+        if !self.violations.contains(&v) {
+            self.violations.push(v);
+        }
+    }
+}
