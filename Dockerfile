@@ -8,7 +8,7 @@
 # /etc/meshgate/policies (read-only is fine). Changes to the mounted files are hot-reloaded;
 # no container restart needed. Default policies baked into the image: conf/policies (the demo).
 # Admin: /ready (used by HEALTHCHECK), /config, /metrics on :9901.
-# Every command run here is also run in CI outside Docker (scripts/check_dockerfile.sh
+# Every command run here is also run in CI outside Docker (scripts/ops/check_dockerfile.sh
 # checks the structure; CI runs the same `cargo build --release --locked`).
 
 # --- build ---------------------------------------------------------------------------
@@ -18,14 +18,17 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends cmake \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# rust-toolchain.toml: the pinned toolchain (rustup installs it on the first cargo command).
+COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 COPY src ./src
+# Pingora's crates as meshgate carries them patched ([patch.crates-io] in Cargo.toml).
+COPY vendor ./vendor
 # Cargo.toml declares [[bench]] routing and the two benchmark [[example]]s: cargo refuses
 # the manifest without their files.
 COPY benches ./benches
 COPY examples ./examples
 # The profile the release build is optimised with (profile-guided optimisation; written by
-# scripts/pgo.sh): the same flags as scripts/lib/release_flags.sh gives every local build.
+# scripts/build/pgo.sh): the same flags as scripts/build/release_flags.sh gives every local build.
 COPY pgo ./pgo
 RUN RUSTFLAGS="-Cprofile-use=/src/pgo/meshgate.profdata -Cllvm-args=-no-pgo-warn-mismatch" \
     cargo build --release --locked \

@@ -1,7 +1,7 @@
 //! Micro-benchmarks (issue 5 item 3): route lookup at 10 / 1,000 / 10,000 / 100,000 routes
 //! must stay flat, and snapshot compilation time is measured.
 //!
-//! Policies are generated like `scripts/gen_routes.py` does: exact, prefix, regex and header
+//! Policies are generated like `scripts/bench/gen_routes.py` does: exact, prefix, regex and header
 //! matches over several hostnames, with the route the benchmark request takes declared last.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};

@@ -21,8 +21,8 @@ PORTS=(8080 8081 8082 9000 18080 18081 18082 9901)
 if [[ "${SKIP_SETUP:-}" != 1 ]]; then
     scripts/setup.sh
 fi
-# shellcheck source=lib/release_flags.sh
-source scripts/lib/release_flags.sh # the PGO profile, as CI and the benchmark build it
+# shellcheck source=build/release_flags.sh
+source scripts/build/release_flags.sh # the PGO profile, as CI and the benchmark build it
 cargo build --release
 
 # A second demo (or anything else) on these ports would make the curls below lie.
@@ -52,7 +52,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for spec in "${BACKENDS[@]}"; do
-    python3 scripts/echo_backend.py "${spec%%:*}" "${spec##*:}" &
+    python3 scripts/lib/echo.py "${spec%%:*}" "${spec##*:}" &
     PIDS+=("$!")
 done
 

@@ -13,12 +13,12 @@ set -euo pipefail
 # Why each package is needed:
 #   build-essential, pkg-config, cmake  C toolchain for crates with native code; Pingora needs cmake
 #   ca-certificates                     HTTPS to crates.io
-#   curl                                README/demo commands, scripts/smoke.sh
+#   curl                                README/demo commands, scripts/ops/smoke.sh
 #   openssl                             test certificates (HTTPS/TLS scenarios)
 #   python3                             demo backends, acceptance runner, script helpers
 #   nginx-light, haproxy, wrk,          benchmarks against reference proxies (scripts/bench.sh)
 #   nghttp2-client (h2load)
-#   systemd (systemd-analyze)           scripts/check_systemd_unit.sh
+#   systemd (systemd-analyze)           scripts/ops/check_systemd_unit.sh
 #   procps (ps, pgrep -P), lsof         process and socket checks in scripts
 #   iproute2 (ss)                       upstream socket keep-alive check in tests/backends.rs
 DEFAULT_PACKAGES=(
@@ -28,7 +28,18 @@ DEFAULT_PACKAGES=(
     systemd procps lsof iproute2
 )
 
+# Cargo tools the test command runs (from crates.io; built once, ~3 min on 2 cores). Only
+# with the full list: `setup.sh PACKAGE...` installs just those packages.
+cargo_tools() {
+    if [[ $FULL == 1 ]] && ! command -v cargo-deny >/dev/null 2>&1; then
+        echo "setup.sh: installing cargo-deny"
+        cargo install --locked --quiet cargo-deny
+    fi
+}
+
+FULL=1
 if [[ $# -gt 0 ]]; then
+    FULL=0
     wanted=("$@")
 else
     wanted=("${DEFAULT_PACKAGES[@]}")
@@ -50,6 +61,7 @@ done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "setup.sh: all ${#wanted[@]} packages already installed"
+    cargo_tools
     exit 0
 fi
 
@@ -83,4 +95,5 @@ if [[ ${#to_install[@]} -gt 0 ]]; then
     "${SUDO[@]}" apt-get install -y --no-install-recommends "${to_install[@]}"
 fi
 
+cargo_tools
 echo "setup.sh: done"

@@ -1,31 +1,35 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI via .ci/run). Runs, in order:
-#   1. scripts/setup.sh                                  (installs missing apt packages)
-#   2. cargo fmt --all -- --check
-#   3. cargo clippy --release --all-targets -- -D warnings
-#   4. cargo build --release                             (with the PGO profile: scripts/lib/release_flags.sh)
-#   5. cargo test --release                              (unit tests + black-box tests in tests/)
-#   6. scripts/smoke.sh                                  (curl checks of conf/policies)
-#   7. operations: scripts/upgrade_test.sh (zero-downtime upgrade + reload under load),
-#      python3 scripts/hostile_test.py (hostile HTTP/1.x battery), scripts/check_systemd_unit.sh,
-#      scripts/install.sh --root TMP, scripts/check_dockerfile.sh
-#   8. python3 ../shared/acceptance/run.py --bin target/release/meshgate
-#                                                        (if ../shared/acceptance/run.py exists)
+# The project's test command (README, CI via .ci/run). Runs:
+#   setup        scripts/setup.sh (missing apt packages, cargo-deny)
+#   fmt          cargo fmt --check
+#   deny         scripts/build/deny.sh (advisories, licences, duplicates, sources)
+#   clippy       cargo clippy --all-targets -D warnings
+#   build        cargo build --release with the PGO profile (scripts/build/release_flags.sh),
+#                in the background from the start: its link-time optimisation is one long
+#                single-threaded step the other steps overlap
+#   cargo test   unit tests, in-process semantics tests and black-box tests (tests/), built
+#                in the dev profile into target/ci (quick to link; the release binary is for
+#                the steps below)
+#   pingora      scripts/build/pingora-patch.sh check (vendor/ = Pingora + vendor/pingora.patch)
+#   smoke, upgrade, systemd-unit, install, dockerfile
+#                scripts/ops/*: curl checks of conf/policies, zero-downtime upgrade and reload
+#                under load, the systemd unit, the installer, the Dockerfile
+#   acceptance   python3 ../shared/acceptance/run.py on the release binary, in parallel shards
+#                (the scenarios mostly wait on timers), if ../shared/acceptance/run.py exists
 # Every step runs even when an earlier one failed (one run shows every problem), except that
-# steps needing the binary are skipped when the build failed. Ends with one line per step and
-# `N passed, M failed` (steps); exits non-zero when any step failed.
+# steps needing the release binary are skipped when its build failed. Ends with one line per
+# step and `N passed, M failed`; exits non-zero when any step failed.
 #
 # Environment:
-#   SKIP_SETUP=1          skip step 1
+#   SKIP_SETUP=1          skip setup
 #   ACCEPTANCE_ARGS="..." extra arguments for the acceptance runner (e.g. "--filter seed")
+#   ACCEPTANCE_SHARDS=N   parallel acceptance runners (default 4)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-# The release build's flags (the PGO profile) for every cargo command below alike: clippy,
-# build and test then share one set of compiled dependencies.
-# shellcheck source=lib/release_flags.sh
-source scripts/lib/release_flags.sh
+LOGS="$ROOT/target/test-logs"
+mkdir -p "$LOGS"
 
 results=()
 passed=0
@@ -62,63 +66,82 @@ skip() { # skip NAME WHY
     record "$1 ($2)" SKIP
 }
 
+started=$SECONDS
 if [[ "${SKIP_SETUP:-}" == 1 ]]; then
     skip setup "SKIP_SETUP=1"
 else
     step setup scripts/setup.sh || true
 fi
 
-# rustfmt and clippy are rustup components, not apt packages; a toolchain without them is
-# reported, not silently passed.
+# The release build, in the background. Only it gets the PGO flags: RUSTFLAGS are part of
+# every crate's fingerprint, and the dev-profile build below must not be rebuilt for them.
+echo
+echo "==== build (background, log: $LOGS/build.log): cargo build --release"
+build_started=$SECONDS
+(
+    # shellcheck source=build/release_flags.sh
+    source scripts/build/release_flags.sh
+    cargo build --release
+) >"$LOGS/build.log" 2>&1 &
+build_pid=$!
+
+# rustfmt and clippy are rustup components (rust-toolchain.toml asks for both).
 if cargo fmt --version >/dev/null 2>&1; then
     step fmt cargo fmt --all -- --check || true
 else
     skip fmt "rustfmt not installed: rustup component add rustfmt"
 fi
+step deny scripts/build/deny.sh || true
+# The dev-profile steps build into their own directory, so they never wait for the release
+# build's lock on target/.
+export CARGO_TARGET_DIR="$ROOT/target/ci"
 if cargo clippy --version >/dev/null 2>&1; then
-    step clippy cargo clippy --release --all-targets -- -D warnings || true
+    step clippy cargo clippy --all-targets -- -D warnings || true
 else
     skip clippy "clippy not installed: rustup component add clippy"
 fi
+step "cargo test" cargo test || true
+unset CARGO_TARGET_DIR
 
+echo
+echo "==== build: waiting for the release build"
 built=0
-if step build cargo build --release; then
+if wait "$build_pid"; then
     built=1
+    tail -2 "$LOGS/build.log"
+    record "build ($((SECONDS - build_started)) s, in the background)" PASS
+else
+    tail -40 "$LOGS/build.log"
+    record "build (see $LOGS/build.log)" FAIL
 fi
 
+step pingora scripts/build/pingora-patch.sh check || true
+
 if [[ "$built" -eq 1 ]]; then
-    step "cargo test" cargo test --release || true
-
-    if [[ -x scripts/smoke.sh ]]; then
-        step smoke scripts/smoke.sh || true
-    else
-        skip smoke "scripts/smoke.sh not present"
-    fi
-
-    step upgrade scripts/upgrade_test.sh || true
-    step hostile python3 scripts/hostile_test.py "$ROOT/target/release/meshgate" || true
-    step systemd-unit scripts/check_systemd_unit.sh || true
+    step smoke scripts/ops/smoke.sh || true
+    step upgrade scripts/ops/upgrade_test.sh || true
+    step systemd-unit scripts/ops/check_systemd_unit.sh || true
     install_root="$(mktemp -d)"
-    step install scripts/install.sh --root "$install_root" --bin "$ROOT/target/release/meshgate" --no-start || true
+    step install scripts/ops/install.sh --root "$install_root" --bin "$ROOT/target/release/meshgate" --no-start || true
     rm -rf "$install_root"
-    step dockerfile scripts/check_dockerfile.sh || true
+    step dockerfile scripts/ops/check_dockerfile.sh || true
 
     ACCEPTANCE="$ROOT/../shared/acceptance/run.py"
     if [[ -f "$ACCEPTANCE" ]]; then
         # shellcheck disable=SC2086 # ACCEPTANCE_ARGS is a list of words on purpose
-        step acceptance python3 "$ACCEPTANCE" --bin "$ROOT/target/release/meshgate" ${ACCEPTANCE_ARGS:-} || true
+        step acceptance scripts/ops/acceptance.sh "$ACCEPTANCE" "$ROOT/target/release/meshgate" \
+            "${ACCEPTANCE_SHARDS:-4}" ${ACCEPTANCE_ARGS:-} || true
     else
         skip acceptance "no ../shared/acceptance/run.py beside the clone"
     fi
 else
-    skip "cargo test" "build failed"
-    skip smoke "build failed"
-    skip operations "build failed"
-    skip acceptance "build failed"
+    for s in smoke upgrade systemd-unit install dockerfile acceptance; do
+        skip "$s" "release build failed"
+    done
 fi
 
 echo
-echo "==== summary"
+echo "==== summary ($((SECONDS - started)) s)"
 printf '%s\n' "${results[@]}"
 echo "$passed passed, $failed failed"
 [[ "$failed" -eq 0 ]]

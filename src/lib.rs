@@ -6,13 +6,11 @@
 //! → `ArcSwap<Snapshot>` read by
 //! [`proxy`] on every request/connection. [`runtime`] runs beside the request path: it
 //! rebuilds and publishes snapshots, binds the ports they ask for, and owns the state that
-//! outlives a snapshot; [`admin`] and [`metrics`] expose it.
+//! outlives a snapshot; [`admin`] exposes it (endpoints, metrics, access log).
 
-pub mod access_log;
 pub mod admin;
 pub mod compile;
 pub mod config;
-pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod resources;

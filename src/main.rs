@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use log::{error, info, warn};
-use meshgate::access_log;
+use meshgate::admin::access_log;
 use meshgate::admin::Admin;
 use meshgate::compile::CompileOptions;
 use meshgate::config::Settings;

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Tiny HTTP echo backend for meshgate's operations tests (Python 3 standard library only).
+"""meshgate's echo backend: the demo's backends and the operations tests' (Python 3 standard
+library only).
 
-Same contract as the demo backend scripts/echo_backend.py: every request gets 200 with the
-header `x-backend: NAME` and a JSON body {backend, method, path, host, headers}.  In addition
-every request it sees is recorded (in memory when imported, as JSON lines with --log), so a test
-can prove that a hostile request never reached a backend it must not reach.
+Every request gets 200 with the header `x-backend: NAME` and a JSON body describing the
+request as the backend received it: {backend, method, path (raw request-target incl. query),
+host, headers (lower-cased names -> list of values), body_len}. Request header
+`x-echo-delay-ms: N` delays the answer by N ms (at most 60 s). Every request is also recorded
+(in memory when imported, as JSON lines with --log), so a test can prove what reached which
+backend. Threaded, keep-alive (HTTP/1.1).
 
-    python3 scripts/lib/echo.py NAME PORT [--log FILE]      # stand-alone
-    from echo import EchoBackend                             # in-process (hostile_test.py)
+    python3 scripts/lib/echo.py NAME PORT [--bind ADDR] [--log FILE]   # stand-alone
+    from echo import EchoBackend                                        # in-process
 """
 
 import argparse
@@ -39,7 +42,7 @@ class _Server(ThreadingHTTPServer):
 class EchoBackend:
     """A threaded HTTP/1.1 echo server on 127.0.0.1:port (0 = pick a free port)."""
 
-    def __init__(self, name, port=0, log_path=None):
+    def __init__(self, name, port=0, log_path=None, bind="127.0.0.1"):
         self.name = name
         self.requests = []  # dicts: method, path, host, headers, time
         self.lock = threading.Lock()
@@ -47,8 +50,9 @@ class EchoBackend:
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            server_version = "meshgate-test-echo"
+            protocol_version = "HTTP/1.1"  # keep-alive unless the client says close
+            server_version = "echo-backend"  # meshgate replaces `server`
+            sys_version = ""
 
             def log_message(self, *args):
                 pass
@@ -76,9 +80,12 @@ class EchoBackend:
                     headers.setdefault(k.lower(), []).append(v)
                 rec = {"backend": backend.name, "method": self.command, "path": self.path,
                        "host": self.headers.get("Host"), "headers": headers,
-                       "body_length": len(body), "time": time.time()}
-                backend._record(rec)
-                payload = json.dumps(rec).encode()
+                       "body_len": len(body)}
+                backend._record(dict(rec, time=time.time()))
+                delay = (self.headers.get("x-echo-delay-ms") or "").strip()
+                if delay.isdigit():
+                    time.sleep(min(int(delay), 60000) / 1000.0)
+                payload = json.dumps(rec, indent=2).encode() + b"\n"
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("x-backend", backend.name)
@@ -90,7 +97,7 @@ class EchoBackend:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
             do_HEAD = do_OPTIONS = do_TRACE = _handle
 
-        self.server = _Server(("127.0.0.1", port), Handler)
+        self.server = _Server((bind, port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -120,16 +127,22 @@ class EchoBackend:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("name")
-    ap.add_argument("port", type=int)
+    ap.add_argument("name", help="backend name, sent back in x-backend and the JSON body")
+    ap.add_argument("port", type=int, help="TCP port to listen on (0: any free port)")
+    ap.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ap.add_argument("--log", help="append every request as a JSON line to this file")
     args = ap.parse_args()
-    b = EchoBackend(args.name, args.port, args.log)
-    # Exit cleanly on SIGTERM so callers can stop it by PID.
+    b = EchoBackend(args.name, args.port, args.log, args.bind)
+    # Exit cleanly on SIGTERM so callers can stop it by PID (what demo.sh sends).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("echo backend %s listening on 127.0.0.1:%d (pid %d)" % (args.name, b.port, os.getpid()),
-          flush=True)
-    b.server.serve_forever()
+    print("echo backend %s listening on %s:%d (pid %d)" % (args.name, args.bind, b.port,
+                                                          os.getpid()), flush=True)
+    try:
+        b.server.serve_forever()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        b.server.server_close()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 //! speaks what the real request would: TLS to TLS backends, HTTP/2 to h2 backends, and any
 //! header bytes the client sent (the request head is Pingora's own, copied).
 
-use crate::metrics::METRICS;
+use crate::admin::metrics::METRICS;
 use crate::snapshot::backends::Backend;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;

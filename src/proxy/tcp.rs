@@ -6,8 +6,8 @@
 //! half-close passed through and an idle timeout (Kuma's default: 5 minutes).
 
 use super::tls::{parse_sni, record_len, PortAcceptor, SniError};
-use crate::access_log;
-use crate::metrics::METRICS;
+use crate::admin::access_log;
+use crate::admin::metrics::METRICS;
 use crate::runtime::state::GatewayState;
 use crate::snapshot::backends::{Backend, BackendState, WeightedBackends};
 use crate::snapshot::{ListenerInfo, Serving, Snapshot, TlsMode};

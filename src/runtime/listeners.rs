@@ -12,7 +12,7 @@
 //! A port that cannot be bound is reported in `/config` and keeps `/ready` at 503; binding
 //! is retried every few seconds (another process may free the port).
 
-use crate::metrics::METRICS;
+use crate::admin::metrics::METRICS;
 use crate::proxy::conn::{self, HttpBudgets};
 use crate::proxy::http::HttpGateway;
 use crate::proxy::tcp;

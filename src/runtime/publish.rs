@@ -4,7 +4,7 @@
 
 use super::reload::{Built, Rejected};
 use super::state::GatewayState;
-use crate::metrics::{unix_now, METRICS};
+use crate::admin::metrics::{unix_now, METRICS};
 use crate::snapshot::Snapshot;
 use crate::violation::render;
 use log::{error, info, warn};

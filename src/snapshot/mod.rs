@@ -11,7 +11,6 @@ pub mod certs;
 pub mod hostname;
 pub mod matchers;
 pub mod route_table;
-pub mod summary;
 pub mod timeouts;
 
 use backends::WeightedBackends;

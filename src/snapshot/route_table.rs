@@ -34,30 +34,36 @@ pub struct RouteEntry {
 }
 
 impl RouteEntry {
-    /// Kuma's sort key (`pkg/plugins/runtime/gateway/route/sorter.go`): exact < prefix < regex,
-    /// longer path first, method before none, more headers, more query params, then the
-    /// path string.
+    /// Kuma's sort key for this entry (`pkg/plugins/runtime/gateway/route/sorter.go`).
     pub fn precedence(&self) -> Precedence<'_> {
-        (
-            self.path.kind,
-            Reverse(self.path.value.len()),
-            Reverse(self.conditions.method.is_some()),
-            Reverse(self.conditions.header_count_for_precedence()),
-            Reverse(self.conditions.query.len()),
-            self.path.value.as_str(),
-        )
+        Precedence {
+            path_kind: self.path.kind,
+            longer_path: Reverse(self.path.value.len()),
+            has_method: Reverse(self.conditions.method.is_some()),
+            more_headers: Reverse(self.conditions.header_count_for_precedence()),
+            more_query_params: Reverse(self.conditions.query.len()),
+            path: self.path.value.as_str(),
+        }
     }
 }
 
-/// Sort key of an entry; `Ord` is Kuma's precedence, most specific first.
-pub type Precedence<'a> = (
-    PathKind,
-    Reverse<usize>,
-    Reverse<bool>,
-    Reverse<usize>,
-    Reverse<usize>,
-    &'a str,
-);
+/// Kuma's precedence between two entries, most specific first: the derived order compares
+/// the fields in declaration order, so the first field that differs decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Precedence<'a> {
+    /// Exact before prefix before regex.
+    pub path_kind: PathKind,
+    /// The longer path value first.
+    pub longer_path: Reverse<usize>,
+    /// A method condition before none.
+    pub has_method: Reverse<bool>,
+    /// More header conditions first (Prefix header matches not counted, §4.5 step 5).
+    pub more_headers: Reverse<usize>,
+    /// More query parameter conditions first.
+    pub more_query_params: Reverse<usize>,
+    /// Then the path string itself.
+    pub path: &'a str,
+}
 
 #[derive(Debug, Default)]
 struct PrefixNode {
@@ -146,7 +152,7 @@ impl RouteTable {
         let beats = |i: usize| {
             bound.is_none_or(|b| self.entries.get(i).is_some_and(|e| e.precedence() < b))
         };
-        let searched = |kind: PathKind| bound.is_none_or(|b| kind <= b.0);
+        let searched = |kind: PathKind| bound.is_none_or(|b| kind <= b.path_kind);
         // The table's own first match is its best: if that does not beat the bound, nothing
         // later in the table does.
         if let Some(ids) = self.exact.get(req.path) {

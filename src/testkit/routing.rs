@@ -6,6 +6,7 @@
 
 use super::fixtures::fill;
 use crate::compile::{CompileOptions, Compiler, SourceFile};
+use crate::proxy::http::checks::{refusal, CheckRules};
 use crate::proxy::http::decide::{decide, Decision};
 use crate::proxy::http::{edit, RequestCtx};
 use crate::snapshot::Snapshot;
@@ -17,6 +18,21 @@ use std::sync::Arc;
 /// Port of listener `n` (`@LPORT:n@`).
 pub fn listener_port(n: u32) -> u16 {
     20000 + n as u16
+}
+
+/// A request head as Pingora would hand it over, `None` when one cannot be written.
+fn request_head(
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Option<RequestHeader> {
+    let mut req = RequestHeader::build(method, target.as_bytes(), None).ok()?;
+    req.insert_header(http::header::HOST, host).ok()?;
+    for (name, value) in headers {
+        req.append_header(name.to_string(), *value).ok()?;
+    }
+    Some(req)
 }
 
 /// The address every in-process request comes from.
@@ -105,6 +121,36 @@ impl Routing {
         self.ask(listener, Some(sni), method, target, host, &[])
     }
 
+    /// Like [`Routing::request`], for generated input: `None` when the request cannot be
+    /// written at all (Pingora's parser would refuse it), a refusal status when meshgate's
+    /// checks refuse it, else the decision.
+    pub fn try_request(
+        &self,
+        listener: u32,
+        method: &str,
+        target: &str,
+        host: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<Answer> {
+        let req = request_head(method, target, host, headers)?;
+        let rules = CheckRules {
+            allow_underscore_headers: false,
+            max_header_fields: crate::proxy::conn::MAX_HEAD_FIELDS,
+        };
+        if let Some(refusal) = refusal(&req, None, rules) {
+            let ctx = RequestCtx::for_connection(listener_port(listener), false);
+            return Some(Answer {
+                status: Some(refusal.status),
+                location: None,
+                backend: None,
+                route: None,
+                upstream: None,
+                ctx,
+            });
+        }
+        Some(self.decide(listener, None, req))
+    }
+
     fn ask(
         &self,
         listener: u32,
@@ -114,11 +160,12 @@ impl Routing {
         host: &str,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let mut req = RequestHeader::build(method, target.as_bytes(), None).expect("request");
-        req.insert_header(http::header::HOST, host).expect("host");
-        for (name, value) in headers {
-            req.append_header(name.to_string(), *value).expect("header");
-        }
+        let req = request_head(method, target, host, headers)
+            .unwrap_or_else(|| panic!("cannot write {method} {target} Host: {host} {headers:?}"));
+        self.decide(listener, sni, req)
+    }
+
+    fn decide(&self, listener: u32, sni: Option<&str>, req: RequestHeader) -> Answer {
         let mut ctx = RequestCtx::for_connection(listener_port(listener), sni.is_some());
         let decision = decide(&self.snapshot, &req, sni, &mut ctx);
         ctx.set_snapshot(self.snapshot.clone());

@@ -9,7 +9,7 @@
 //! once, in `request_filter`, on one snapshot held for the whole request; the later hooks
 //! only apply the decision recorded in [`RequestCtx`].
 
-mod checks;
+pub(crate) mod checks;
 pub(crate) mod decide;
 pub(crate) mod edit;
 pub mod forwarded;
@@ -18,8 +18,8 @@ pub mod normalize;
 pub mod outcome;
 pub mod plain_header;
 
-use crate::access_log;
-use crate::metrics::METRICS;
+use crate::admin::access_log;
+use crate::admin::metrics::METRICS;
 use crate::proxy::mirror::MirrorBody;
 use crate::proxy::tls::SniName;
 use crate::runtime::state::GatewayState;
@@ -483,7 +483,7 @@ impl ProxyHttp for HttpGateway {
                 .upstream()
                 .filter(|_| ctx.local.is_none() && session.response_written().is_some())
                 .map(|u| u.backend.key.as_str());
-            crate::metrics::observe_request(
+            crate::admin::metrics::observe_request(
                 snap.generation,
                 listener,
                 route,

@@ -6,13 +6,13 @@
 # Prints one line per check and `N passed, M failed`; exits non-zero on any failure.
 # Cleans up its own processes by PID.
 #
-# Usage: scripts/smoke.sh [--bin PATH] [--policies DIR] [--admin-port N]
+# Usage: scripts/ops/smoke.sh [--bin PATH] [--policies DIR] [--admin-port N]
 #   --admin-port  admin port to use (default 19901, not the default 9901, so a meshgate
 #                 someone runs by hand does not collide)
 # Needs: curl (installed via scripts/setup.sh or apt-get if missing), python3.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN="$ROOT/target/release/meshgate"
 POLICIES="$ROOT/conf/policies"
 ADMIN_PORT=19901
@@ -60,8 +60,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ECHO="$ROOT/scripts/echo_backend.py"
-[[ -f "$ECHO" ]] || ECHO="$ROOT/scripts/lib/echo.py"
+ECHO="$ROOT/scripts/lib/echo.py"
 for spec in demo-app:18080 example-v1:18081 example-v2:18082; do
     python3 "$ECHO" "${spec%%:*}" "${spec##*:}" >"$T/${spec%%:*}.log" 2>&1 &
     PIDS+=("$!")

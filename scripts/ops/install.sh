@@ -11,7 +11,7 @@
 # zero-downtime upgrade to the new binary when it is already running).
 # Safe to run again (idempotent).
 #
-# Usage: scripts/install.sh [--root DIR] [--bin PATH] [--policies DIR] [--no-start]
+# Usage: scripts/ops/install.sh [--root DIR] [--bin PATH] [--policies DIR] [--no-start]
 #   --root DIR      install below DIR instead of / (DESTDIR style; never touches
 #                   systemctl). Also taken from $DESTDIR.
 #   --bin PATH      binary to install (default target/release/meshgate)
@@ -20,7 +20,7 @@
 #   --no-start      install and daemon-reload, but do not enable/start/reload
 set -euo pipefail
 
-SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ROOT="${DESTDIR:-/}"
 BIN="$SRC/target/release/meshgate"
 POLICIES_SRC="$SRC/conf/policies"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates pgo/meshgate.profdata, the profile the release build is optimised with
-# (scripts/lib/release_flags.sh; BENCHMARKS.md, "Profile-guided optimisation").
+# (scripts/build/release_flags.sh; BENCHMARKS.md, "Profile-guided optimisation").
 #
-#   scripts/pgo.sh          # ~13 min on 2 cores: instrumented build, 30 s of load, merge
+#   scripts/build/pgo.sh          # ~13 min on 2 cores: instrumented build, 30 s of load, merge
 #
 # 1. builds an instrumented meshgate (-Cprofile-generate) in target/pgo-gen, with meshgate's
 #    release profile and no profile of its own (a rerun on unchanged sources reuses it);
@@ -19,7 +19,7 @@
 # Rerun it after changes to the request path; a profile older than the code still builds
 # (changed functions simply have no data). Not part of CI: the committed profile is used.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 log() { printf '[pgo] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -8,10 +8,10 @@
 #   and, when target/release/meshgate exists, the image's own commands (`--check` of the
 #   baked-in policies, the ENTRYPOINT+CMD flags) run outside Docker too.
 # Prints one line per check and `N passed, M failed`; exits non-zero on failure.
-# Usage: scripts/check_dockerfile.sh [--bin PATH] [DOCKERFILE]
+# Usage: scripts/ops/check_dockerfile.sh [--bin PATH] [DOCKERFILE]
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN="$ROOT/target/release/meshgate"
 if [[ "${1:-}" == --bin ]]; then
     BIN="$2"
@@ -43,8 +43,12 @@ check "two stages (FROM twice, got $froms)" test "$froms" -eq 2
 check "builder is rust:1-bookworm, named" has '^FROM rust:1-bookworm AS [a-z]+' "$T/build"
 check "builder installs cmake (libz-ng-sys)" has '^RUN .*apt-get install .*cmake' "$T/build"
 check "builder runs cargo build --release" has '^RUN .*cargo build --release' "$T/build"
-# The image's binary is optimised like CI's and the benchmark's (scripts/lib/release_flags.sh).
+# The image's binary is optimised like CI's and the benchmark's (scripts/build/release_flags.sh).
 check "builder copies the PGO profile" has '^COPY pgo ' "$T/build"
+# [patch.crates-io] paths (the vendored Pingora crates) must be in the builder's context.
+while read -r patched; do
+    check "builder copies patched crate $patched" has "^COPY (.* )?${patched%%/*} " "$T/build"
+done < <(sed -n '/^\[patch.crates-io\]/,/^\[/s/.*path = "\([^"]*\)".*/\1/p' "$ROOT/Cargo.toml")
 check "builder builds with the PGO profile" has '^RUN .*-Cprofile-use=/src/pgo/meshgate.profdata.* cargo build --release' "$T/build"
 check "runtime is debian:bookworm-slim" has '^FROM debian:bookworm-slim' "$T/final"
 check "runtime copies the binary from the builder" has '^COPY --from=[a-z]+ .*meshgate' "$T/final"
@@ -132,7 +136,7 @@ if command -v cargo >/dev/null 2>&1 && [[ -f "$ctx/Cargo.toml" ]]; then
     )"
     if grep -q "no bin target named" <<<"$out"; then
         ok "builder context (COPY sources only) has every target Cargo.toml declares"
-    elif grep -Eq "can't find|failed to parse manifest|failed to load manifest" <<<"$out"; then
+    elif grep -Eq "can't find|failed to parse manifest|failed to load manifest|failed to read|failed to load source" <<<"$out"; then
         bad "builder context (COPY sources only) has every target Cargo.toml declares: $(grep -E "can't find|failed" <<<"$out" | head -n2)"
     else
         echo "SKIP  could not load the builder context's manifest offline: $(tail -n1 <<<"$out")"

@@ -9,7 +9,7 @@
 //! but the writer thread is started by the [`AccessLogWriter`] background service: threads
 //! started before Pingora daemonizes (`-d`) do not survive the fork.
 
-use crate::metrics::METRICS;
+use crate::admin::metrics::METRICS;
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;

@@ -2,10 +2,10 @@
 //! snapshot with 10,000 routes would otherwise carry a document of tens of megabytes).
 //! By default virtual hosts show their entry counts; `full` lists every route entry.
 
-use super::action::Action;
-use super::backends::{Backend, BackendState};
-use super::route_table::RouteTable;
-use super::{GatewayIdentity, Port, Serving, Snapshot, VirtualHost};
+use crate::snapshot::action::Action;
+use crate::snapshot::backends::{Backend, BackendState};
+use crate::snapshot::route_table::RouteTable;
+use crate::snapshot::{GatewayIdentity, Port, Serving, Snapshot, VirtualHost};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;

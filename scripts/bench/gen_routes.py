@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate a meshgate policy directory with N MeshHTTPRoute rules for benchmarks.
 
-    scripts/gen_routes.py --rules 10000 --out /tmp/pol --port 19113 \
+    scripts/bench/gen_routes.py --rules 10000 --out /tmp/pol --port 19113 \
         --backend 127.0.0.1:19100
 
 Writes (Universal form, deterministic for the same arguments):

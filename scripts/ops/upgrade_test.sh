@@ -20,12 +20,12 @@
 #           pid file names the new daemon, the old one exits; SIGTERM (systemctl stop)
 #           ends the daemon within grace + shutdown timeout.
 #
-# Usage: scripts/upgrade_test.sh [--bin PATH] [--only upgrade|reload|unit] [--rounds N] [-v]
+# Usage: scripts/ops/upgrade_test.sh [--bin PATH] [--only upgrade|reload|unit] [--rounds N] [-v]
 # Bounded: every wait has a deadline; the whole run takes well under 2 minutes.
 # Needs python3 only (stdlib helpers in scripts/lib). Cleans up its processes by PID.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LIB="$ROOT/scripts/lib"
 BIN="$ROOT/target/release/meshgate"
 ONLY=""
@@ -89,9 +89,7 @@ show_logs() {
 read -r LPORT ADMIN BPORT_A BPORT_B < <(mg free-ports 4)
 
 # --- echo backends ------------------------------------------------------------
-# The demo backend if present (same contract), else our own stdlib one.
-ECHO="$ROOT/scripts/echo_backend.py"
-[[ -f "$ECHO" ]] || ECHO="$LIB/echo.py"
+ECHO="$LIB/echo.py"
 python3 "$ECHO" echo-a "$BPORT_A" >"$T/echo-a.log" 2>&1 &
 PIDS+=("$!")
 python3 "$ECHO" echo-b "$BPORT_B" >"$T/echo-b.log" 2>&1 &

@@ -7,10 +7,10 @@
 #   3. the unit and the Pingora conf agree (pid file, upgrade socket, timeouts);
 #   4. `systemd-analyze security --offline` exposure stays low (when supported).
 # Prints one line per check and `N passed, M failed`; exits non-zero on any failure.
-# Usage: scripts/check_systemd_unit.sh [UNIT_FILE [PINGORA_YAML]]
+# Usage: scripts/ops/check_systemd_unit.sh [UNIT_FILE [PINGORA_YAML]]
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 UNIT="${1:-$ROOT/conf/systemd/meshgate.service}"
 PCONF="${2:-$ROOT/conf/systemd/pingora.yaml}"
 BIN=/usr/local/bin/meshgate

@@ -1,9 +1,14 @@
-//! The admin endpoint: `/ready`, `/config`, `/metrics` (issue 2 interface).
+//! What the gateway shows of itself: the admin endpoint (`/ready`, `/config`, `/metrics`),
+//! served here, the `/config` description ([`summary`]), the Prometheus metrics
+//! ([`metrics`]) and the access log ([`access_log`]).
 //!
-//! It is a Pingora listening service, so its socket is handed over in a graceful upgrade like
-//! the gateway's own listeners.
+//! The endpoint is a Pingora listening service, so its socket is handed over in a graceful
+//! upgrade like the gateway's own listeners.
 
-use crate::metrics;
+pub mod access_log;
+pub mod metrics;
+pub mod summary;
+
 use crate::runtime::state::GatewayState;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -47,7 +52,7 @@ impl Admin {
                 "errors": errors,
             },
             "route_entries": snap.route_entries,
-            "snapshot": crate::snapshot::summary::describe(&snap, full),
+            "snapshot": crate::admin::summary::describe(&snap, full),
         });
         serde_json::to_vec_pretty(&doc).unwrap_or_default()
     }
