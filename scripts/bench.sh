@@ -297,7 +297,7 @@ for peer in "${PEER_LIST[@]}"; do
         ;;
     mg*)
         dir=$RUN_DIR/policies-$peer
-        python3 "$ROOT/scripts/gen_routes.py" --rules "${ROUTES[$peer]}" --out "$dir" \
+        python3 "$ROOT/scripts/bench/gen_routes.py" --rules "${ROUTES[$peer]}" --out "$dir" \
             --port "${PORT[$peer]}" --backend "127.0.0.1:$BACKEND_PORT"
         render "$BENCH_DIR/meshgate.pingora.yaml.in" "$RUN_DIR/$peer.pingora.yaml" "$peer"
         bin=$MESHGATE_BIN
