@@ -91,8 +91,8 @@ fn lookup(c: &mut Criterion) {
 fn policies_with_options(routes: usize) -> (PathBuf, CompileOptions) {
     let dir = write_policies(routes);
     let opts = CompileOptions {
-        gateway: None,
         policy_dir: dir.clone(),
+        ..Default::default()
     };
     (dir, opts)
 }

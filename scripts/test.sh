@@ -22,7 +22,8 @@
 #
 # Environment:
 #   SKIP_SETUP=1          skip setup
-#   ACCEPTANCE_ARGS="..." extra arguments for the acceptance runner (e.g. "--filter seed")
+#   ACCEPTANCE_ARGS="..." arguments for the acceptance runner instead of the default (every
+#                         scenario of the kinds built so far), e.g. "--filter seed"
 #   ACCEPTANCE_SHARDS=N   parallel acceptance runners (default 4)
 set -euo pipefail
 
@@ -127,10 +128,16 @@ if [[ "$built" -eq 1 ]]; then
     step dockerfile scripts/ops/check_dockerfile.sh || true
 
     ACCEPTANCE="$ROOT/../shared/acceptance/run.py"
+    # The policy scenarios are pending in the suite until each kind lands: run them all but
+    # the kinds meshgate does not apply yet (MeshHealthCheck, MeshCircuitBreaker, RingHash and
+    # the strategy validator, MeshAccessLog, MeshTrace).
+    DEFAULT_ACCEPTANCE_ARGS="--pending --exclude pol-hc --exclude pol-v-hc --exclude pol-cb
+        --exclude pol-v-cb --exclude pol-lb-ringhash --exclude pol-v-lb --exclude pol-al
+        --exclude pol-trace"
     if [[ -f "$ACCEPTANCE" ]]; then
-        # shellcheck disable=SC2086 # ACCEPTANCE_ARGS is a list of words on purpose
+        # shellcheck disable=SC2086 # the arguments are a list of words on purpose
         step acceptance scripts/ops/acceptance.sh "$ACCEPTANCE" "$ROOT/target/release/meshgate" \
-            "${ACCEPTANCE_SHARDS:-4}" ${ACCEPTANCE_ARGS:-} || true
+            "${ACCEPTANCE_SHARDS:-4}" ${ACCEPTANCE_ARGS:-$DEFAULT_ACCEPTANCE_ARGS} || true
     else
         skip acceptance "no ../shared/acceptance/run.py beside the clone"
     fi

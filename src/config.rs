@@ -5,13 +5,10 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Time a client has to send a complete request head (slowloris guard). Kuma uses 500 ms;
-    /// meshgate defaults to 10 s, friendlier to slow mobile clients.
+    /// Time a TLS client has to send its ClientHello on a TLS port (`--header-timeout`; on
+    /// HTTP ports the flag is the default of MeshTimeout's `requestHeadersTimeout`, see
+    /// `compile::ListenerDefaults`).
     pub header_timeout: Duration,
-    /// Idle keep-alive timeout between requests on a downstream connection (Kuma: 5 min).
-    pub idle_timeout: Duration,
-    /// Idle timeout of TCP-route connections (Kuma's gateway default: 5 min).
-    pub tcp_idle_timeout: Duration,
     /// Process-wide cap on downstream connections (0 = none).
     pub max_connections: usize,
     /// Envoy in Kuma's gateway rejects header names containing `_`; this lets them through.
@@ -26,8 +23,6 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
-            tcp_idle_timeout: Duration::from_secs(300),
             max_connections: 0,
             allow_underscore_headers: false,
             max_header_bytes: 64 * 1024,

@@ -4,7 +4,7 @@ use clap::Parser;
 use log::{error, info, warn};
 use meshgate::admin::access_log;
 use meshgate::admin::Admin;
-use meshgate::compile::CompileOptions;
+use meshgate::compile::{CompileOptions, ListenerDefaults};
 use meshgate::config::Settings;
 use meshgate::proxy::http::HttpGateway;
 use meshgate::runtime::drain::DrainWatcher;
@@ -48,13 +48,16 @@ struct Cli {
     /// Access log target: `off`, `stdout` or a file path (Kuma's default formats).
     #[arg(long, value_name = "TARGET", default_value = "off")]
     access_log: String,
-    /// Seconds a client has to send a complete request head.
+    /// Seconds a client has to send a complete request head, where no MeshTimeout sets
+    /// `requestHeadersTimeout` (and for a TLS port's ClientHello).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     header_timeout: u64,
-    /// Idle keep-alive timeout between requests, seconds (Kuma: 300).
+    /// Idle keep-alive timeout between requests, seconds, where no MeshTimeout sets
+    /// `idleTimeout` (Kuma: 300).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
-    /// Idle timeout of TCP/TLS route connections, seconds (Kuma: 300).
+    /// Idle timeout of TCP/TLS route connections, seconds, where no MeshTimeout sets
+    /// `idleTimeout` (Kuma: 300).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     tcp_idle_timeout: u64,
     /// Cap on concurrent downstream connections (0 = no cap).
@@ -110,6 +113,11 @@ fn main() -> ExitCode {
     let compile = CompileOptions {
         gateway: cli.gateway.clone(),
         policy_dir: cli.policies.clone(),
+        listener_defaults: ListenerDefaults {
+            request_headers: Duration::from_secs(cli.header_timeout.max(1)),
+            idle: Duration::from_secs(cli.idle_timeout.max(1)),
+            tcp_idle: Duration::from_secs(cli.tcp_idle_timeout.max(1)),
+        },
     };
 
     // Every snapshot, the first included, is built on the builder thread (see PolicyBuilder).
@@ -157,8 +165,6 @@ fn main() -> ExitCode {
 
     let settings = Settings {
         header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
-        idle_timeout: Duration::from_secs(cli.idle_timeout.max(1)),
-        tcp_idle_timeout: Duration::from_secs(cli.tcp_idle_timeout.max(1)),
         max_connections: cli.max_connections,
         allow_underscore_headers: cli.allow_underscore_headers,
         ..Settings::default()

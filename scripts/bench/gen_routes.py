@@ -11,6 +11,8 @@ Writes (Universal form, deterministic for the same arguments):
                       filler services, all at --backend (one nginx serves them all)
   routes-NNNN.yaml    MeshHTTPRoutes, --rules-per-route rules each, --routes-per-file
                       routes per file
+  policies.yaml       with --with-policies: a MeshRetry, a MeshTimeout and a MeshRateLimit
+                      (never firing) that apply to every route
 
 The N rules are N-1 filler rules plus the one rule the benchmark request matches:
   GET /bench/target  Host: bench.example.com  ->  bench-backend
@@ -226,6 +228,45 @@ def parse_backend(text):
     return host, port_num
 
 
+# What a realistic mesh puts on every gateway route: Kuma's default retries, a timeout and a
+# rate limit high enough never to fire (the cost measured is the policies', not refusals').
+POLICIES = [
+    """type: MeshRetry
+name: bench-retry
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: Mesh}
+    default:
+      http: {numRetries: 5, perTryTimeout: 16s, backOff: {baseInterval: 25ms, maxInterval: 250ms}}
+""",
+    """type: MeshTimeout
+name: bench-timeout
+mesh: default
+spec:
+  targetRef: {kind: MeshGateway, name: bench-gateway}
+  to:
+  - targetRef: {kind: Mesh}
+    default:
+      connectionTimeout: 3s
+      http: {requestTimeout: 20s, streamIdleTimeout: 10s}
+""",
+    """type: MeshRateLimit
+name: bench-rate-limit
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: Mesh}
+    default:
+      local:
+        http:
+          requestRate: {num: 4000000000, interval: 1s}
+""",
+]
+
+
 def positive(text):
     try:
         value = int(text)
@@ -244,6 +285,9 @@ def main(argv=None):
     p.add_argument("--backend", type=parse_backend, required=True, help="backend IP:PORT")
     p.add_argument("--rules-per-route", type=positive, default=100)
     p.add_argument("--routes-per-file", type=positive, default=10)
+    p.add_argument("--with-policies", action="store_true",
+                   help="add a MeshRetry, a MeshTimeout and a MeshRateLimit (a limit that never "
+                        "fires) applying to every route")
     args = p.parse_args(argv)
     if args.port > 65535:
         p.error("--port must be at most 65535")
@@ -258,6 +302,14 @@ def main(argv=None):
     write(os.path.join(args.out, "gateway.yaml"), gateway_docs(args.port))
     services = [TARGET_SERVICE] + [f"bench-svc-{i}" for i in range(FILLER_SERVICES)]
     write(os.path.join(args.out, "dataplanes.yaml"), [dataplane(s, address, port) for s in services])
+
+    policy_file = os.path.join(args.out, "policies.yaml")
+    if args.with_policies:
+        with open(policy_file + ".tmp", "w", encoding="utf-8") as f:
+            f.write("---\n".join(POLICIES))
+        os.replace(policy_file + ".tmp", policy_file)
+    elif os.path.exists(policy_file):
+        os.remove(policy_file)
 
     batch, file_index, route_count = [], 0, 0
     for doc in routes(args.rules, args.rules_per_route):

@@ -32,6 +32,14 @@ pub struct Metrics {
     pub listener_errors: IntGauge,
     pub access_log_dropped: IntCounter,
     pub mirror_requests: IntCounterVec,
+    /// Retries by route and what was retried (MeshRetry).
+    pub upstream_retries: IntCounterVec,
+    /// Requests that were retried at least once, by route and how they ended.
+    pub retried_requests: IntCounterVec,
+    /// Requests and connections refused by a MeshRateLimit.
+    pub rate_limited: IntCounterVec,
+    /// Faults injected by MeshFaultInjection, by kind.
+    pub faults_injected: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -115,6 +123,30 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     start.set(unix_now());
 
     Metrics {
+        upstream_retries: counter(
+            &r,
+            "meshgate_upstream_retries_total",
+            "Retries of requests to backends (MeshRetry), by route and what failed",
+            &["route", "reason"],
+        ),
+        retried_requests: counter(
+            &r,
+            "meshgate_retried_requests_total",
+            "Requests retried at least once, by route and outcome (success: the last attempt got a response below 500; failure: anything else)",
+            &["route", "outcome"],
+        ),
+        rate_limited: counter(
+            &r,
+            "meshgate_rate_limited_total",
+            "Requests (route) and connections (route \"\") refused by MeshRateLimit, by listener port",
+            &["listener", "route"],
+        ),
+        faults_injected: counter(
+            &r,
+            "meshgate_faults_injected_total",
+            "Faults injected by MeshFaultInjection, by kind (abort, delay, bandwidth)",
+            &["listener", "kind"],
+        ),
         http_requests: counter(
             &r,
             "meshgate_http_requests_total",

@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod metrics;
+pub mod policies;
 pub mod summary;
 
 use crate::runtime::state::GatewayState;

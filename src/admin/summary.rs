@@ -1,18 +1,20 @@
 //! The JSON description of a snapshot served by `GET /config`, rendered on request (a
 //! snapshot with 10,000 routes would otherwise carry a document of tens of megabytes).
-//! By default virtual hosts show their entry counts; `full` lists every route entry.
+//! By default virtual hosts show their entry counts and each port the distinct sets of route
+//! policies its entries use; `full` lists every route entry with its policies.
 
 use crate::snapshot::action::Action;
 use crate::snapshot::backends::{Backend, BackendState};
+use crate::snapshot::policy::RoutePolicies;
 use crate::snapshot::route_table::RouteTable;
 use crate::snapshot::{GatewayIdentity, Port, Serving, Snapshot, VirtualHost};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+
 use std::sync::Arc;
 
 pub fn describe(snap: &Snapshot, full: bool) -> Value {
     let gw: &GatewayIdentity = &snap.gateway;
-    let ports: &HashMap<u16, Arc<Port>> = &snap.ports;
+    let ports = &snap.ports;
     let mut port_numbers: Vec<&u16> = ports.keys().collect();
     port_numbers.sort();
     let ports_json: Vec<Value> = port_numbers
@@ -52,8 +54,45 @@ fn port(p: &Port, full: bool) -> Value {
         "port": p.port,
         "protocol": p.protocol,
         "connection_limit": p.connection_limit,
+        "policies": super::policies::port(&p.policy),
+        "route_policies": route_policy_sets(p),
         "serving": detail,
     })
+}
+
+/// The distinct route policy sets of a port's entries (shared objects, listed once), with
+/// the routes using each.
+fn route_policy_sets(p: &Port) -> Vec<Value> {
+    let tables: Vec<&Arc<RouteTable>> = match &p.serving {
+        Serving::Http { vhosts } => vhosts.values().flat_map(|v| v.tables.iter()).collect(),
+        Serving::Https { chains } => chains
+            .values()
+            .flat_map(|c| c.vhosts.values())
+            .flat_map(|v| v.tables.iter())
+            .collect(),
+        Serving::Tcp { .. } | Serving::Tls { .. } => Vec::new(),
+    };
+    let mut sets: Vec<(&Arc<RoutePolicies>, std::collections::BTreeSet<&str>)> = Vec::new();
+    for entry in tables.iter().flat_map(|t| t.entries()) {
+        let Some(f) = entry.action.forward() else {
+            continue;
+        };
+        match sets.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &f.policies)) {
+            Some((_, routes)) => {
+                routes.insert(&entry.route_name);
+            }
+            None => sets.push((&f.policies, [&*entry.route_name].into_iter().collect())),
+        }
+    }
+    sets.iter()
+        .map(|(p, routes)| {
+            let mut doc = super::policies::route(p);
+            let shown: Vec<&&str> = routes.iter().take(20).collect();
+            doc["routes"] = json!(routes.len());
+            doc["some_routes"] = json!(shown);
+            doc
+        })
+        .collect()
 }
 
 fn vhosts_json<'a>(vhosts: impl Iterator<Item = &'a Arc<VirtualHost>>, full: bool) -> Vec<Value> {
@@ -80,7 +119,10 @@ fn routes_json(t: &RouteTable) -> Vec<Value> {
         .iter()
         .map(|e| {
             let action = match e.action.as_ref() {
-                Action::Forward(f) => json!({"forward": f.backends.describe()}),
+                Action::Forward(f) => json!({
+                    "forward": f.backends.describe(),
+                    "policies": super::policies::route(&f.policies),
+                }),
                 Action::Redirect(r) => json!({"redirect": r.status}),
             };
             json!({
@@ -101,9 +143,17 @@ fn backend(b: &Backend) -> Value {
         BackendState::NoEndpoints => "no endpoints (503)".to_string(),
         BackendState::Unresolved(r) => format!("unresolved (500): {r}"),
     };
+    let c = &b.cluster;
+    let ms = |d: Option<std::time::Duration>| d.map(|d| format!("{}ms", d.as_millis()));
     json!({
         "name": b.key,
         "state": state,
         "endpoints": b.endpoints.iter().map(|e| e.addr.to_string()).collect::<Vec<_>>(),
+        "cluster": {
+            "connect_timeout": ms(Some(c.connect_timeout)),
+            "idle_timeout": ms(c.idle_timeout),
+            "max_stream_duration": ms(c.max_stream_duration),
+            "max_connection_duration": ms(c.max_connection_duration),
+        },
     })
 }

@@ -4,13 +4,32 @@
 
 use super::backends::Resolver;
 use super::merge::MergedRule;
-use crate::model::route::{Filter, HeaderModifier, PathRewrite};
+use super::policies::PortScope;
+use crate::model::route::{BackendRef, BackendTarget, Filter, HeaderModifier, PathRewrite};
 use crate::snapshot::action::{Action, Forward, HeaderMods, HostRewrite, Mirror, Redirect};
-use crate::snapshot::backends::WeightedBackends;
-use crate::snapshot::timeouts::Timeouts;
+use crate::snapshot::backends::{Backend, WeightedBackends};
+use crate::snapshot::policy::RoutePolicies;
+use crate::snapshot::rate_limit::HttpLimit;
+use std::sync::Arc;
 
-/// The action of `rule`; `timeouts` are the route's MeshTimeout settings.
-pub fn action(rule: &MergedRule, resolver: &mut Resolver, timeouts: Timeouts) -> Action {
+/// The backend `r` names, with its port's cluster settings for that destination.
+pub fn resolve(r: &BackendRef, resolver: &mut Resolver, scope: &mut PortScope) -> Arc<Backend> {
+    let service = match &r.target {
+        BackendTarget::Legacy { service, .. } => Some(service.as_str()),
+        BackendTarget::MeshService { name, .. } => Some(name.as_str()),
+        BackendTarget::MeshExternalService { .. } | BackendTarget::Unsupported { .. } => None,
+    };
+    resolver.resolve(r, scope.cluster(service))
+}
+
+/// The action of `rule`, with its policies and its rate-limit bucket.
+pub fn action(
+    rule: &MergedRule,
+    resolver: &mut Resolver,
+    scope: &mut PortScope,
+    policies: Arc<RoutePolicies>,
+    rate_limit: Option<Arc<HttpLimit>>,
+) -> Action {
     let mut request_headers = HeaderMods::default();
     let mut response_headers = HeaderMods::default();
     let mut host_rewrite = None;
@@ -38,7 +57,7 @@ pub fn action(rule: &MergedRule, resolver: &mut Resolver, timeouts: Timeouts) ->
             }
             Filter::RequestMirror(m) if m.per_million > 0 => {
                 mirror = Some(Mirror {
-                    backend: resolver.resolve(&m.backend),
+                    backend: resolve(&m.backend, resolver, scope),
                     fraction: f64::from(m.per_million.min(1_000_000)) / 1_000_000.0,
                 });
             }
@@ -56,7 +75,7 @@ pub fn action(rule: &MergedRule, resolver: &mut Resolver, timeouts: Timeouts) ->
     }
     let backends = WeightedBackends::new(
         refs.iter()
-            .map(|r| (resolver.resolve(r), r.weight))
+            .map(|r| (resolve(r, resolver, scope), r.weight))
             .collect(),
     );
     Action::Forward(Box::new(Forward {
@@ -65,7 +84,8 @@ pub fn action(rule: &MergedRule, resolver: &mut Resolver, timeouts: Timeouts) ->
         response_headers,
         host_rewrite,
         mirror,
-        timeouts,
+        policies,
+        rate_limit,
     }))
 }
 

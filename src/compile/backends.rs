@@ -9,6 +9,7 @@ use crate::model::service::TargetPort;
 use crate::model::ValidSet;
 use crate::resources::common::Tags;
 use crate::snapshot::backends::{Backend, UpstreamTls};
+use crate::snapshot::cluster::ClusterConf;
 use foldhash::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -22,7 +23,11 @@ pub struct Resolver<'a> {
     set: &'a ValidSet,
     mesh: &'a str,
     policy_dir: &'a std::path::Path,
-    cache: HashMap<String, Arc<Backend>>,
+    /// By destination key and cluster settings: two ports whose policies differ for one
+    /// destination get two backends (Envoy clusters), ports that agree share one.
+    cache: HashMap<(String, Arc<ClusterConf>), Arc<Backend>>,
+    /// The cluster settings of the resolution in progress.
+    cluster: Arc<ClusterConf>,
     pub warnings: Vec<String>,
     /// Backend key → the warnings resolving it produced, so a build that reuses a table
     /// (and the backends in it) can repeat them.
@@ -40,6 +45,7 @@ impl<'a> Resolver<'a> {
             mesh,
             policy_dir,
             cache: HashMap::default(),
+            cluster: Arc::new(ClusterConf::default()),
             warnings: Vec::new(),
             warnings_by_key: HashMap::default(),
             looked_up: HashSet::default(),
@@ -51,10 +57,11 @@ impl<'a> Resolver<'a> {
     /// build, with the warnings resolving it produced, unless this build already has one
     /// under its key.
     pub fn adopt(&mut self, backend: &Arc<Backend>, warnings: &[String]) {
-        if self.cache.contains_key(&backend.key) {
+        let key = (backend.key.clone(), backend.cluster.clone());
+        if self.cache.contains_key(&key) {
             return;
         }
-        self.cache.insert(backend.key.clone(), backend.clone());
+        self.cache.insert(key, backend.clone());
         if !warnings.is_empty() {
             self.warnings.extend(warnings.iter().cloned());
             self.warnings_by_key
@@ -85,7 +92,10 @@ impl<'a> Resolver<'a> {
         self.cache.values()
     }
 
-    pub fn resolve(&mut self, r: &BackendRef) -> Arc<Backend> {
+    /// The backend `r` names, with the cluster settings `cluster` (its port's policies for
+    /// that destination).
+    pub fn resolve(&mut self, r: &BackendRef, cluster: Arc<ClusterConf>) -> Arc<Backend> {
+        self.cluster = cluster;
         self.tracked(|this| match &r.target {
             BackendTarget::Legacy { service, subset } => this.legacy(service, subset),
             BackendTarget::MeshService {
@@ -109,8 +119,8 @@ impl<'a> Resolver<'a> {
             let inner: Vec<String> = subset.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("{service}{{{}}}", inner.join(","))
         };
-        if let Some(b) = self.cache.get(&key) {
-            return b.clone();
+        if let Some(b) = self.cached(&key) {
+            return b;
         }
         if service == UNRESOLVED_BACKEND {
             return self.unresolved(key, "backend is kuma.io/unresolved-backend".into());
@@ -166,8 +176,8 @@ impl<'a> Resolver<'a> {
             Some(ns) => format!("MeshService/{ns}/{name}:{port_label}"),
             None => format!("MeshService/{name}:{port_label}"),
         };
-        if let Some(b) = self.cache.get(&key) {
-            return b.clone();
+        if let Some(b) = self.cached(&key) {
+            return b;
         }
         let set = self.set;
         let mesh = self.mesh;
@@ -232,8 +242,8 @@ impl<'a> Resolver<'a> {
 
     fn external(&mut self, name: &str) -> Arc<Backend> {
         let key = format!("MeshExternalService/{name}");
-        if let Some(b) = self.cache.get(&key) {
-            return b.clone();
+        if let Some(b) = self.cached(&key) {
+            return b;
         }
         let set = self.set;
         let Some(mes) = set
@@ -280,6 +290,12 @@ impl<'a> Resolver<'a> {
             &upstream_tls,
             mes.spec.h2,
         )
+    }
+
+    fn cached(&self, key: &str) -> Option<Arc<Backend>> {
+        self.cache
+            .get(&(key.to_string(), self.cluster.clone()))
+            .cloned()
     }
 
     /// `address` may be an IP or a DNS name; names are resolved here, off the request path.
@@ -330,8 +346,9 @@ impl<'a> Resolver<'a> {
             external,
             tls,
             h2,
+            self.cluster.clone(),
         ));
-        self.cache.insert(key, b.clone());
+        self.cache.insert((key, self.cluster.clone()), b.clone());
         b
     }
 }

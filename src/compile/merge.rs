@@ -28,6 +28,9 @@ pub struct MergedRule<'a> {
     pub conf: MergedConf<'a>,
     /// The route whose rule won the merge (metrics, access log).
     pub route_name: &'a str,
+    /// Other routes with a rule of identical matches merged into this one: Kuma applies a
+    /// route-level policy by the rule's matches, so theirs apply too (usually empty).
+    pub other_routes: Vec<&'a str>,
     /// Declaration position: (route, to[] entry, rule).
     pub order: (usize, usize, usize),
 }
@@ -84,6 +87,11 @@ pub fn merge_http_routes<'a>(routes: &[&'a Valid<HttpRoute>]) -> RuleGroups<'a> 
                         Some(&i) => {
                             if let Some(existing) = list.get_mut(i) {
                                 merge_patch(&mut existing.conf, patch);
+                                if existing.route_name != route.meta.name
+                                    && !existing.other_routes.contains(&existing.route_name)
+                                {
+                                    existing.other_routes.push(existing.route_name);
+                                }
                                 existing.route_name = &route.meta.name;
                                 existing.order = existing.order.min((ri, ti, rule_i));
                             }
@@ -95,6 +103,7 @@ pub fn merge_http_routes<'a>(routes: &[&'a Valid<HttpRoute>]) -> RuleGroups<'a> 
                                 matches_pos: pos,
                                 conf: patch,
                                 route_name: &route.meta.name,
+                                other_routes: Vec::new(),
                                 order: (ri, ti, rule_i),
                             });
                         }

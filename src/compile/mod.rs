@@ -10,7 +10,8 @@
 //!    with Kuma's hostname intersection, generic fall-through and listener isolation (§3.5);
 //! 4. [`rules`]: expand rules into entries (PathPrefix → `/p/` prefix + `/p` exact, §4.1),
 //!    with conditions and rewrites specialised per entry; [`actions`]: filters and backends
-//!    into what an entry does; [`timeouts`]: the MeshTimeout settings of each route;
+//!    into what an entry does; [`policies`]: the Kuma policies of each port, rule and
+//!    destination (timeouts, retries, rate limits, fault injection);
 //! 5. [`backends`]: resolve backend references to endpoints (DNS names looked up here);
 //!    [`certs`]: read and parse certificates; [`tcp`]: TCP and TLS ports.
 //!
@@ -23,22 +24,24 @@ mod backends;
 mod certs;
 mod listeners;
 mod merge;
+mod policies;
 mod reuse;
 mod rules;
 mod tcp;
-mod timeouts;
 mod vhosts;
 
 pub use backends::UNRESOLVED_BACKEND;
+pub use policies::ListenerDefaults;
 
 use crate::model::{Gateway, Protocol, Valid, ValidSet};
 use crate::resources::loader::{content_hash, load_text};
+use crate::runtime::registry::Registry;
 use crate::snapshot::{Port, Snapshot};
 use crate::validate::validate;
 use crate::violation::Violation;
 use listeners::PlannedListener;
 use reuse::{CachedFile, FileCache, RegexCache, TableCache, TableKey, World};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +53,8 @@ pub struct CompileOptions {
     pub gateway: Option<String>,
     /// Base for relative certificate `file` paths.
     pub policy_dir: PathBuf,
+    /// Listener timeouts where no MeshTimeout sets them (meshgate's flags).
+    pub listener_defaults: ListenerDefaults,
 }
 
 /// One policy file as the source holds it: its name (relative to the policy directory, or
@@ -79,15 +84,24 @@ pub struct Compiler {
     files: FileCache,
     tables: TableCache,
     regexes: RegexCache,
+    /// Run-time state the snapshots share across builds (rate-limit buckets).
+    registry: Arc<Registry>,
 }
 
 impl Compiler {
     pub fn new(opts: CompileOptions) -> Self {
+        Self::with_registry(opts, Arc::default())
+    }
+
+    /// A compiler whose snapshots keep their run-time state in `registry` (which may outlive
+    /// the compiler: the builder thread is started anew after `-d` forks).
+    pub fn with_registry(opts: CompileOptions, registry: Arc<Registry>) -> Self {
         Compiler {
             opts,
             files: FileCache::default(),
             tables: TableCache::default(),
             regexes: RegexCache::default(),
+            registry,
         }
     }
 
@@ -123,11 +137,13 @@ impl Compiler {
                 let validated = validate(&loaded.resources);
                 let mut problems = loaded.violations;
                 problems.extend(validated.violations);
+                let mut warnings = loaded.warnings;
+                warnings.extend(validated.warnings);
                 CachedFile {
                     content_hash: hash,
                     valid: validated.valid,
                     violations: problems,
-                    warnings: loaded.warnings,
+                    warnings,
                 }
             };
             let cached = self
@@ -138,6 +154,7 @@ impl Compiler {
             warnings.extend(cached.warnings.iter().cloned());
         }
         self.files.retain(&present);
+        violations.extend(valid.duplicates());
         let fingerprint = fingerprint.finish();
         log::debug!(
             "policies: {} files ({reparsed} parsed) loaded and validated in {:.1} ms",
@@ -182,6 +199,7 @@ impl Compiler {
         let mut build = Build {
             set,
             opts: &self.opts,
+            registry: &self.registry,
             gateway,
             resolver: backends::Resolver::new(set, &gateway.meta.mesh, &self.opts.policy_dir),
             violations: Vec::new(),
@@ -200,7 +218,8 @@ impl Compiler {
                 build.reused_tables
             );
             let backends = build.resolver.backends().cloned().collect();
-            let warnings = std::mem::take(&mut build.resolver.warnings);
+            let mut warnings = std::mem::take(&mut build.resolver.warnings);
+            warnings.extend(policies::warnings(set));
             let next = TableCache::after_build(
                 world,
                 std::mem::take(&mut build.tables),
@@ -236,6 +255,7 @@ impl Compiler {
 struct Build<'a> {
     set: &'a ValidSet,
     opts: &'a CompileOptions,
+    registry: &'a Registry,
     gateway: &'a Valid<Gateway>,
     resolver: backends::Resolver<'a>,
     violations: Vec<Violation>,
@@ -250,12 +270,12 @@ struct Build<'a> {
 
 impl<'a> Build<'a> {
     /// Everything served per port (Kuma collapses same-port listeners into one socket).
-    fn ports(&mut self, planned: &'a [PlannedListener<'a>]) -> HashMap<u16, Arc<Port>> {
+    fn ports(&mut self, planned: &'a [PlannedListener<'a>]) -> foldhash::HashMap<u16, Arc<Port>> {
         let mut by_port: BTreeMap<u16, Vec<&PlannedListener>> = BTreeMap::new();
         for l in planned {
             by_port.entry(l.info.port).or_default().push(l);
         }
-        let mut ports = HashMap::new();
+        let mut ports = foldhash::HashMap::default();
         for (port, mut ls) in by_port {
             // Most exact hostname first: the order Kuma processes listener hostnames in.
             ls.sort_by(|a, b| {
@@ -263,11 +283,20 @@ impl<'a> Build<'a> {
             });
             let protocol = ls[0].info.protocol;
             let connection_limit = ls.iter().filter_map(|l| l.spec.connection_limit).max();
+            let tags: Vec<&crate::resources::common::Tags> = ls.iter().map(|l| &l.tags).collect();
+            let mut scope = policies::PortScope::new(
+                &self.set.policies,
+                &self.gateway.meta,
+                port,
+                &tags,
+                self.opts.listener_defaults,
+            );
+            let policy = Arc::new(scope.port_policy(self.registry, &self.gateway.meta.name));
             let serving = match protocol {
-                Protocol::Http => self.http_port(&ls),
-                Protocol::Https => self.https_port(&ls),
-                Protocol::Tcp => self.tcp_port(&ls),
-                Protocol::Tls => self.tls_port(&ls),
+                Protocol::Http => self.http_port(&ls, &mut scope),
+                Protocol::Https => self.https_port(&ls, &mut scope),
+                Protocol::Tcp => self.tcp_port(&ls, &mut scope),
+                Protocol::Tls => self.tls_port(&ls, &mut scope),
             };
             ports.insert(
                 port,
@@ -276,6 +305,7 @@ impl<'a> Build<'a> {
                     label: port.to_string(),
                     protocol,
                     connection_limit,
+                    policy,
                     serving,
                 }),
             );
@@ -330,6 +360,84 @@ mod tests {
         dir
     }
 
+    fn rate_limit(num: u32) -> String {
+        format!("type: MeshRateLimit\nname: rl\nmesh: default\nspec:\n  targetRef: {{kind: Mesh}}\n  to:\n  - targetRef: {{kind: Mesh}}\n    default:\n      local:\n        http:\n          requestRate: {{num: {num}, interval: 1m}}\n")
+    }
+
+    fn bucket_of(snap: &Snapshot, path: &str) -> Arc<crate::snapshot::rate_limit::TokenBucket> {
+        let entry = route_of(snap, "any.test", path).expect("routed");
+        let f = entry.action.forward().expect("forwards");
+        f.rate_limit.as_ref().expect("limited").bucket.clone()
+    }
+
+    // Issue 16: a reload that leaves a limit unchanged keeps its bucket (and what was
+    // taken from it), even when the rule's file changed; a changed limit starts afresh.
+    #[test]
+    fn rate_limit_buckets_survive_reloads_that_keep_the_limit() {
+        let dir = fresh_dir("buckets");
+        write(&dir, "gateway.yaml", "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n---\ntype: Dataplane\nname: web-1\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 9\n    tags:\n      kuma.io/service: web\n");
+        write(&dir, "a.yaml", &route("/a"));
+        write(&dir, "rl.yaml", &rate_limit(1));
+        let mut compiler = Compiler::new(CompileOptions {
+            policy_dir: dir.clone(),
+            ..Default::default()
+        });
+        let first = build_with(&mut compiler, &dir, 1)
+            .map_err(|r| r.violations)
+            .expect("valid");
+        assert!(bucket_of(&first.snapshot, "/a").try_take());
+
+        write(
+            &dir,
+            "a.yaml",
+            &format!("{}---\n{}", route("/a"), route("/z")),
+        );
+        let second = build_with(&mut compiler, &dir, 2)
+            .map_err(|r| r.violations)
+            .expect("valid");
+        assert!(
+            !bucket_of(&second.snapshot, "/a").try_take(),
+            "the reload handed out no new allowance"
+        );
+        assert!(
+            bucket_of(&second.snapshot, "/z").try_take(),
+            "a new rule gets its own"
+        );
+
+        write(&dir, "rl.yaml", &rate_limit(2));
+        let third = build_with(&mut compiler, &dir, 3)
+            .map_err(|r| r.violations)
+            .expect("valid");
+        assert!(
+            bucket_of(&third.snapshot, "/a").try_take(),
+            "a changed limit starts full"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_duplicate_name_is_rejected_naming_both_files() {
+        let dir = fresh_dir("duplicates");
+        write(&dir, "gateway.yaml", "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n");
+        write(&dir, "a.yaml", &route("/a"));
+        write(&dir, "b.yaml", &route("/a"));
+        let opts = CompileOptions {
+            policy_dir: dir.clone(),
+            ..Default::default()
+        };
+        let Err(rejected) = build(&dir, &opts, 1) else {
+            panic!("two MeshHTTPRoutes named r-a must be refused");
+        };
+        let lines: Vec<String> = rejected.violations.iter().map(|v| v.to_string()).collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("b.yaml: document 1: MeshHTTPRoute/r-a: duplicate")
+                && lines[0].contains("a.yaml: document 1"),
+            "{lines:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn cached_rebuilds_reparse_only_changed_files_and_match_a_fresh_build() {
         let dir = fresh_dir("reload-cache");
@@ -339,6 +447,7 @@ mod tests {
         let opts = CompileOptions {
             gateway: None,
             policy_dir: dir.clone(),
+            ..Default::default()
         };
         let mut compiler = Compiler::new(opts.clone());
         let first = build_with(&mut compiler, &dir, 1).map_err(|r| r.violations);
@@ -438,6 +547,7 @@ mod tests {
         let opts = CompileOptions {
             gateway: None,
             policy_dir: dir.clone(),
+            ..Default::default()
         };
         let mut compiler = Compiler::new(opts.clone());
         let build_next = |compiler: &mut Compiler, generation| {

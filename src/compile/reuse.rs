@@ -84,7 +84,7 @@ impl World {
             .chain(set.mesh_services.iter().map(|r| SourceId::of(&r.meta)))
             .chain(set.external_services.iter().map(|r| SourceId::of(&r.meta)))
             .chain(set.secrets.iter().map(|r| SourceId::of(&r.meta)))
-            .chain(set.timeouts.iter().map(|r| SourceId::of(&r.meta)));
+            .chain(set.policies.metas().map(SourceId::of));
         for id in ids {
             id.hash(&mut h);
         }

@@ -14,18 +14,7 @@ use foldhash::HashSet;
 pub fn conditions(m: &HttpMatch, regexes: &mut RegexCache) -> Result<Conditions, String> {
     let mut headers = Vec::with_capacity(m.headers.len());
     for h in &m.headers {
-        headers.push(match h {
-            HeaderMatch::Exact(name, value) => HeaderMatcher::Exact(name.clone(), value.clone()),
-            HeaderMatch::Present(name) => HeaderMatcher::Present(name.clone()),
-            HeaderMatch::Absent(name) => HeaderMatcher::Absent(name.clone()),
-            HeaderMatch::Prefix(name, value) => HeaderMatcher::Prefix(name.clone(), value.clone()),
-            HeaderMatch::Regex(name, pattern) => HeaderMatcher::Regex(
-                name.clone(),
-                regexes
-                    .full_match(pattern)
-                    .map_err(|e| format!("header regex: {e}"))?,
-            ),
-        });
+        headers.push(header_matcher(h, regexes)?);
     }
     let mut query = Vec::with_capacity(m.query.len());
     for q in &m.query {
@@ -43,6 +32,22 @@ pub fn conditions(m: &HttpMatch, regexes: &mut RegexCache) -> Result<Conditions,
         method: m.method.clone(),
         headers,
         query,
+    })
+}
+
+/// One header condition, its regex compiled (through the cache).
+pub fn header_matcher(h: &HeaderMatch, regexes: &mut RegexCache) -> Result<HeaderMatcher, String> {
+    Ok(match h {
+        HeaderMatch::Exact(name, value) => HeaderMatcher::Exact(name.clone(), value.clone()),
+        HeaderMatch::Present(name) => HeaderMatcher::Present(name.clone()),
+        HeaderMatch::Absent(name) => HeaderMatcher::Absent(name.clone()),
+        HeaderMatch::Prefix(name, value) => HeaderMatcher::Prefix(name.clone(), value.clone()),
+        HeaderMatch::Regex(name, pattern) => HeaderMatcher::Regex(
+            name.clone(),
+            regexes
+                .full_match(pattern)
+                .map_err(|e| format!("header regex: {e}"))?,
+        ),
     })
 }
 

@@ -4,6 +4,7 @@
 use super::certs::{key_family, parse_pem_pair, read_datasource};
 use super::listeners::{attaches, PlannedListener};
 use super::merge::merge_tcp_routes;
+use super::policies::PortScope;
 use super::Build;
 use crate::model::route::BackendRef;
 use crate::model::{TcpRoute, TlsMode, Valid};
@@ -16,16 +17,24 @@ use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 
 impl<'a> Build<'a> {
-    pub(super) fn tcp_port(&mut self, ls: &[&PlannedListener<'a>]) -> Serving {
+    pub(super) fn tcp_port(
+        &mut self,
+        ls: &[&PlannedListener<'a>],
+        scope: &mut PortScope<'a>,
+    ) -> Serving {
         // One TCP proxy per port: the union of every listener's destinations (§7.2).
         let refs: Vec<&BackendRef> = ls.iter().flat_map(|l| self.tcp_refs(l)).collect();
         Serving::Tcp {
             listener: ls[0].info.clone(),
-            backends: self.weighted(refs),
+            backends: self.weighted(refs, scope),
         }
     }
 
-    pub(super) fn tls_port(&mut self, ls: &[&PlannedListener<'a>]) -> Serving {
+    pub(super) fn tls_port(
+        &mut self,
+        ls: &[&PlannedListener<'a>],
+        scope: &mut PortScope<'a>,
+    ) -> Serving {
         let mut chains = HostTable::default();
         for l in ls {
             let mode = l.spec.tls.as_ref().map_or(TlsMode::Terminate, |t| t.mode);
@@ -37,7 +46,7 @@ impl<'a> Build<'a> {
                 TlsMode::Passthrough => None,
             };
             let refs: Vec<&BackendRef> = self.tcp_refs(l).iter().collect();
-            let backends = self.weighted(refs);
+            let backends = self.weighted(refs, scope);
             chains.insert(
                 &l.info.hostname,
                 Arc::new(TlsChain {
@@ -51,10 +60,15 @@ impl<'a> Build<'a> {
         Serving::Tls { chains }
     }
 
-    fn weighted(&mut self, refs: Vec<&BackendRef>) -> WeightedBackends {
+    fn weighted(&mut self, refs: Vec<&BackendRef>, scope: &mut PortScope) -> WeightedBackends {
         WeightedBackends::new(
             refs.into_iter()
-                .map(|r| (self.resolver.resolve(r), r.weight))
+                .map(|r| {
+                    (
+                        super::actions::resolve(r, &mut self.resolver, scope),
+                        r.weight,
+                    )
+                })
                 .collect(),
         )
     }

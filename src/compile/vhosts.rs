@@ -10,9 +10,10 @@
 
 use super::listeners::{attaches, PlannedListener};
 use super::merge::{merge_http_routes, MergedRule, RuleGroups};
+use super::policies::PortScope;
 use super::reuse::TableKey;
 use super::rules::{conditions, exact_paths, expand_path, prefix_paths, specialise};
-use super::{actions, timeouts, Build};
+use super::{actions, Build};
 use crate::model::{HttpRoute, Valid};
 use crate::snapshot::hostname::{self, HostTable};
 use crate::snapshot::route_table::{RouteEntry, RouteTable};
@@ -22,18 +23,26 @@ use foldhash::HashSet;
 use std::sync::Arc;
 
 impl<'a> Build<'a> {
-    pub(super) fn http_port(&mut self, ls: &[&PlannedListener<'a>]) -> Serving {
+    pub(super) fn http_port(
+        &mut self,
+        ls: &[&PlannedListener<'a>],
+        scope: &mut PortScope<'a>,
+    ) -> Serving {
         let mut vhosts = HostTable::default();
-        for vh in self.build_vhosts(ls).into_iter().flatten() {
+        for vh in self.build_vhosts(ls, scope).into_iter().flatten() {
             let name = vh.name.clone();
             vhosts.insert(&name, vh);
         }
         Serving::Http { vhosts }
     }
 
-    pub(super) fn https_port(&mut self, ls: &[&PlannedListener<'a>]) -> Serving {
+    pub(super) fn https_port(
+        &mut self,
+        ls: &[&PlannedListener<'a>],
+        scope: &mut PortScope<'a>,
+    ) -> Serving {
         let mut chains = HostTable::default();
-        let built = self.build_vhosts(ls);
+        let built = self.build_vhosts(ls, scope);
         for (l, vhs) in ls.iter().zip(built) {
             let Some(certs) = self.cert_set(l) else {
                 continue;
@@ -69,7 +78,11 @@ impl<'a> Build<'a> {
     }
 
     /// Virtual hosts per listener of one port, in the order of `ls`.
-    fn build_vhosts(&mut self, ls: &[&PlannedListener<'a>]) -> Vec<Vec<Arc<VirtualHost>>> {
+    fn build_vhosts(
+        &mut self,
+        ls: &[&PlannedListener<'a>],
+        scope: &mut PortScope<'a>,
+    ) -> Vec<Vec<Arc<VirtualHost>>> {
         let mut owned: Vec<String> = Vec::new(); // hostnames of listeners already processed
         let mut out = Vec::new();
         for l in ls {
@@ -139,7 +152,7 @@ impl<'a> Build<'a> {
                     let table = match tables.get(&key) {
                         Some(t) => t.clone(),
                         None => {
-                            let t = self.group_table(&l.info, h, &key.1, rules);
+                            let t = self.group_table(&l.info, h, &key.1, rules, scope);
                             tables.insert(key, t.clone());
                             t
                         }
@@ -168,7 +181,8 @@ impl<'a> Build<'a> {
         listener: &ListenerInfo,
         group: &str,
         suppressed: &[String],
-        rules: &[MergedRule],
+        rules: &[MergedRule<'a>],
+        scope: &mut PortScope<'a>,
     ) -> Arc<RouteTable> {
         let key = TableKey::new(listener, group, suppressed, rules);
         if let Some(previous) = self.previous {
@@ -185,20 +199,40 @@ impl<'a> Build<'a> {
         let exact: HashSet<&str> = exact_paths(rules.iter().flat_map(|r| r.matches))
             .chain(suppressed.iter().map(String::as_str))
             .collect();
-        let table = Arc::new(self.route_table(rules, &exact));
+        let table = Arc::new(self.route_table(rules, &exact, scope, listener, group));
         self.tables.insert(key, table.clone());
         table
     }
 
     /// One hostname group's rules as an indexed table. `explicit_exact`: the Exact paths of
     /// the virtual host, which suppress the exact half of a PathPrefix expansion (§4.1).
-    fn route_table(&mut self, rules: &[MergedRule], explicit_exact: &HashSet<&str>) -> RouteTable {
+    fn route_table(
+        &mut self,
+        rules: &[MergedRule<'a>],
+        explicit_exact: &HashSet<&str>,
+        scope: &mut PortScope<'a>,
+        listener: &ListenerInfo,
+        group: &str,
+    ) -> RouteTable {
         let mut entries = Vec::new();
         let match_all = [Default::default()];
         for rule in rules {
-            let timeouts =
-                timeouts::for_route(&self.set.timeouts, &self.gateway.meta, rule.route_name);
-            let action = Arc::new(actions::action(rule, &mut self.resolver, timeouts));
+            let mut routes = Vec::with_capacity(1 + rule.other_routes.len());
+            routes.push(rule.route_name);
+            routes.extend(rule.other_routes.iter().copied());
+            let policies = scope.route(&routes, self.regexes);
+            let limit = scope.http_limit(
+                &policies,
+                self.registry,
+                rule_identity(&self.gateway.meta.name, listener, group, rule),
+            );
+            let action = Arc::new(actions::action(
+                rule,
+                &mut self.resolver,
+                scope,
+                policies,
+                limit,
+            ));
             let route_name: Arc<str> = Arc::from(rule.route_name);
             let rewrite = actions::rewrite_of(rule);
             // No matches: one that matches every request (§4.1).
@@ -252,4 +286,22 @@ impl<'a> Build<'a> {
             self.violations.push(v);
         }
     }
+}
+
+/// What identifies a rule's rate-limit bucket across builds: the gateway, the listener and
+/// hostname group it is served in, its route and its matches as written. Anything else
+/// (another rule added to the file, a reordered directory) keeps the bucket.
+fn rule_identity(gateway: &str, listener: &ListenerInfo, group: &str, rule: &MergedRule) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        gateway,
+        listener.port,
+        listener.hostname.as_str(),
+        group,
+        rule.route_name,
+        rule.matches,
+    )
+        .hash(&mut h);
+    h.finish()
 }

@@ -35,7 +35,7 @@ pub struct ValidSet {
     pub mesh_services: Vec<Valid<MeshService>>,
     pub external_services: Vec<Valid<ExternalService>>,
     pub secrets: Vec<Valid<Secret>>,
-    pub timeouts: Vec<Valid<policy::MeshTimeout>>,
+    pub policies: policy::PolicySet,
     /// Documents of kinds meshgate does not apply (for `--check`'s lines).
     pub skipped: Vec<(Origin, String)>,
 }
@@ -50,7 +50,7 @@ impl ValidSet {
         self.mesh_services.append(&mut other.mesh_services);
         self.external_services.append(&mut other.external_services);
         self.secrets.append(&mut other.secrets);
-        self.timeouts.append(&mut other.timeouts);
+        self.policies.append(other.policies);
         self.skipped.append(&mut other.skipped);
     }
 
@@ -62,11 +62,53 @@ impl ValidSet {
             + self.mesh_services.len()
             + self.external_services.len()
             + self.secrets.len()
-            + self.timeouts.len()
+            + self.policies.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every resource's metadata, whatever its kind.
+    pub fn metas(&self) -> impl Iterator<Item = &Meta> {
+        self.gateways
+            .iter()
+            .map(|r| &r.meta)
+            .chain(self.http_routes.iter().map(|r| &r.meta))
+            .chain(self.tcp_routes.iter().map(|r| &r.meta))
+            .chain(self.dataplanes.iter().map(|r| &r.meta))
+            .chain(self.mesh_services.iter().map(|r| &r.meta))
+            .chain(self.external_services.iter().map(|r| &r.meta))
+            .chain(self.secrets.iter().map(|r| &r.meta))
+            .chain(self.policies.metas())
+    }
+
+    /// Kuma names a resource uniquely per kind and mesh (and namespace on Kubernetes): a
+    /// second one of the same identity is an error naming both places.
+    pub fn duplicates(&self) -> Vec<crate::violation::Violation> {
+        let mut seen: std::collections::HashMap<_, &Meta> = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for meta in self.metas() {
+            let key = (meta.kind, &meta.mesh, &meta.namespace, &meta.name);
+            match seen.get(&key) {
+                Some(first) => out.push(crate::violation::Violation::new(
+                    &meta.origin,
+                    Some(meta.display_name()),
+                    "",
+                    format!(
+                        "duplicate: {} in mesh {:?} is also defined at {} (names are unique per kind and mesh)",
+                        meta.display_name(),
+                        meta.mesh,
+                        first.origin
+                    ),
+                )),
+                None => {
+                    seen.insert(key, meta);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.origin.cmp(&b.origin));
+        out
     }
 }
 

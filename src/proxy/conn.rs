@@ -10,6 +10,9 @@
 //!   that sends nothing is closed then), later ones within the keep-alive idle timeout;
 //! - a head must be complete within the header timeout of its first byte (slowloris), hold
 //!   at most [`MAX_HEAD_BYTES`] and [`MAX_HEAD_FIELDS`] fields (431 beyond).
+//!
+//! The header timeout is the port's (MeshTimeout `requestHeadersTimeout`, else
+//! `--header-timeout`), read from the snapshot the connection was accepted under.
 
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::v1::server::RequestHeadLimits;
@@ -29,10 +32,9 @@ pub const MAX_HEAD_FIELDS: usize = 100;
 /// Budgets of one HTTP port's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpBudgets {
-    /// Time for a whole request head, and for the first request to start.
-    pub header_timeout: Duration,
-    /// Time a keep-alive connection may wait for its next request.
-    pub idle_timeout: Duration,
+    /// Time for a whole request head, and for the first request to start (`None`: no
+    /// limit, MeshTimeout `requestHeadersTimeout: 0s`).
+    pub header_timeout: Option<Duration>,
 }
 
 impl HttpBudgets {
@@ -40,7 +42,7 @@ impl HttpBudgets {
         RequestHeadLimits {
             max_bytes: Some(MAX_HEAD_BYTES),
             max_fields: Some(MAX_HEAD_FIELDS),
-            deadline: Some(self.header_timeout),
+            deadline: self.header_timeout,
         }
     }
 }
@@ -75,7 +77,7 @@ where
     // `request_head_error` hook, which counts it.
     session.set_keepalive(None);
     if let ServerSession::H1(h1) = &mut session {
-        h1.set_read_timeout(Some(budgets.header_timeout));
+        h1.set_read_timeout(budgets.header_timeout);
     }
     let mut next = start(app, session, budgets, shutdown).await;
     while let Some((stream, persistent)) = next.map(|r| r.consume()) {

@@ -1,15 +1,18 @@
 //! TCP and TLS listeners: MeshTCPRoute traffic (semantics §7).
 //!
 //! The backend is chosen per connection by weight; a connection without a route is accepted
-//! and closed; a backend that cannot be reached closes the connection (after trying up to
-//! five endpoints, like Kuma's default `maxConnectAttempt`). Bytes are copied both ways with
-//! half-close passed through and an idle timeout (Kuma's default: 5 minutes).
+//! and closed; a backend that cannot be reached closes the connection after MeshRetry's
+//! `tcp.maxConnectAttempt` attempts over its endpoints (five without a MeshRetry). Bytes are
+//! copied both ways with half-close passed through and the listener's idle timeout
+//! (MeshTimeout `idleTimeout`; Kuma's default: 5 minutes). The port's MeshRateLimit
+//! `connectionRate` is applied where connections are accepted (`runtime::listeners`).
 
 use super::tls::{parse_sni, record_len, PortAcceptor, SniError};
 use crate::admin::access_log;
 use crate::admin::metrics::METRICS;
 use crate::runtime::state::GatewayState;
 use crate::snapshot::backends::{Backend, BackendState, WeightedBackends};
+use crate::snapshot::policy::PortPolicy;
 use crate::snapshot::{ListenerInfo, Serving, Snapshot, TlsMode};
 use log::{debug, warn};
 use std::net::SocketAddr;
@@ -18,8 +21,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_ATTEMPTS: usize = 5;
 /// Largest TLS record a ClientHello can arrive in.
 const MAX_HELLO: usize = 16 * 1024 + 5;
 
@@ -35,9 +36,10 @@ pub async fn serve(
     let Some(p) = snap.port(port).cloned() else {
         return;
     };
+    let policy = &p.policy;
     match &p.serving {
         Serving::Tcp { listener, backends } => {
-            proxy(&state, &snap, listener, backends, stream, client).await
+            proxy(&snap, policy, listener, backends, stream, client).await
         }
         Serving::Tls { chains } => {
             let sni = match read_sni(&stream, state.settings.header_timeout).await {
@@ -54,8 +56,8 @@ pub async fn serve(
             match chain.mode {
                 TlsMode::Passthrough => {
                     proxy(
-                        &state,
                         &snap,
+                        policy,
                         &chain.listener,
                         &chain.backends,
                         stream,
@@ -72,7 +74,7 @@ pub async fn serve(
                     l4.set_socket_digest(pingora::protocols::SocketDigest::from_raw_fd(fd));
                     match acceptor.handshake(l4).await {
                         Ok(tls) => {
-                            proxy(&state, &snap, &chain.listener, &chain.backends, tls, client)
+                            proxy(&snap, policy, &chain.listener, &chain.backends, tls, client)
                                 .await
                         }
                         Err(e) => debug!("{client}: TLS handshake failed on port {port}: {e}"),
@@ -116,11 +118,13 @@ async fn read_sni(stream: &TcpStream, deadline: Duration) -> Result<Option<Strin
     }
 }
 
-async fn connect(backend: &Backend) -> Option<(TcpStream, SocketAddr)> {
-    let attempts = CONNECT_ATTEMPTS.min(backend.endpoints.len().max(1));
-    for _ in 0..attempts {
+/// Connects to the backend: up to `attempts` tries, each to the next endpoint in turn, each
+/// within the cluster's connect timeout.
+async fn connect(backend: &Backend, attempts: u32) -> Option<(TcpStream, SocketAddr)> {
+    for _ in 0..attempts.max(1) {
         let ep = backend.next_endpoint()?;
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ep.addr)).await {
+        let timeout = backend.cluster.connect_timeout;
+        match tokio::time::timeout(timeout, TcpStream::connect(ep.addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 return Some((s, ep.addr));
@@ -143,8 +147,8 @@ async fn connect(backend: &Backend) -> Option<(TcpStream, SocketAddr)> {
 }
 
 async fn proxy<S>(
-    state: &GatewayState,
     snap: &Snapshot,
+    policy: &PortPolicy,
     listener: &ListenerInfo,
     backends: &WeightedBackends,
     mut downstream: S,
@@ -157,11 +161,10 @@ async fn proxy<S>(
     let (flags, upstream_addr, sent, received) = match &backend {
         None => ("NR", None, 0, 0),
         Some(b) if b.state != BackendState::Ready => ("UH", None, 0, 0),
-        Some(b) => match connect(b).await {
+        Some(b) => match connect(b, policy.tcp_connect_attempts).await {
             None => ("UF", None, 0, 0),
             Some((mut up, addr)) => {
-                let (a, b2) =
-                    copy_both_ways(&mut downstream, &mut up, state.settings.tcp_idle_timeout).await;
+                let (a, b2) = copy_both_ways(&mut downstream, &mut up, policy.tcp_idle).await;
                 ("", Some(addr), a, b2)
             }
         },
@@ -189,10 +192,10 @@ async fn proxy<S>(
     }
 }
 
-/// Copies both directions until both have ended or the connection idles out. A read EOF on
-/// one side becomes a write shutdown (FIN) on the other, so half-closed protocols work.
-/// Returns (bytes client→backend, bytes backend→client).
-async fn copy_both_ways<A, B>(a: &mut A, b: &mut B, idle: Duration) -> (u64, u64)
+/// Copies both directions until both have ended or the connection idles out (`None`:
+/// never). A read EOF on one side becomes a write shutdown (FIN) on the other, so
+/// half-closed protocols work. Returns (bytes client→backend, bytes backend→client).
+async fn copy_both_ways<A, B>(a: &mut A, b: &mut B, idle: Option<Duration>) -> (u64, u64)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -202,13 +205,16 @@ where
     let (mut a_open, mut b_open) = (true, true);
     let (mut to_b, mut to_a) = (0u64, 0u64);
     while a_open || b_open {
-        let step = tokio::time::timeout(idle, async {
+        let read = async {
             tokio::select! {
                 r = a.read(&mut buf_a), if a_open => (true, r),
                 r = b.read(&mut buf_b), if b_open => (false, r),
             }
-        })
-        .await;
+        };
+        let step = match idle {
+            Some(idle) => tokio::time::timeout(idle, read).await,
+            None => Ok(read.await),
+        };
         let Ok((from_a, read)) = step else {
             break; // idle timeout
         };

@@ -5,7 +5,9 @@
 //! - names starting with `.` are skipped: editors' swap files, and Kubernetes ConfigMap mounts
 //!   whose real files live in `..data/` behind top-level symlinks (reading only the symlinks
 //!   means an atomic `..data` swap is seen as one consistent change);
-//! - symlinks are followed, directory loops are cut by remembering canonical paths;
+//! - symlinks are followed; a symlink loop, a dangling `*.yaml` link or a directory deeper
+//!   than 16 levels is an error naming the path (a second link to a directory already read
+//!   is read once);
 //! - a file with no document at all (empty, comments only) is an error: it is what a
 //!   truncate-then-write editor leaves for a moment, and applying it would delete routes;
 //! - unknown kinds are skipped with a warning, everything else is decoded into typed values
@@ -95,37 +97,66 @@ fn collect_files(
     seen_dirs: &mut HashSet<PathBuf>,
     out: &mut Vec<(String, PathBuf)>,
 ) -> Result<(), String> {
+    let mut ancestors = Vec::new();
+    walk(root, dir, depth, &mut ancestors, seen_dirs, out)
+}
+
+/// Reads `dir`, whose canonical ancestors (the directories it was reached through) are
+/// `ancestors`. A symlink back to one of them is a loop: an error naming it, not a skip.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    ancestors: &mut Vec<PathBuf>,
+    seen_dirs: &mut HashSet<PathBuf>,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), String> {
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
     if depth > MAX_DEPTH {
-        return Ok(());
+        return Err(format!(
+            "{}: more than {MAX_DEPTH} directory levels below the policy directory",
+            rel(dir)
+        ));
     }
     let canonical = dir
         .canonicalize()
-        .map_err(|e| format!("cannot read directory: {e}"))?;
-    if !seen_dirs.insert(canonical) {
-        return Ok(()); // a symlink loop or a second link to a directory already read
+        .map_err(|e| format!("{}: cannot read directory: {e}", rel(dir)))?;
+    if ancestors.contains(&canonical) {
+        return Err(format!(
+            "{}: symlink loop (leads back to {})",
+            rel(dir),
+            canonical.display()
+        ));
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read directory: {e}"))?;
+    if !seen_dirs.insert(canonical.clone()) {
+        return Ok(()); // a second link to a directory already read: its files count once
+    }
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read directory: {e}", rel(dir)))?;
+    ancestors.push(canonical);
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with('.') {
             continue;
         }
         let path = entry.path();
-        // metadata() follows symlinks; a dangling link is simply not a policy file.
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
+        let is_policy_name = name.ends_with(".yaml") || name.ends_with(".yml");
+        // metadata() follows symlinks.
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if is_policy_name => {
+                return Err(format!("{}: cannot read: {e}", rel(&path)));
+            }
+            // A dangling link that is not named like a policy file is not one.
+            Err(_) => continue,
         };
         if meta.is_dir() {
-            collect_files(root, &path, depth + 1, seen_dirs, out)?;
-        } else if meta.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
-            let rel = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            out.push((rel, path));
+            walk(root, &path, depth + 1, ancestors, seen_dirs, out)?;
+        } else if meta.is_file() && is_policy_name {
+            out.push((rel(&path), path));
         }
     }
+    ancestors.pop();
     Ok(())
 }
 
@@ -270,7 +301,11 @@ fn load_document(origin: Origin, source_hash: u64, value: Value, loaded: &mut Lo
             push(meta, header.spec, &mut set.external_services, violations)
         }
         Kind::MeshTimeout => push(meta, header.spec, &mut set.timeouts, violations),
+        Kind::MeshRetry => push(meta, header.spec, &mut set.retries, violations),
+        Kind::MeshRateLimit => push(meta, header.spec, &mut set.rate_limits, violations),
+        Kind::MeshFaultInjection => push(meta, header.spec, &mut set.faults, violations),
         Kind::Secret => push(meta, header.spec, &mut set.secrets, violations),
+        Kind::NotApplied(_) => push(meta, header.spec, &mut set.not_applied, violations),
     }
 }
 
@@ -473,14 +508,70 @@ mod tests {
         assert_eq!(l.violations[0].resource.as_deref(), Some("MeshHTTPRoute/r"));
     }
 
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("meshgate-loader-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn a_symlink_loop_is_an_error_naming_it() {
+        let dir = temp_dir("loop");
+        std::fs::create_dir_all(dir.join("sub")).expect("sub");
+        std::os::unix::fs::symlink(&dir, dir.join("sub/back")).expect("symlink");
+        let err = list_files(&dir).expect_err("a loop is refused");
+        assert!(err.to_string().contains("sub/back: symlink loop"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_dangling_policy_link_is_an_error_other_dangling_links_are_not_policies() {
+        let dir = temp_dir("dangling");
+        std::os::unix::fs::symlink(dir.join("gone"), dir.join("notes.txt")).expect("symlink");
+        assert!(list_files(&dir).is_ok());
+        std::os::unix::fs::symlink(dir.join("gone.yaml"), dir.join("route.yaml")).expect("symlink");
+        let err = list_files(&dir).expect_err("a broken policy file is refused");
+        assert!(err.to_string().contains("route.yaml: cannot read"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_link_to_a_directory_reads_it_once() {
+        let dir = temp_dir("twice");
+        std::fs::create_dir_all(dir.join("real")).expect("real");
+        std::fs::write(dir.join("real/a.yaml"), "x: 1\n").expect("write");
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("alias")).expect("symlink");
+        let files = list_files(&dir).expect("readable");
+        assert_eq!(files.len(), 1, "{files:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn unknown_kind_is_skipped_with_a_warning() {
         let l = load_text(&[(
             "x.yaml",
-            "type: MeshTrafficPermission\nname: p\nmesh: default\nspec: {}\n",
+            "type: ZoneIngress\nname: p\nmesh: default\nspec: {}\n",
         )]);
         assert!(l.violations.is_empty());
         assert_eq!(l.resources.skipped.len(), 1);
         assert_eq!(l.warnings.len(), 1);
+    }
+
+    #[test]
+    fn kuma_kinds_meshgate_does_not_apply_are_kept_with_their_target() {
+        let l = load_text(&[(
+            "x.yaml",
+            "type: MeshTrafficPermission\nname: p\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  from: []\n",
+        )]);
+        assert!(l.violations.is_empty() && l.warnings.is_empty());
+        assert_eq!(l.resources.not_applied.len(), 1);
+        let p = &l.resources.not_applied[0];
+        assert!(p.meta.kind.not_applied_reason().is_some());
+        assert_eq!(
+            p.spec.target_ref.as_ref().map(|t| t.kind.as_str()),
+            Some("Mesh")
+        );
     }
 }

@@ -15,10 +15,10 @@ pub mod dataplane;
 pub mod gateway;
 pub mod http_route;
 pub mod loader;
+pub mod policy;
 pub mod secret;
 pub mod service;
 pub mod tcp_route;
-pub mod timeout;
 
 use crate::violation::Origin;
 use std::collections::BTreeMap;
@@ -28,12 +28,17 @@ pub use common::{BackendRef, TargetRef};
 pub use dataplane::Dataplane;
 pub use gateway::MeshGateway;
 pub use http_route::MeshHttpRoute;
+pub use policy::fault::MeshFaultInjection;
+pub use policy::rate_limit::MeshRateLimit;
+pub use policy::retry::MeshRetry;
+pub use policy::timeout::MeshTimeout;
 pub use secret::Secret;
 pub use service::{MeshExternalService, MeshService};
 pub use tcp_route::MeshTcpRoute;
-pub use timeout::MeshTimeout;
 
-/// The resource kinds meshgate understands. Anything else is skipped with a warning.
+/// The resource kinds meshgate reads. Kuma kinds it does not apply are
+/// [`Kind::NotApplied`] (listed by `--check` with the reason); anything else is skipped
+/// with a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     MeshGateway,
@@ -43,8 +48,72 @@ pub enum Kind {
     MeshService,
     MeshExternalService,
     MeshTimeout,
+    MeshRetry,
+    MeshRateLimit,
+    MeshFaultInjection,
     Secret,
+    /// A Kuma kind meshgate knows and does not apply ([`not_applied`]).
+    NotApplied(&'static str),
 }
+
+/// Kuma kinds meshgate accepts without applying them, and why. MeshProxyPatch is refused
+/// when it selects the gateway (validation).
+pub const NOT_APPLIED: &[(&str, &str)] = &[
+    ("MeshHealthCheck", "not supported yet"),
+    ("MeshCircuitBreaker", "not supported yet"),
+    ("MeshLoadBalancingStrategy", "not supported yet"),
+    ("MeshAccessLog", "not supported yet"),
+    ("MeshTrace", "not supported yet"),
+    ("MeshOpenTelemetryBackend", "not supported yet"),
+    (
+        "MeshTrafficPermission",
+        "Kuma does not apply it to built-in gateways either; the backends' sidecars enforce it",
+    ),
+    (
+        "MeshTLS",
+        "mesh mTLS needs Kuma's control plane to issue identities",
+    ),
+    (
+        "MeshPassthrough",
+        "Kuma does not apply it to built-in gateways",
+    ),
+    (
+        "MeshMetric",
+        "meshgate serves its own metrics on the admin port (/metrics)",
+    ),
+    (
+        "MeshProxyPatch",
+        "it patches Envoy configuration; it selects no gateway here",
+    ),
+    ("Mesh", "mesh settings are Kuma control-plane configuration"),
+    ("MeshIdentity", "mesh identities need Kuma's control plane"),
+    ("MeshTrust", "mesh identities need Kuma's control plane"),
+    ("MeshMultiZoneService", "zones need Kuma's control plane"),
+    (
+        "HostnameGenerator",
+        "meshgate routes by MeshHTTPRoute hostnames only",
+    ),
+    (
+        "TrafficRoute",
+        "legacy policy: replaced by MeshHTTPRoute/MeshTCPRoute",
+    ),
+    (
+        "TrafficPermission",
+        "legacy policy: replaced by MeshTrafficPermission",
+    ),
+    ("Retry", "legacy policy: use MeshRetry"),
+    ("Timeout", "legacy policy: use MeshTimeout"),
+    ("CircuitBreaker", "legacy policy: use MeshCircuitBreaker"),
+    ("HealthCheck", "legacy policy: use MeshHealthCheck"),
+    ("TrafficLog", "legacy policy: use MeshAccessLog"),
+    ("TrafficTrace", "legacy policy: use MeshTrace"),
+    ("RateLimit", "legacy policy: use MeshRateLimit"),
+    ("FaultInjection", "legacy policy: use MeshFaultInjection"),
+    (
+        "ProxyTemplate",
+        "legacy policy: patches Envoy configuration",
+    ),
+];
 
 impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
@@ -56,8 +125,14 @@ impl Kind {
             "MeshService" => Kind::MeshService,
             "MeshExternalService" => Kind::MeshExternalService,
             "MeshTimeout" => Kind::MeshTimeout,
+            "MeshRetry" => Kind::MeshRetry,
+            "MeshRateLimit" => Kind::MeshRateLimit,
+            "MeshFaultInjection" => Kind::MeshFaultInjection,
             "Secret" => Kind::Secret,
-            _ => return None,
+            other => {
+                let (kind, _) = NOT_APPLIED.iter().find(|(k, _)| *k == other)?;
+                Kind::NotApplied(kind)
+            }
         })
     }
 
@@ -70,7 +145,22 @@ impl Kind {
             Kind::MeshService => "MeshService",
             Kind::MeshExternalService => "MeshExternalService",
             Kind::MeshTimeout => "MeshTimeout",
+            Kind::MeshRetry => "MeshRetry",
+            Kind::MeshRateLimit => "MeshRateLimit",
+            Kind::MeshFaultInjection => "MeshFaultInjection",
             Kind::Secret => "Secret",
+            Kind::NotApplied(kind) => kind,
+        }
+    }
+
+    /// Why meshgate does not apply this kind, when it does not.
+    pub fn not_applied_reason(self) -> Option<&'static str> {
+        match self {
+            Kind::NotApplied(kind) => NOT_APPLIED
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, why)| *why),
+            _ => None,
         }
     }
 
@@ -141,7 +231,12 @@ pub struct ResourceSet {
     pub mesh_services: Vec<Shared<MeshService>>,
     pub external_services: Vec<Shared<MeshExternalService>>,
     pub timeouts: Vec<Shared<MeshTimeout>>,
+    pub retries: Vec<Shared<MeshRetry>>,
+    pub rate_limits: Vec<Shared<MeshRateLimit>>,
+    pub faults: Vec<Shared<MeshFaultInjection>>,
     pub secrets: Vec<Shared<Secret>>,
+    /// Kuma kinds meshgate reads but does not apply (only their targetRef is decoded).
+    pub not_applied: Vec<Shared<policy::TargetOnly>>,
     /// Documents of kinds meshgate does not know (kept for the `--check` warning lines).
     pub skipped: Vec<(Origin, String)>,
 }
@@ -156,7 +251,11 @@ impl ResourceSet {
         self.mesh_services.append(&mut other.mesh_services);
         self.external_services.append(&mut other.external_services);
         self.timeouts.append(&mut other.timeouts);
+        self.retries.append(&mut other.retries);
+        self.rate_limits.append(&mut other.rate_limits);
+        self.faults.append(&mut other.faults);
         self.secrets.append(&mut other.secrets);
+        self.not_applied.append(&mut other.not_applied);
         self.skipped.append(&mut other.skipped);
     }
 
@@ -168,7 +267,11 @@ impl ResourceSet {
             + self.mesh_services.len()
             + self.external_services.len()
             + self.timeouts.len()
+            + self.retries.len()
+            + self.rate_limits.len()
+            + self.faults.len()
             + self.secrets.len()
+            + self.not_applied.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -48,7 +48,6 @@ pub struct ListenerManager {
     initial_ports: Vec<u16>,
     /// Process-wide downstream connections (for `--max-connections`).
     connections: Arc<AtomicUsize>,
-    budgets: HttpBudgets,
 }
 
 /// A bound port and the handle that stops its accept loop.
@@ -60,7 +59,6 @@ struct BoundPort {
 struct PortContext {
     port: u16,
     label: Arc<str>,
-    budgets: HttpBudgets,
     state: Arc<GatewayState>,
     http: Arc<HttpApp>,
     https: Option<Arc<PortAcceptor>>,
@@ -72,12 +70,7 @@ struct PortContext {
 impl ListenerManager {
     pub fn new(state: Arc<GatewayState>, http: Arc<HttpApp>, bind_ip: IpAddr) -> Self {
         let initial_ports = state.snapshot.load().port_numbers();
-        let budgets = HttpBudgets {
-            header_timeout: state.settings.header_timeout,
-            idle_timeout: state.settings.idle_timeout,
-        };
         ListenerManager {
-            budgets,
             state,
             http,
             bind_ip,
@@ -126,7 +119,6 @@ impl ListenerManager {
                     let ctx = Arc::new(PortContext {
                         port,
                         label: Arc::from(port.to_string()),
-                        budgets: self.budgets,
                         state: self.state.clone(),
                         http: self.http.clone(),
                         https: PortAcceptor::new(self.state.clone(), port, true)
@@ -289,10 +281,24 @@ async fn serve_connection(
             .inc();
         return; // Envoy closes connections over the limit
     }
+    // MeshRateLimit `local.tcp.connectionRate`: a connection beyond the rate is closed
+    // before any byte is read from or sent to it.
+    if let Some(bucket) = &port.policy.connection_rate {
+        if !bucket.try_take() {
+            METRICS
+                .rate_limited
+                .with_label_values(&[&ctx.label, ""])
+                .inc();
+            return;
+        }
+    }
+    let budgets = HttpBudgets {
+        header_timeout: port.policy.listener.request_headers,
+    };
     match port.protocol {
         Protocol::Http => {
             let stream = Box::new(conn::accepted(conn));
-            conn::serve(&ctx.http, stream, ctx.budgets, &shutdown).await
+            conn::serve(&ctx.http, stream, budgets, &shutdown).await
         }
         Protocol::Https => {
             let Some(acceptor) = ctx.https.clone() else {
@@ -304,7 +310,7 @@ async fn serve_connection(
             )
             .await;
             match handshake {
-                Ok(Ok(tls)) => conn::serve(&ctx.http, tls, ctx.budgets, &shutdown).await,
+                Ok(Ok(tls)) => conn::serve(&ctx.http, tls, budgets, &shutdown).await,
                 Ok(Err(e)) => debug!("{peer}: TLS handshake on port {}: {e}", ctx.port),
                 Err(_) => debug!("{peer}: TLS handshake on port {} timed out", ctx.port),
             }

@@ -1,6 +1,6 @@
 //! Everything that runs beside the request path and outlives a snapshot: the shared state
 //! ([`state`]), the build-and-swap loop ([`reload`], [`publish`]), the listeners that follow
-//! the snapshot's ports ([`listeners`]) and the draining flag ([`drain`]).
+//! the snapshot's ports ([`listeners`]), the draining flag ([`drain`]) and the state that outlives snapshots ([`registry`]).
 //!
 //! Run-time state that must survive a snapshot swap (endpoint health, ejections, rate-limit
 //! buckets) lives here too, keyed by stable identity; a snapshot may point at it, never the
@@ -9,5 +9,6 @@
 pub mod drain;
 pub mod listeners;
 pub mod publish;
+pub mod registry;
 pub mod reload;
 pub mod state;

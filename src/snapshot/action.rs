@@ -1,7 +1,8 @@
 //! What a matched route entry does: forward (with filters) or redirect (semantics §5).
 
 use super::backends::{Backend, WeightedBackends};
-use super::timeouts::Timeouts;
+use super::policy::RoutePolicies;
+use super::rate_limit::HttpLimit;
 use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 
@@ -89,7 +90,10 @@ pub struct Forward {
     pub response_headers: HeaderMods,
     pub host_rewrite: Option<HostRewrite>,
     pub mirror: Option<Mirror>,
-    pub timeouts: Timeouts,
+    /// Timeouts, retries and rate-limit settings, shared by every rule they apply to.
+    pub policies: Arc<RoutePolicies>,
+    /// This rule's own rate-limit bucket (Envoy keeps one per route entry).
+    pub rate_limit: Option<Arc<HttpLimit>>,
 }
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //! entries that name the same destination share one `Arc<Backend>`, so round robin across its
 //! endpoints is shared too, as it is for an Envoy cluster.
 
+use super::cluster::ClusterConf;
 use pingora::protocols::TcpKeepalive;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
@@ -12,8 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Kuma's default connect timeout for gateway clusters (MeshTimeout `connectionTimeout`).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// TCP keep-alive on upstream connections: how pooled connections to a peer that vanished
 /// (host gone, a NAT or firewall that dropped the flow) are found and dropped. Probes start
 /// after a minute of silence; six unanswered ones, ten seconds apart, reset the connection,
@@ -74,6 +73,8 @@ pub struct Backend {
     pub endpoints: Vec<Endpoint>,
     /// External services get no `x-kuma-tags` header (they are not mesh members).
     pub external: bool,
+    /// What the port's policies set on this destination.
+    pub cluster: Arc<ClusterConf>,
     next: AtomicUsize,
 }
 
@@ -85,6 +86,7 @@ impl Backend {
         external: bool,
         tls: &UpstreamTls,
         h2: bool,
+        cluster: Arc<ClusterConf>,
     ) -> Self {
         let (state, endpoints) = match resolved {
             Err(reason) => (BackendState::Unresolved(reason), Vec::new()),
@@ -94,7 +96,7 @@ impl Backend {
                 addrs
                     .into_iter()
                     .map(|(addr, hostname)| Endpoint {
-                        peer: make_peer(addr, hostname.as_deref(), tls, h2),
+                        peer: make_peer(addr, hostname.as_deref(), tls, h2, &cluster),
                         addr,
                         host_header: hostname.and_then(|h| http::HeaderValue::from_str(&h).ok()),
                     })
@@ -107,6 +109,7 @@ impl Backend {
             state,
             endpoints,
             external,
+            cluster,
             next: AtomicUsize::new(0),
         }
     }
@@ -126,7 +129,13 @@ impl Backend {
     }
 }
 
-fn make_peer(addr: SocketAddr, hostname: Option<&str>, tls: &UpstreamTls, h2: bool) -> HttpPeer {
+fn make_peer(
+    addr: SocketAddr,
+    hostname: Option<&str>,
+    tls: &UpstreamTls,
+    h2: bool,
+    cluster: &ClusterConf,
+) -> HttpPeer {
     let sni = if tls.enabled {
         tls.server_name
             .clone()
@@ -136,12 +145,10 @@ fn make_peer(addr: SocketAddr, hostname: Option<&str>, tls: &UpstreamTls, h2: bo
         String::new()
     };
     let mut peer = HttpPeer::new(addr, tls.enabled, sni);
-    // Kuma's gateway defaults (semantics §8.1); routes with MeshTimeout policies override
-    // them per request.
-    let (read_timeout, _) = super::timeouts::Timeouts::default().read_timeout();
-    peer.options.read_timeout = read_timeout;
-    peer.options.write_timeout = super::timeouts::Timeouts::default().stream_idle;
-    peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+    // Read and write timeouts are the route's, set per request; connect and pool idle are
+    // the cluster's.
+    peer.options.connection_timeout = Some(cluster.connect_timeout);
+    peer.options.idle_timeout = cluster.idle_timeout;
     // WebSocket and every other Upgrade are proxied (kumahq/kuma#3311): Pingora's default
     // forwards only WebSocket upgrades.
     peer.options.http_upstream_request_policy.h1_upgrade =
@@ -253,6 +260,7 @@ mod tests {
             false,
             &UpstreamTls::default(),
             false,
+            Arc::default(),
         ))
     }
 
@@ -304,6 +312,7 @@ mod tests {
             false,
             &UpstreamTls::default(),
             false,
+            Arc::default(),
         );
         let ports: Vec<u16> = (0..4)
             .filter_map(|_| b.next_endpoint().map(|e| e.addr.port()))

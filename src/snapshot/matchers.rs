@@ -186,7 +186,7 @@ impl HeaderMatcher {
         !matches!(self, HeaderMatcher::Prefix(..))
     }
 
-    fn matches(&self, headers: &HeaderMap) -> bool {
+    pub fn matches(&self, headers: &HeaderMap) -> bool {
         match self {
             HeaderMatcher::Present(name) => headers.contains_key(name),
             HeaderMatcher::Absent(name) => !headers.contains_key(name),

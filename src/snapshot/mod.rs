@@ -8,8 +8,12 @@
 pub mod action;
 pub mod backends;
 pub mod certs;
+pub mod cluster;
 pub mod hostname;
 pub mod matchers;
+pub mod policy;
+pub mod rate_limit;
+pub mod retry;
 pub mod route_table;
 pub mod timeouts;
 
@@ -17,7 +21,7 @@ use backends::WeightedBackends;
 use certs::CertSet;
 use hostname::HostTable;
 use route_table::RouteTable;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use crate::model::{Protocol, TlsMode};
@@ -130,6 +134,8 @@ pub struct Port {
     pub protocol: Protocol,
     /// MeshGateway `resources.connectionLimit` for this port.
     pub connection_limit: Option<u32>,
+    /// What the policies selecting this port set on it.
+    pub policy: Arc<policy::PortPolicy>,
     pub serving: Serving,
 }
 
@@ -137,7 +143,8 @@ pub struct Port {
 pub struct Snapshot {
     pub generation: u64,
     pub gateway: GatewayIdentity,
-    pub ports: HashMap<u16, Arc<Port>>,
+    /// By port number (foldhash: looked up twice per request).
+    pub ports: foldhash::HashMap<u16, Arc<Port>>,
     /// Number of compiled route entries (shared tables counted once).
     pub route_entries: usize,
     /// Every backend the routes resolve to (for `/config`).

@@ -179,6 +179,15 @@ pub fn gateway_dataplane() -> String {
     )
 }
 
+/// A Universal policy document of `kind` named `name` in mesh `default` with `spec` (YAML
+/// written at column 0).
+pub fn policy(kind: &str, name: &str, spec: &str) -> String {
+    format!(
+        "type: {kind}\nname: {name}\nmesh: default\nspec:\n{}",
+        indent(&dedent(spec), 2)
+    )
+}
+
 /// Fills the placeholders of `text`: `lport(n)` for `@LPORT:n@`, `port(name)` for
 /// `@PORT:name@`, `admin` for `@ADMIN_PORT@`; other `@...@` text is left as it is.
 pub fn fill(

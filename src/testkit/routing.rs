@@ -97,6 +97,15 @@ impl Routing {
         }
     }
 
+    /// The policies of listener `listener`'s port.
+    pub fn port_policy(&self, listener: u32) -> &crate::snapshot::policy::PortPolicy {
+        let port = self
+            .snapshot
+            .port(listener_port(listener))
+            .unwrap_or_else(|| panic!("no port for listener {listener}"));
+        &port.policy
+    }
+
     /// `method target` with `Host: host` and `headers` on plain-HTTP listener `listener`.
     pub fn request(
         &self,
@@ -268,6 +277,21 @@ impl std::fmt::Debug for Answer {
 }
 
 impl Answer {
+    /// The policies of the matched entry (timeouts, retries, rate limit).
+    pub fn policies(&self) -> Option<&crate::snapshot::policy::RoutePolicies> {
+        self.ctx.forward().map(|f| &*f.policies)
+    }
+
+    /// The matched entry's forward action (its rate-limit bucket, backends).
+    pub fn forward(&self) -> Option<&crate::snapshot::action::Forward> {
+        self.ctx.forward()
+    }
+
+    /// The cluster settings of the backend the request goes to.
+    pub fn cluster(&self) -> Option<&crate::snapshot::cluster::ClusterConf> {
+        self.ctx.upstream().map(|u| &*u.backend.cluster)
+    }
+
     /// The path and query the backend receives.
     pub fn seen_path(&self) -> String {
         self.upstream

@@ -23,7 +23,7 @@ mod datasource;
 mod gateway;
 mod hostname;
 mod http_filter;
-mod http_match;
+pub(crate) mod http_match;
 mod http_route;
 mod messages;
 mod meta;
@@ -41,8 +41,10 @@ mod user_regex;
 mod testutil;
 
 pub mod lower;
+pub mod policy;
 pub mod values;
 
+use crate::model::policy::PolicySet;
 use crate::model::{Valid, ValidSet};
 use crate::resources::{Meta, Res, ResourceSet, Shared};
 use crate::violation::Violation;
@@ -56,11 +58,14 @@ use std::sync::Arc;
 pub struct Validated {
     pub valid: ValidSet,
     pub violations: Vec<Violation>,
+    /// Lines `--check` prints without failing: kinds and parts meshgate does not apply.
+    pub warnings: Vec<String>,
 }
 
 /// Checks every resource in `set` against Kuma's rules and lowers the valid ones.
 pub fn validate(set: &ResourceSet) -> Validated {
     let mut out = Vec::new();
+    let mut warnings = Vec::new();
     let valid = ValidSet {
         gateways: check_all(
             &set.gateways,
@@ -101,15 +106,75 @@ pub fn validate(set: &ResourceSet) -> Validated {
         secrets: check_all(&set.secrets, &mut out, secret::validate_secret, |m, s| {
             lower::secret(s, m.spec_prefix())
         }),
-        timeouts: check_all(&set.timeouts, &mut out, |_, _| {}, |_, s| lower::timeout(s)),
+        policies: PolicySet {
+            timeouts: check_policies(
+                &set.timeouts,
+                &mut out,
+                &mut warnings,
+                policy::timeout::lower,
+            ),
+            retries: check_policies(&set.retries, &mut out, &mut warnings, policy::retry::lower),
+            rate_limits: check_policies(
+                &set.rate_limits,
+                &mut out,
+                &mut warnings,
+                policy::rate_limit::lower,
+            ),
+            faults: check_policies(&set.faults, &mut out, &mut warnings, policy::fault::lower),
+        },
         skipped: set.skipped.clone(),
     };
+    for res in &set.not_applied {
+        let before = out.len();
+        let mut report = Report::new(&res.meta, &mut out);
+        meta::validate_meta(&mut report);
+        policy::not_applied::check(&mut report, &res.spec);
+        if out.len() == before {
+            warnings.extend(policy::not_applied::warning(&res.meta));
+        }
+    }
     // Report in file order, as the user reads the directory.
     out.sort_by(|a, b| a.origin.cmp(&b.origin));
     Validated {
         valid,
         violations: out,
+        warnings,
     }
+}
+
+/// Checks and lowers every policy of one kind. A policy Kuma would give a non-system role
+/// (a Kubernetes policy outside Kuma's namespace) selects workloads by namespace, which has
+/// no meaning standalone: it is checked, then skipped with a warning.
+fn check_policies<T, C>(
+    resources: &[Shared<T>],
+    out: &mut Vec<Violation>,
+    warnings: &mut Vec<String>,
+    lower: fn(&mut Report, &T) -> Option<crate::model::policy::Policy<C>>,
+) -> Vec<Valid<crate::model::policy::Policy<C>>> {
+    let mut valid = Vec::with_capacity(resources.len());
+    for res in resources {
+        let before = out.len();
+        let mut report = Report::new(&res.meta, out);
+        meta::validate_meta(&mut report);
+        let lowered = lower(&mut report, &res.spec);
+        if out.len() > before {
+            continue;
+        }
+        let Some(spec) = lowered else { continue };
+        if !route_target::is_system_role(&res.meta) {
+            warnings.push(format!(
+                "{}: {}: not applied by meshgate: a policy outside Kuma's system namespace selects workloads by namespace",
+                res.meta.origin,
+                res.meta.display_name()
+            ));
+            continue;
+        }
+        valid.push(Arc::new(Res {
+            meta: res.meta.clone(),
+            spec,
+        }));
+    }
+    valid
 }
 
 /// Runs the name/mesh rules and `rules` on every resource of one kind, and lowers each one

@@ -59,6 +59,10 @@ impl Seen {
 /// request; keeps connections alive; records every request. Understands:
 /// * `x-echo-delay-ms: N` - wait N ms before answering;
 /// * `x-echo-set-header: name:value[,name:value...]` - add those response headers;
+/// * `x-echo-status: N` (with `x-echo-fail-first: K`) - answer N instead of 200 to the first
+///   K requests carrying the same `x-test-id` (all of them without `x-echo-fail-first`);
+///   `x-echo-status: reset` closes the connection without an answer instead;
+/// * `x-echo-trickle-ms: N` - send the body one byte every N ms;
 /// * `Upgrade: websocket` - answers 101 and then echoes every byte it receives.
 pub struct EchoHttp {
     pub name: String,
@@ -91,7 +95,7 @@ impl EchoHttp {
                 c.fetch_add(1, Ordering::SeqCst);
                 let (n, l) = (n.clone(), l.clone());
                 thread::spawn(move || {
-                    let _ = serve_echo_connection(conn, &n, &l);
+                    let _ = serve_echo_connection(conn, &n, &l, &FAILURES);
                 });
             }
         });
@@ -153,7 +157,40 @@ impl Drop for EchoHttp {
     }
 }
 
-fn serve_echo_connection(conn: TcpStream, name: &str, log: &Mutex<Vec<Seen>>) -> io::Result<()> {
+/// Failures answered per `x-test-id` (for `x-echo-fail-first`), across all echo backends of
+/// the test process: a retry to another endpoint counts against the same test id.
+static FAILURES: std::sync::LazyLock<Mutex<std::collections::HashMap<String, usize>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether this request must fail (`x-echo-status`, `x-echo-fail-first`), and how.
+fn planned_failure(
+    seen: &Seen,
+    failures: &Mutex<std::collections::HashMap<String, usize>>,
+) -> Option<String> {
+    let status = seen.header("x-echo-status")?;
+    let Some(first) = seen
+        .header("x-echo-fail-first")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    else {
+        return Some(status);
+    };
+    let id = seen.header("x-test-id").unwrap_or_default();
+    let mut counts = failures.lock().unwrap();
+    let n = counts.entry(id).or_default();
+    if *n < first {
+        *n += 1;
+        Some(status)
+    } else {
+        None
+    }
+}
+
+fn serve_echo_connection(
+    conn: TcpStream,
+    name: &str,
+    log: &Mutex<Vec<Seen>>,
+    failures: &Mutex<std::collections::HashMap<String, usize>>,
+) -> io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut writer = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
@@ -184,6 +221,20 @@ fn serve_echo_connection(conn: TcpStream, name: &str, log: &Mutex<Vec<Seen>>) ->
             .and_then(|v| v.trim().parse::<u64>().ok())
         {
             thread::sleep(Duration::from_millis(ms.min(60_000)));
+        }
+
+        if let Some(status) = planned_failure(&seen, failures) {
+            if status.trim() == "reset" {
+                let _ = writer.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            let head = format!(
+                "HTTP/1.1 {} Planned\r\nx-backend: {name}\r\ncontent-length: 0\r\n\r\n",
+                status.trim()
+            );
+            writer.write_all(head.as_bytes())?;
+            writer.flush()?;
+            continue;
         }
 
         if req.has_token("upgrade", "websocket") {
@@ -230,8 +281,20 @@ fn serve_echo_connection(conn: TcpStream, name: &str, log: &Mutex<Vec<Seen>>) ->
         }
         head.push_str("\r\n");
         writer.write_all(head.as_bytes())?;
+        let trickle = seen
+            .header("x-echo-trickle-ms")
+            .and_then(|v| v.trim().parse::<u64>().ok());
         if method != "HEAD" {
-            writer.write_all(&payload)?;
+            match trickle {
+                Some(ms) => {
+                    for byte in &payload {
+                        writer.write_all(std::slice::from_ref(byte))?;
+                        writer.flush()?;
+                        thread::sleep(Duration::from_millis(ms));
+                    }
+                }
+                None => writer.write_all(&payload)?,
+            }
         }
         writer.flush()?;
         if close {

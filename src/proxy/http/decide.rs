@@ -117,7 +117,6 @@ pub fn decide(
                         routed.upstream = Some(Upstream {
                             backend: backend.clone(),
                             endpoint,
-                            connect_attempts: 0,
                         });
                         Decision::Proxy
                     }

@@ -1,6 +1,7 @@
 //! Responses meshgate writes itself (404, redirects, 5xx, rejections), with the headers every
 //! gateway response carries.
 
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -15,6 +16,9 @@ pub struct LocalResponse<'a> {
     pub location: Option<&'a str>,
     pub https: bool,
     pub close: bool,
+    /// Headers set (replacing) then added, e.g. MeshRateLimit's `onRateLimit.headers`.
+    pub set: &'a [(HeaderName, HeaderValue)],
+    pub add: &'a [(HeaderName, HeaderValue)],
 }
 
 impl LocalResponse<'_> {
@@ -25,6 +29,8 @@ impl LocalResponse<'_> {
             location: None,
             https: false,
             close: false,
+            set: &[],
+            add: &[],
         }
     }
 }
@@ -47,6 +53,19 @@ pub fn header(r: &LocalResponse<'_>) -> Result<ResponseHeader> {
     }
     if r.close {
         resp.insert_header("connection", "close")?;
+    }
+    let mut set_names: Vec<&HeaderName> = Vec::new();
+    for (name, value) in r.set {
+        // The first value of a name replaces; Kuma's comma-split `set` values follow it.
+        if set_names.contains(&name) {
+            resp.append_header(name.clone(), value.clone())?;
+        } else {
+            resp.insert_header(name.clone(), value.clone())?;
+            set_names.push(name);
+        }
+    }
+    for (name, value) in r.add {
+        resp.append_header(name.clone(), value.clone())?;
     }
     Ok(resp)
 }

@@ -1,15 +1,21 @@
 //! `ProxyHttp` for HTTP and HTTPS listeners (semantics Appendix C, "per HTTP request").
 //!
 //! The hooks, in the order Pingora calls them for a proxied request:
-//! `early_request_filter` (refuse what Kuma refuses) → `request_filter` (decide: route,
-//! backend, endpoint, or a local answer) → `upstream_peer` (the chosen endpoint, with its
-//! timeouts) → `upstream_request_filter` (filters and Kuma's headers) → `request_body_filter`
-//! (mirror copy) → `response_filter` (filters, `server`, HSTS, draining) → `logging`.
-//! `fail_to_connect` and `fail_to_proxy` turn failures into Envoy's answers. Deciding happens
-//! once, in `request_filter`, on one snapshot held for the whole request; the later hooks
-//! only apply the decision recorded in [`RequestCtx`].
+//! `early_request_filter` (refuse what Kuma refuses; the port's listener timeouts) →
+//! `request_filter` (decide: route, backend, endpoint, or a local answer; then the rate limit
+//! and fault injection, [`admission`]) → `upstream_peer` (an attempt: the endpoint and its
+//! time limits, [`attempt`]) → `upstream_request_filter` (filters and Kuma's headers) →
+//! `request_body_filter` (mirror copy, time limits) → `upstream_response_filter` (a
+//! retriable status is retried) → `response_filter` (filters, `server`, HSTS, draining) →
+//! `logging`. `fail_to_connect` and `error_while_proxy` decide retries of failed attempts;
+//! `fail_to_proxy` turns the final failure into Envoy's answer. Deciding happens once, in
+//! `request_filter`, on one snapshot held for the whole request; the later hooks only apply
+//! the decision recorded in [`RequestCtx`].
 
+pub(crate) mod admission;
+pub(crate) mod attempt;
 pub(crate) mod checks;
+mod ctx;
 pub(crate) mod decide;
 pub(crate) mod edit;
 pub mod forwarded;
@@ -17,118 +23,31 @@ pub mod local;
 pub mod normalize;
 pub mod outcome;
 pub mod plain_header;
+mod record;
 
-use crate::admin::access_log;
 use crate::admin::metrics::METRICS;
-use crate::proxy::mirror::MirrorBody;
 use crate::proxy::tls::SniName;
 use crate::runtime::state::GatewayState;
-use crate::snapshot::backends::Backend;
-use crate::snapshot::route_table::RouteEntry;
-use crate::snapshot::{EntryRef, ListenerInfo, Snapshot, VirtualHost};
+use crate::snapshot::retry::Failure;
+use admission::Admission;
 use async_trait::async_trait;
+use attempt::RETRY_RESPONSE;
 use bytes::Bytes;
-use checks::{CheckRules, Refusal};
+use checks::CheckRules;
+pub use ctx::{RequestCtx, Routed, Upstream};
 use decide::Decision;
 use local::LocalResponse;
-use outcome::{Local, ResponseFlag, UPSTREAM_RESET_BODY};
+use outcome::{Local, ResponseFlag, REQUEST_TIMEOUT, UPSTREAM_RESET_BODY};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::http::v1::server::{REQUEST_HEAD_TIMEOUT, REQUEST_HEAD_TOO_LARGE};
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, Result, RetryType};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Kuma's default gateway retry policy retries connect failures up to 5 times.
-const MAX_CONNECT_ATTEMPTS: usize = 5;
-/// Pingora's read timeout for request bodies (its default), restored after the first head.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
-
 pub struct HttpGateway {
     pub state: Arc<GatewayState>,
-}
-
-/// The request as routed: the virtual host and entry that matched and, when the entry
-/// forwards, the chosen backend and endpoint. Built by `request_filter`.
-pub struct Routed {
-    pub vhost: Arc<VirtualHost>,
-    pub entry: EntryRef,
-    pub upstream: Option<Upstream>,
-}
-
-impl Routed {
-    pub fn entry(&self) -> Option<&RouteEntry> {
-        self.vhost.entry(self.entry)
-    }
-}
-
-/// Where a forwarded request goes.
-pub struct Upstream {
-    pub backend: Arc<Backend>,
-    /// Index into `backend.endpoints` of the current attempt.
-    pub endpoint: usize,
-    pub connect_attempts: usize,
-}
-
-/// Per-request state. Holds the snapshot the request started with, so every hook sees one
-/// consistent configuration even if a reload happens mid-request.
-pub struct RequestCtx {
-    started: Instant,
-    snapshot: Option<Arc<Snapshot>>,
-    /// The local port the request arrived on.
-    port: u16,
-    https: bool,
-    /// The listener hostname that took the request, once known.
-    listener: Option<Arc<ListenerInfo>>,
-    routed: Option<Routed>,
-    /// The normalised path when it differs from what the client sent.
-    path: Option<String>,
-    /// The normalised Host.
-    host: String,
-    /// Set when meshgate answered (or will answer) itself.
-    local: Option<Local>,
-    /// Set when the request was refused before routing.
-    refused: Option<Refusal>,
-    flag: ResponseFlag,
-    mirror: Option<MirrorBody>,
-}
-
-impl RequestCtx {
-    /// A fresh context for a request on local `port` (over TLS when `https`).
-    pub(crate) fn for_connection(port: u16, https: bool) -> Self {
-        RequestCtx {
-            started: Instant::now(),
-            snapshot: None,
-            port,
-            https,
-            listener: None,
-            routed: None,
-            path: None,
-            host: String::new(),
-            local: None,
-            refused: None,
-            flag: ResponseFlag::None,
-            mirror: None,
-        }
-    }
-
-    pub(crate) fn set_snapshot(&mut self, snapshot: Arc<Snapshot>) {
-        self.snapshot = Some(snapshot);
-    }
-
-    pub(crate) fn entry(&self) -> Option<&RouteEntry> {
-        self.routed.as_ref()?.entry()
-    }
-
-    pub(crate) fn upstream(&self) -> Option<&Upstream> {
-        self.routed.as_ref()?.upstream.as_ref()
-    }
-
-    fn port_label(&self) -> String {
-        self.port.to_string()
-    }
 }
 
 fn local_port(session: &ServerSession) -> u16 {
@@ -138,32 +57,43 @@ fn local_port(session: &ServerSession) -> u16 {
         .map_or(0, |a| a.port())
 }
 
-/// The metric reason and answer for a head Pingora's reader refused.
-fn head_error_answer(e: &Error) -> Option<(&'static str, Option<u16>)> {
-    let etype = e.etype();
-    if *etype == REQUEST_HEAD_TOO_LARGE {
-        return Some(("header_too_large", Some(431)));
-    }
-    if *etype == REQUEST_HEAD_TIMEOUT {
-        return Some(("header_timeout", Some(408)));
-    }
-    match etype {
-        // The first request did not start within the header timeout.
-        ErrorType::ReadTimedout => Some(("header_timeout", Some(408))),
-        ErrorType::InvalidHTTPHeader => {
-            let cause = e.root_cause();
-            let reason = match cause.downcast_ref::<httparse::Error>() {
-                Some(httparse::Error::Version) => "bad_version",
-                Some(httparse::Error::Token) => "bad_request_target",
-                Some(_) => "bad_header",
-                None if cause.is::<http::uri::InvalidUri>() => "bad_request_target",
-                // Pingora's other checks of a parsed head: Content-Length,
-                // Transfer-Encoding, Host and authority.
-                None => "bad_request",
-            };
-            Some((reason, Some(400)))
+impl HttpGateway {
+    /// The rate limit and fault injection of a routed request ([`admission`]): `None` to
+    /// forward it (after any injected delay), or the local answer.
+    async fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Local> {
+        // Only a route whose MeshRetry has a `grpc` section asks what the request is.
+        ctx.grpc = ctx
+            .forward()
+            .is_some_and(|f| f.policies.grpc_retry.is_some())
+            && session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let faults = ctx.port_policy.as_ref().map_or(&[][..], |p| &p.faults[..]);
+        let limit = ctx.forward().and_then(|f| f.rate_limit.as_deref());
+        if limit.is_none() && faults.is_empty() {
+            return None;
         }
-        _ => None,
+        let port = ctx.port_label();
+        match admission::admit(limit, faults, &port, ctx.route_label()) {
+            Admission::Forward { delay, bandwidth } => {
+                ctx.bandwidth = bandwidth;
+                if let Some(d) = delay {
+                    tokio::time::sleep(d).await;
+                }
+                None
+            }
+            Admission::RateLimited(limit) => Some(admission::local(limit.status, true)),
+            Admission::Aborted(status) => Some(admission::local(status, false)),
+        }
+    }
+
+    fn count_retry(&self, ctx: &RequestCtx, reason: &str) {
+        METRICS
+            .upstream_retries
+            .with_label_values(&[ctx.route_label(), reason])
+            .inc();
     }
 }
 
@@ -188,7 +118,7 @@ impl ProxyHttp for HttpGateway {
         session: &ServerSession,
         e: &Error,
     ) -> Option<(ResponseHeader, Bytes)> {
-        let (reason, status) = head_error_answer(e)?;
+        let (reason, status) = outcome::head_error_answer(e)?;
         METRICS
             .http_rejected
             .with_label_values(&[&local_port(session).to_string(), reason])
@@ -200,28 +130,35 @@ impl ProxyHttp for HttpGateway {
         local::header(&response).ok().map(|h| (h, Bytes::new()))
     }
 
-    /// Runs first for every parsed request: refuses what Kuma's gateway refuses and Pingora
-    /// accepts ([`checks`]), and sets the keep-alive wait for the next request on the
-    /// connection. A refusal becomes an error answered by `fail_to_proxy` with its status
-    /// and `Connection: close`.
+    /// Runs first for every parsed request: takes the snapshot the request will see, refuses
+    /// what Kuma's gateway refuses and Pingora accepts ([`checks`]), and applies the port's
+    /// listener timeouts (keep-alive wait, request body silence). A refusal becomes an error
+    /// answered by `fail_to_proxy` with its status and `Connection: close`.
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         ctx.port = local_port(session.as_downstream());
-        let settings = &self.state.settings;
-        session.set_keepalive(Some(settings.idle_timeout.as_secs()));
+        let snapshot = self.state.snapshot.load_full();
+        ctx.port_policy = snapshot.port(ctx.port).map(|p| p.policy.clone());
+        ctx.snapshot = Some(snapshot);
+        let listener = ctx.port_policy.as_ref().map(|p| p.listener);
+        // Pingora's keep-alive is in seconds, 0 meaning no limit (MeshTimeout `idleTimeout: 0s`).
+        let idle = listener
+            .and_then(|l| l.idle)
+            .map_or(0, |d| d.as_secs().max(1));
+        session.set_keepalive(Some(idle));
         // Pipelined HTTP/1.1 requests are answered in order (RFC 9112 §9.3.2) instead of
         // Pingora's default of answering the first and closing.
         session.set_pipelining_enabled(true);
         let facts = match session.as_downstream_mut() {
             ServerSession::H1(h1) => {
                 // The first head of a connection ran under the header timeout (see
-                // `proxy::conn`); its body gets Pingora's usual per-read timeout.
-                h1.set_read_timeout(Some(BODY_READ_TIMEOUT));
+                // `proxy::conn`); the body's reads get the listener's stream idle timeout.
+                h1.set_read_timeout(listener.and_then(|l| l.stream_idle));
                 Some(h1.request_head_facts())
             }
             _ => None,
         };
         let rules = CheckRules {
-            allow_underscore_headers: settings.allow_underscore_headers,
+            allow_underscore_headers: self.state.settings.allow_underscore_headers,
             max_header_fields: crate::proxy::conn::MAX_HEAD_FIELDS,
         };
         if let Some(refusal) = checks::refusal(session.req_header(), facts, rules) {
@@ -246,10 +183,14 @@ impl ProxyHttp for HttpGateway {
     }
 
     /// Decides what happens to the request (see [`decide`]): answers it here (404,
-    /// redirect, 5xx without a backend) and returns `true`, or records the route, backend
-    /// and endpoint in the context (and starts the mirror copy) and returns `false`.
+    /// redirect, 5xx without a backend, a rate limit, an injected abort) and returns `true`,
+    /// or records the route, backend and endpoint in the context (and starts the mirror
+    /// copy) and returns `false`.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        let snapshot = self.state.snapshot.load_full();
+        let snapshot = match &ctx.snapshot {
+            Some(s) => s.clone(),
+            None => self.state.snapshot.load_full(),
+        };
         let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
         ctx.https = ssl.is_some();
         let sni = ssl
@@ -258,29 +199,22 @@ impl ProxyHttp for HttpGateway {
         let decision = decide::decide(&snapshot, session.req_header(), sni, ctx);
         ctx.snapshot = Some(snapshot);
         let close = self.state.is_draining();
-        match decision {
-            Decision::Proxy => {
-                ctx.mirror = decide::start_mirror(session.req_header(), ctx);
-                Ok(false)
-            }
+        let answer = match decision {
+            Decision::Proxy => match self.admit(session, ctx).await {
+                None => {
+                    ctx.mirror = decide::start_mirror(session.req_header(), ctx);
+                    return Ok(false);
+                }
+                Some(answer) => answer,
+            },
             Decision::Local(answer) => {
-                ctx.local = Some(answer);
-                ctx.flag = answer.flag;
                 if answer.flag == ResponseFlag::NoRoute {
                     METRICS
                         .http_rejected
                         .with_label_values(&[&ctx.port_label(), "no_route"])
                         .inc();
                 }
-                let response = LocalResponse {
-                    body: answer.body.as_bytes(),
-                    // Envoy sends HSTS with every answer of an HTTPS listener but its 404.
-                    https: ctx.https && answer.status != 404,
-                    close,
-                    ..LocalResponse::status(answer.status)
-                };
-                local::write(session, response).await?;
-                Ok(true)
+                answer
             }
             Decision::Redirect { location, status } => {
                 ctx.local = Some(Local {
@@ -295,83 +229,270 @@ impl ProxyHttp for HttpGateway {
                     ..LocalResponse::status(status)
                 };
                 local::write(session, response).await?;
-                Ok(true)
+                return Ok(true);
             }
-        }
+        };
+        ctx.local = Some(answer);
+        ctx.flag = answer.flag;
+        let limit = (answer.flag == ResponseFlag::RateLimited)
+            .then(|| ctx.forward().and_then(|f| f.rate_limit.clone()))
+            .flatten();
+        let response = LocalResponse {
+            body: answer.body.as_bytes(),
+            // Envoy sends HSTS with every answer of an HTTPS listener but its 404.
+            https: ctx.https && answer.status != 404,
+            close,
+            set: limit.as_ref().map_or(&[], |l| &l.set),
+            add: limit.as_ref().map_or(&[], |l| &l.add),
+            ..LocalResponse::status(answer.status)
+        };
+        local::write(session, response).await?;
+        Ok(true)
     }
 
-    /// Offers each chunk of the request body to the mirror copy, if one runs.
+    /// Offers each chunk of the request body to the mirror copy (first attempt only: a retry
+    /// replays the body), keeps the attempt's time limits current, and enforces the
+    /// listener's `requestTimeout`.
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(mirror) = ctx.mirror.as_mut() {
-            mirror.offer(body.as_ref(), end_of_stream);
+        if ctx.attempt.started <= 1 {
+            if let Some(mirror) = ctx.mirror.as_mut() {
+                mirror.offer(body.as_ref(), end_of_stream);
+            }
+        }
+        let now = Instant::now();
+        let request_timeout = ctx.port_policy.as_ref().and_then(|p| p.listener.request);
+        if let Some(limit) = request_timeout.filter(|_| !session.was_upgraded()) {
+            if !end_of_stream && now.duration_since(ctx.started) > limit {
+                return Err(Error::explain(REQUEST_TIMEOUT, "request timeout"));
+            }
+        }
+        if end_of_stream {
+            ctx.attempt.request_complete(now);
+        } else {
+            ctx.attempt.activity(now);
         }
         Ok(())
     }
 
-    /// The endpoint `request_filter` chose (the next one in turn after a failed connect),
-    /// with the route's timeouts: connect, and per read the tighter of the request and
-    /// stream-idle timeouts (Pingora times each upstream read).
+    /// Starts an attempt: the endpoint (on a retry, after the back-off, the next one in
+    /// turn, or one not tried yet with `OmitPreviousHosts`) and its limits: connect timeout
+    /// (the cluster's), write timeout (the route's stream idle timeout), and the deadline
+    /// every response read runs under ([`attempt`]).
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let timeouts = ctx
-            .entry()
-            .and_then(|e| e.action.forward())
-            .map(|f| f.timeouts)
-            .unwrap_or_default();
-        let upstream = ctx
+        let retry = ctx.retry_policy();
+        let routed = ctx
             .routed
             .as_mut()
-            .and_then(|r| r.upstream.as_mut())
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(500), "no route"))?;
+        let Routed {
+            vhost,
+            entry,
+            upstream,
+        } = routed;
+        let forward = vhost
+            .entry(*entry)
+            .and_then(|e| e.action.forward())
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(500), "no backend chosen"))?;
-        if upstream.connect_attempts > 0 {
-            // A retry after a failed connect: move on to the next endpoint.
-            if let Some(next) = upstream.backend.next_endpoint_index() {
+        let upstream = upstream
+            .as_mut()
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(500), "no backend chosen"))?;
+        let backend = upstream.backend.clone();
+        let omit = retry.as_ref().is_some_and(|r| r.omit_previous_hosts);
+        if ctx.attempt.started > 0 {
+            if let Some(wait) = ctx.attempt.take_back_off() {
+                tokio::time::sleep(wait).await;
+            }
+            if let Some(next) = ctx
+                .attempt
+                .next_endpoint(backend.endpoints.len(), omit, || {
+                    backend.next_endpoint_index()
+                })
+            {
                 upstream.endpoint = next;
             }
         }
-        let endpoint = upstream
-            .backend
+        if omit {
+            ctx.attempt.went_to(upstream.endpoint);
+        }
+        let endpoint = backend
             .endpoints
             .get(upstream.endpoint)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))?;
+        let request_complete = session.is_body_empty() || session.is_body_done();
+        let deadline = ctx.attempt.begin(
+            Instant::now(),
+            &forward.policies,
+            retry.as_deref(),
+            &backend.cluster,
+            request_complete,
+        );
         let mut peer = endpoint.peer.clone();
-        peer.options.connection_timeout = Some(timeouts.connect);
-        peer.options.read_timeout = timeouts.read_timeout().0;
-        peer.options.write_timeout = timeouts.stream_idle;
+        // Silence is timed by the deadline (it restarts on traffic either way).
+        peer.options.read_timeout = None;
+        peer.options.write_timeout = forward.policies.timeouts.stream_idle;
+        peer.options.read_deadline = Some(deadline);
+        if let Some(age) = backend.cluster.max_connection_duration {
+            // MeshTimeout `maxConnectionDuration`: pooled connections of an earlier period are
+            // never reused (their pool key differs), so none is used past that age.
+            peer.group_key = attempt::connection_period(age);
+        }
         Ok(Box::new(peer))
     }
 
-    /// A failed connect is retried on the next endpoint, up to Kuma's five attempts: nothing
-    /// was sent, so any method may be retried.
+    /// A failed connect is retried as the route's MeshRetry says (under `connect-failure`,
+    /// `reset`, `5xx`, `gateway-error`), or without one on the next endpoint, up to five
+    /// attempts: nothing was sent, so any method may be retried.
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.flag = ResponseFlag::UpstreamConnectionFailure;
-        if let Some(upstream) = ctx.routed.as_mut().and_then(|r| r.upstream.as_mut()) {
-            upstream.connect_attempts += 1;
-            METRICS
-                .upstream_connect_failures
-                .with_label_values(&[&upstream.backend.key])
-                .inc();
-            let endpoints = upstream.backend.endpoints.len();
-            if upstream.connect_attempts < MAX_CONNECT_ATTEMPTS.min(endpoints.max(2)) {
-                e.set_retry(true);
+        let Some(upstream) = ctx.upstream() else {
+            return e;
+        };
+        let endpoints = upstream.backend.endpoints.len();
+        METRICS
+            .upstream_connect_failures
+            .with_label_values(&[&upstream.backend.key])
+            .inc();
+        let retry = match ctx.retry_policy() {
+            Some(policy) => {
+                let req = session.req_header();
+                policy.request_is_retriable(&req.method, &req.headers)
+                    && ctx.attempt.retry_failure(&policy, Failure::ConnectFailure)
             }
+            None => ctx.attempt.retry_connect_by_default(endpoints),
+        };
+        if retry {
+            self.count_retry(ctx, "connect_failure");
+            e.set_retry(true);
         }
         e
+    }
+
+    /// An attempt that failed after connecting: retried as the route's MeshRetry says when
+    /// nothing reached the client yet and the request body can be replayed (Pingora keeps
+    /// the first 64 KiB); a request that met a pooled connection closed under it is retried
+    /// once by Pingora itself (idempotent methods only), whatever the policy.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if *e.etype() == RETRY_RESPONSE {
+            return e; // decided in upstream_response_filter
+        }
+        let now = Instant::now();
+        if *e.etype() == ErrorType::ReadTimedout && e.esource() == &pingora::ErrorSource::Upstream {
+            ctx.attempt.expired = Some(ctx.attempt.expiry_at(now));
+        }
+        let pooled = matches!(e.retry, RetryType::ReusedOnly);
+        e.set_retry(false);
+        let replayable =
+            session.response_written().is_none() && !session.as_ref().retry_buffer_truncated();
+        if !replayable {
+            return e;
+        }
+        if pooled && client_reused && session.req_header().method.is_idempotent() {
+            ctx.attempt.pooled_connection_retry();
+            e.set_retry(true);
+            return e;
+        }
+        let Some(policy) = ctx.retry_policy() else {
+            return e;
+        };
+        let Some(failure) = attempt::classify(&e, &ctx.attempt, now) else {
+            return e;
+        };
+        let req = session.req_header();
+        if policy.request_is_retriable(&req.method, &req.headers)
+            && ctx.attempt.retry_failure(&policy, failure)
+        {
+            ctx.attempt.expired = None;
+            let reason = match failure {
+                Failure::ConnectFailure => "connect_failure",
+                Failure::Reset => "reset",
+                Failure::RefusedStream => "refused_stream",
+                Failure::PerTryTimeout => "per_try_timeout",
+            };
+            self.count_retry(ctx, reason);
+            e.set_retry(true);
+        }
+        e
+    }
+
+    /// A response the route's MeshRetry retries (by status, response header or gRPC status)
+    /// is dropped and the request tried again, while retries are left and the body can be
+    /// replayed; otherwise it goes to the client.
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        if status == 101 {
+            ctx.attempt.upgraded(Instant::now());
+            return Ok(());
+        }
+        ctx.attempt.activity(Instant::now());
+        if status < 200 {
+            return Ok(());
+        }
+        let Some(policy) = ctx.retry_policy() else {
+            return Ok(());
+        };
+        if session.as_ref().retry_buffer_truncated() {
+            return Ok(());
+        }
+        let req = session.req_header();
+        if !policy.request_is_retriable(&req.method, &req.headers) {
+            return Ok(());
+        }
+        if ctx
+            .attempt
+            .retry_response(&policy, status, &upstream_response.headers)
+        {
+            let reason = if status >= 500 {
+                "status_5xx"
+            } else {
+                "status"
+            };
+            self.count_retry(ctx, reason);
+            let mut e = Error::explain(RETRY_RESPONSE, format!("retrying a {status} answer"));
+            e.set_retry(true);
+            return Err(e.into_up());
+        }
+        Ok(())
+    }
+
+    /// Response bytes keep the attempt's idle limit from firing.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        ctx.attempt.activity(Instant::now());
+        Ok(None)
     }
 
     /// Applies the entry's request filters (path rewrite, header modifiers, host rewrite)
@@ -398,26 +519,57 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let draining = self.state.is_draining();
-        if draining && resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // A tunnel now: its silence is timed by the attempt's idle limit, which traffic
+            // either way resets (`attempt`), not by the client side alone.
+            if let ServerSession::H1(h1) = session.as_downstream_mut() {
+                h1.set_read_timeout(None);
+            }
+        } else if draining {
             session.set_keepalive(None);
         }
         edit::response(resp, ctx, draining)
     }
 
+    /// Paces the response body when fault injection limits its bandwidth.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        Ok(match (ctx.bandwidth, body) {
+            (Some(bps), Some(b)) => admission::throttle(b.len(), bps),
+            _ => None,
+        })
+    }
+
     /// Answers a request that could not be proxied as Envoy would (503 after connect
-    /// failures, 504 after an upstream timeout, the refusal's status for a refused request),
-    /// unless a response has already started; the connection is not reused.
+    /// failures or resets, 504 with the expired limit's body, 408 for a request that did
+    /// not arrive in time, the refusal's status for a refused request), unless a response
+    /// has already started; the connection is not reused.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        let (status, flag) = outcome::failure(e);
+        let (status, mut flag) = outcome::failure(e);
+        if status == Some(504) {
+            flag = match ctx.attempt.expired {
+                Some(attempt::Expiry::Idle) => ResponseFlag::StreamIdleTimeout,
+                Some(attempt::Expiry::MaxStream) => ResponseFlag::MaxStreamDurationReached,
+                _ => flag,
+            };
+        }
+        if ctx.attempt.retries() > 0 && status.is_some_and(|s| s >= 500) {
+            flag = ResponseFlag::RetryLimitExceeded;
+        }
         if ctx.refused.is_none() && flag != ResponseFlag::None {
             ctx.flag = flag;
         }
-        if flag == ResponseFlag::UpstreamRequestTimeout {
+        if status == Some(504) {
             if let Some(u) = ctx.upstream() {
                 METRICS
                     .upstream_timeouts
@@ -436,10 +588,11 @@ impl ProxyHttp for HttpGateway {
             let body = match code {
                 503 => UPSTREAM_RESET_BODY,
                 504 => ctx
-                    .entry()
-                    .and_then(|e| e.action.forward())
-                    .map(|f| f.timeouts.read_timeout().1)
-                    .unwrap_or("stream timeout"),
+                    .attempt
+                    .expired
+                    .map_or("upstream request timeout", attempt::Expiry::body),
+                408 if *e.etype() == REQUEST_TIMEOUT => "request timeout",
+                408 if flag == ResponseFlag::StreamIdleTimeout => "stream timeout",
                 _ => "",
             };
             ctx.local = Some(Local {
@@ -463,119 +616,6 @@ impl ProxyHttp for HttpGateway {
 
     /// Records the request in the metrics and the access log.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .or(ctx.local.map(|l| l.status))
-            .unwrap_or(0);
-        let elapsed = ctx.started.elapsed();
-        if let Some(snap) = &ctx.snapshot {
-            let port_label;
-            let listener = match &ctx.listener {
-                Some(l) => l.label.as_str(),
-                None => {
-                    port_label = ctx.port_label();
-                    port_label.as_str()
-                }
-            };
-            let route = ctx.entry().map(|e| &*e.route_name).unwrap_or("");
-            let upstream = ctx
-                .upstream()
-                .filter(|_| ctx.local.is_none() && session.response_written().is_some())
-                .map(|u| u.backend.key.as_str());
-            crate::admin::metrics::observe_request(
-                snap.generation,
-                listener,
-                route,
-                upstream,
-                status,
-                elapsed.as_secs_f64(),
-            );
-        }
-        if access_log::enabled() {
-            log_access(session, ctx, status, elapsed);
-        }
-    }
-}
-
-fn log_access(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
-    let req = session.req_header();
-    let header = |n: &str| {
-        req.headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
-    let client = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let upstream = ctx
-        .upstream()
-        .and_then(|u| u.backend.endpoints.get(u.endpoint))
-        .map(|e| e.addr.to_string())
-        .unwrap_or_default();
-    let (mesh, source) = ctx
-        .snapshot
-        .as_ref()
-        .map(|s| (s.gateway.mesh.as_str(), s.gateway.service.as_str()))
-        .unwrap_or(("", ""));
-    let protocol = format!("{:?}", req.version);
-    access_log::http(&access_log::HttpRecord {
-        mesh,
-        method: req.method.as_str(),
-        path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-        protocol: &protocol,
-        status,
-        flags: ctx.flag.as_str(),
-        bytes_received: session.body_bytes_read(),
-        bytes_sent: session.body_bytes_sent(),
-        duration_ms: elapsed.as_millis(),
-        forwarded_for: header("x-forwarded-for"),
-        user_agent: header("user-agent"),
-        trace_id: header("x-b3-traceid"),
-        request_id: header("x-request-id"),
-        authority: header("host"),
-        source_service: source,
-        destination_service: ctx
-            .upstream()
-            .map(|u| u.backend.service.as_str())
-            .unwrap_or(""),
-        source_address: &client,
-        upstream_host: &upstream,
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refused_heads_are_counted_by_reason() {
-        let too_large = Error::new(REQUEST_HEAD_TOO_LARGE);
-        assert_eq!(
-            head_error_answer(&too_large),
-            Some(("header_too_large", Some(431)))
-        );
-        let slow = Error::new(REQUEST_HEAD_TIMEOUT);
-        assert_eq!(
-            head_error_answer(&slow),
-            Some(("header_timeout", Some(408)))
-        );
-        let malformed = Error::because(
-            ErrorType::InvalidHTTPHeader,
-            "buf",
-            httparse::Error::Version,
-        );
-        assert_eq!(
-            head_error_answer(&malformed),
-            Some(("bad_version", Some(400)))
-        );
-        assert_eq!(
-            head_error_answer(&Error::new(ErrorType::ConnectionClosed)),
-            None,
-            "a client leaving mid-head is not refused"
-        );
+        record::request(session, ctx);
     }
 }

@@ -1,6 +1,7 @@
 //! How a request ended, in Envoy's terms: the response flag Kuma's access log prints, and the
 //! responses meshgate writes itself.
 
+use pingora::protocols::http::v1::server::{REQUEST_HEAD_TIMEOUT, REQUEST_HEAD_TOO_LARGE};
 use pingora::{Error, ErrorSource, ErrorType};
 
 /// Envoy's response flags (`%RESPONSE_FLAGS%`), the ones a Kuma gateway request can end with.
@@ -25,6 +26,16 @@ pub enum ResponseFlag {
     DownstreamConnectionTermination,
     /// `DPE`: the request broke the protocol or a limit and was refused.
     DownstreamProtocolError,
+    /// `RL`: a local rate limit refused the request.
+    RateLimited,
+    /// `FI`: fault injection aborted the request.
+    FaultInjected,
+    /// `SI`: no bytes on the stream for the stream idle timeout.
+    StreamIdleTimeout,
+    /// `URX`: the request was retried as many times as allowed and still failed.
+    RetryLimitExceeded,
+    /// `UMSDR`: the upstream stream reached its maximum duration.
+    MaxStreamDurationReached,
 }
 
 impl ResponseFlag {
@@ -39,6 +50,11 @@ impl ResponseFlag {
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::DownstreamProtocolError => "DPE",
+            ResponseFlag::RateLimited => "RL",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::StreamIdleTimeout => "SI",
+            ResponseFlag::RetryLimitExceeded => "URX",
+            ResponseFlag::MaxStreamDurationReached => "UMSDR",
         }
     }
 }
@@ -76,6 +92,10 @@ impl Local {
     };
 }
 
+/// The listener's MeshTimeout `http.requestTimeout` passed before the whole request was
+/// received: 408 `request timeout`.
+pub const REQUEST_TIMEOUT: ErrorType = ErrorType::Custom("request timeout");
+
 /// Envoy's body for a 503 after connect failures or an upstream reset.
 pub const UPSTREAM_RESET_BODY: &str = "upstream connect error or disconnect/reset before headers";
 
@@ -96,18 +116,51 @@ pub fn failure(e: &Error) -> (Option<u16>, ResponseFlag) {
         {
             (Some(504), ResponseFlag::UpstreamRequestTimeout)
         }
+        // The listener's stream idle timeout passed while the request body was coming in.
+        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
+            (Some(408), ResponseFlag::StreamIdleTimeout)
+        }
+        etype if *etype == REQUEST_TIMEOUT => (Some(408), ResponseFlag::DownstreamProtocolError),
         _ => match e.esource() {
             ErrorSource::Upstream => (Some(503), ResponseFlag::UpstreamConnectionTermination),
             ErrorSource::Downstream => match e.etype() {
                 ErrorType::WriteError
                 | ErrorType::ReadError
                 | ErrorType::ConnectionClosed
-                | ErrorType::ReadTimedout
                 | ErrorType::WriteTimedout => (None, ResponseFlag::DownstreamConnectionTermination),
                 _ => (Some(400), ResponseFlag::DownstreamProtocolError),
             },
             ErrorSource::Internal | ErrorSource::Unset => (Some(500), ResponseFlag::None),
         },
+    }
+}
+
+/// The metric reason and answer for a head Pingora's reader refused.
+pub fn head_error_answer(e: &Error) -> Option<(&'static str, Option<u16>)> {
+    let etype = e.etype();
+    if *etype == REQUEST_HEAD_TOO_LARGE {
+        return Some(("header_too_large", Some(431)));
+    }
+    if *etype == REQUEST_HEAD_TIMEOUT {
+        return Some(("header_timeout", Some(408)));
+    }
+    match etype {
+        // The first request did not start within the header timeout.
+        ErrorType::ReadTimedout => Some(("header_timeout", Some(408))),
+        ErrorType::InvalidHTTPHeader => {
+            let cause = e.root_cause();
+            let reason = match cause.downcast_ref::<httparse::Error>() {
+                Some(httparse::Error::Version) => "bad_version",
+                Some(httparse::Error::Token) => "bad_request_target",
+                Some(_) => "bad_header",
+                None if cause.is::<http::uri::InvalidUri>() => "bad_request_target",
+                // Pingora's other checks of a parsed head: Content-Length,
+                // Transfer-Encoding, Host and authority.
+                None => "bad_request",
+            };
+            Some((reason, Some(400)))
+        }
+        _ => None,
     }
 }
 
@@ -139,6 +192,34 @@ mod tests {
         assert_eq!(
             failure(&gone),
             (None, ResponseFlag::DownstreamConnectionTermination)
+        );
+    }
+
+    #[test]
+    fn refused_heads_are_counted_by_reason() {
+        let too_large = Error::new(REQUEST_HEAD_TOO_LARGE);
+        assert_eq!(
+            head_error_answer(&too_large),
+            Some(("header_too_large", Some(431)))
+        );
+        let slow = Error::new(REQUEST_HEAD_TIMEOUT);
+        assert_eq!(
+            head_error_answer(&slow),
+            Some(("header_timeout", Some(408)))
+        );
+        let malformed = Error::because(
+            ErrorType::InvalidHTTPHeader,
+            "buf",
+            httparse::Error::Version,
+        );
+        assert_eq!(
+            head_error_answer(&malformed),
+            Some(("bad_version", Some(400)))
+        );
+        assert_eq!(
+            head_error_answer(&Error::new(ErrorType::ConnectionClosed)),
+            None,
+            "a client leaving mid-head is not refused"
         );
     }
 }

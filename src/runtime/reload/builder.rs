@@ -2,8 +2,10 @@
 
 use super::pipeline::{build_with, release_freed_memory};
 use crate::compile::{Built, CompileOptions, Compiler, Rejected};
+use crate::runtime::registry::Registry;
 use log::error;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs a build with this thread's allocations going to a fresh mimalloc heap, so what it
@@ -40,6 +42,8 @@ fn in_own_heap<T>(build: impl FnOnce() -> T) -> T {
 /// the [`Compiler`] and what it keeps between builds.
 pub struct PolicyBuilder {
     opts: CompileOptions,
+    /// Outlives the thread: a restarted builder finds the buckets the serving snapshot uses.
+    registry: Arc<Registry>,
     /// The thread's queue and the process it was started in: `-d` forks after the first
     /// build, and threads do not survive a fork, so the child starts its own.
     worker: std::sync::Mutex<(u32, std::sync::mpsc::Sender<Job>)>,
@@ -54,12 +58,15 @@ enum Job {
     Collect,
 }
 
-fn start_worker(opts: CompileOptions) -> std::io::Result<std::sync::mpsc::Sender<Job>> {
+fn start_worker(
+    opts: CompileOptions,
+    registry: Arc<Registry>,
+) -> std::io::Result<std::sync::mpsc::Sender<Job>> {
     let (jobs, queue) = std::sync::mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("policy-builder".into())
         .spawn(move || {
-            let mut compiler = Compiler::new(opts);
+            let mut compiler = Compiler::with_registry(opts, registry);
             for job in queue {
                 match job {
                     Job::Build {
@@ -82,9 +89,14 @@ fn start_worker(opts: CompileOptions) -> std::io::Result<std::sync::mpsc::Sender
 
 impl PolicyBuilder {
     pub fn spawn(opts: CompileOptions) -> std::io::Result<Self> {
+        let registry = Arc::new(Registry::default());
         Ok(PolicyBuilder {
-            worker: std::sync::Mutex::new((std::process::id(), start_worker(opts.clone())?)),
+            worker: std::sync::Mutex::new((
+                std::process::id(),
+                start_worker(opts.clone(), registry.clone())?,
+            )),
             opts,
+            registry,
         })
     }
 
@@ -92,7 +104,7 @@ impl PolicyBuilder {
     fn jobs(&self) -> Option<std::sync::mpsc::Sender<Job>> {
         let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         if worker.0 != std::process::id() {
-            match start_worker(self.opts.clone()) {
+            match start_worker(self.opts.clone(), self.registry.clone()) {
                 Ok(jobs) => *worker = (std::process::id(), jobs),
                 Err(e) => {
                     error!("cannot start the policy builder thread: {e}");

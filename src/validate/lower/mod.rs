@@ -5,13 +5,11 @@
 //! panic, never a silent default), naming the field.
 
 mod gateway;
-mod policy;
 mod route;
 mod service;
 
 pub use gateway::gateway;
-pub use policy::timeout;
-pub use route::{http_route, tcp_route};
+pub use route::{header_matches, http_route, target, tcp_route};
 pub use service::{dataplane, external_service, mesh_service, secret};
 
 /// Why a validated value could not be lowered: the field and what was wrong.

@@ -19,24 +19,24 @@ pub fn target(t: Option<&RawTargetRef>) -> TargetRef {
         return TargetRef::MESH;
     };
     let name = t.name.clone().unwrap_or_default();
+    let tags = t.tags.clone().unwrap_or_default();
+    let proxy_types = t.proxy_types.as_ref().map(|p| {
+        p.iter()
+            .filter_map(|p| match p.as_str() {
+                "Gateway" => Some(ProxyType::Gateway),
+                "Sidecar" => Some(ProxyType::Sidecar),
+                _ => None,
+            })
+            .collect()
+    });
     match t.kind.as_str() {
-        "Mesh" => TargetRef::Mesh {
-            proxy_types: t.proxy_types.as_ref().map(|p| {
-                p.iter()
-                    .filter_map(|p| match p.as_str() {
-                        "Gateway" => Some(ProxyType::Gateway),
-                        "Sidecar" => Some(ProxyType::Sidecar),
-                        _ => None,
-                    })
-                    .collect()
-            }),
-        },
-        "MeshGateway" => TargetRef::MeshGateway {
-            name,
-            tags: t.tags.clone().unwrap_or_default(),
-        },
+        "Mesh" => TargetRef::Mesh { proxy_types },
+        "MeshSubset" => TargetRef::MeshSubset { tags, proxy_types },
+        "MeshGateway" => TargetRef::MeshGateway { name, tags },
         "MeshHTTPRoute" => TargetRef::MeshHttpRoute { name },
         "MeshService" => TargetRef::MeshService { name },
+        "MeshServiceSubset" => TargetRef::MeshServiceSubset { name, tags },
+        "MeshExternalService" => TargetRef::MeshExternalService { name },
         other => TargetRef::Other {
             kind: other.to_string(),
             name: t.name.clone(),
@@ -128,22 +128,10 @@ fn http_match(m: &raw::HttpMatch, at: &str) -> Lowered<HttpMatch> {
                 .map_err(|e| unreadable(format!("{at}.method"), e.to_string()))?,
         ),
     };
-    let mut headers = Vec::new();
-    for (k, h) in m.headers.iter().flatten().enumerate() {
-        let hat = format!("{at}.headers[{k}]");
-        let name = header_name(&h.name, &format!("{hat}.name"))?;
-        let value = h.value.clone().unwrap_or_default();
-        headers.push(match h.match_type.as_deref().unwrap_or("Exact") {
-            // Kuma quirk (§4.3): an Exact match with an empty value is dropped.
-            "Exact" if value.is_empty() => continue,
-            "Exact" => HeaderMatch::Exact(name, value),
-            "Present" => HeaderMatch::Present(name),
-            "Absent" => HeaderMatch::Absent(name),
-            "Prefix" => HeaderMatch::Prefix(name, value),
-            "RegularExpression" => HeaderMatch::Regex(name, value),
-            other => return Err(unreadable(format!("{hat}.type"), other)),
-        });
-    }
+    let headers = header_matches(
+        m.headers.as_deref().unwrap_or_default(),
+        &format!("{at}.headers"),
+    )?;
     let mut query = Vec::new();
     for (k, q) in m.query_params.iter().flatten().enumerate() {
         query.push(match q.match_type.as_deref().unwrap_or("Exact") {
@@ -160,6 +148,27 @@ fn http_match(m: &raw::HttpMatch, at: &str) -> Lowered<HttpMatch> {
         headers,
         query,
     })
+}
+
+/// Header conditions (`at` names the list). Kuma quirk (§4.3): an Exact match with an
+/// empty value is dropped.
+pub fn header_matches(list: &[raw::HeaderMatch], at: &str) -> Lowered<Vec<HeaderMatch>> {
+    let mut headers = Vec::new();
+    for (k, h) in list.iter().enumerate() {
+        let hat = format!("{at}[{k}]");
+        let name = header_name(&h.name, &format!("{hat}.name"))?;
+        let value = h.value.clone().unwrap_or_default();
+        headers.push(match h.match_type.as_deref().unwrap_or("Exact") {
+            "Exact" if value.is_empty() => continue,
+            "Exact" => HeaderMatch::Exact(name, value),
+            "Present" => HeaderMatch::Present(name),
+            "Absent" => HeaderMatch::Absent(name),
+            "Prefix" => HeaderMatch::Prefix(name, value),
+            "RegularExpression" => HeaderMatch::Regex(name, value),
+            other => return Err(unreadable(format!("{hat}.type"), other)),
+        });
+    }
+    Ok(headers)
 }
 
 fn header_modifier(m: &raw::HeaderModifier, at: &str) -> Lowered<HeaderModifier> {

@@ -501,6 +501,9 @@ pub struct PeerOptions {
     pub connection_timeout: Option<Duration>,
     pub total_connection_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    /// A deadline the application may move while the response is read, given to the HTTP
+    /// session the request goes over (see [`crate::protocols::http::deadline`]).
+    pub read_deadline: Option<Arc<crate::protocols::http::deadline::ReadDeadline>>,
     pub idle_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
     pub verify_cert: bool,
@@ -577,6 +580,7 @@ impl PeerOptions {
             connection_timeout: None,
             total_connection_timeout: None,
             read_timeout: None,
+            read_deadline: None,
             idle_timeout: None,
             write_timeout: None,
             verify_cert: true,

@@ -22,6 +22,7 @@ pub mod compression;
 pub mod conditional_filter;
 pub mod custom;
 pub mod date;
+pub mod deadline;
 pub mod error_resp;
 pub mod server;
 pub mod subrequest;

@@ -22,11 +22,13 @@ use pingora_http::{HMap, IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use pingora_timeout::timeout;
 use std::io::ErrorKind;
 use std::str;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::{BodyReader, BodyWriter};
 use super::common::*;
+use crate::protocols::http::deadline::{read_within, ReadDeadline};
 use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use crate::utils::{BufRef, KVRef};
@@ -46,6 +48,10 @@ pub struct HttpSession {
     /// The timeout is reset on every read. This is not a timeout on the overall duration of the
     /// response.
     pub read_timeout: Option<Duration>,
+    /// A deadline the application may move while the response is read (see
+    /// [`ReadDeadline`]): each read waits at most until then (and at most `read_timeout`),
+    /// failing with `ReadTimedout` once it has passed. `None`: no deadline.
+    pub read_deadline: Option<Arc<ReadDeadline>>,
     /// The write timeout which will be applied to both writing request header and body.
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// request.
@@ -92,6 +98,7 @@ impl HttpSession {
             response_header: None,
             request_written: None,
             read_timeout: None,
+            read_deadline: None,
             write_timeout: None,
             digest,
             bytes_sent: 0,
@@ -388,17 +395,15 @@ impl HttpSession {
             let read_fut = self
                 .underlying_stream
                 .read_buf(&mut self.response_header_read_buf);
-            let read_result = match self.read_timeout {
-                Some(t) => match timeout(t, read_fut).await {
-                    Ok(res) => res,
-                    Err(_) => {
-                        return self.fail_response_header_read(Error::explain(
-                            ReadTimedout,
-                            "while reading response headers",
-                        ));
-                    }
-                },
-                None => read_fut.await,
+            let deadline = self.read_deadline.as_deref();
+            let read_result = match read_within(self.read_timeout, deadline, read_fut).await {
+                Some(res) => res,
+                None => {
+                    return self.fail_response_header_read(Error::explain(
+                        ReadTimedout,
+                        "while reading response headers",
+                    ));
+                }
             };
 
             match read_result {
@@ -477,12 +482,12 @@ impl HttpSession {
     /// Return `Ok(Some(ref)) after a successful read.
     /// Return `Ok(None)` if there is no more body to read.
     pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
-        let result = match self.read_timeout {
-            Some(t) => match timeout(t, self.do_read_body()).await {
-                Ok(res) => res,
-                Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
+        let result = match (self.read_timeout, self.read_deadline.clone()) {
+            (None, None) => self.do_read_body().await,
+            (t, deadline) => match read_within(t, deadline.as_deref(), self.do_read_body()).await {
+                Some(res) => res,
+                None => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
             },
-            None => self.do_read_body().await,
         };
 
         result.map(|maybe_body| {

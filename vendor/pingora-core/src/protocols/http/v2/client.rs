@@ -23,7 +23,7 @@ use http::HeaderMap;
 use log::{debug, error, warn};
 use pingora_error::{Error, ErrorType, ErrorType::*, OrErr, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_timeout::timeout;
+
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::connectors::http::v2::ConnectionRef;
+use crate::protocols::http::deadline::{read_within, ReadDeadline};
 use crate::protocols::http::authority::validate_request_authority_fields;
 use crate::protocols::http::v1::common::validate_content_length_without_transfer_encoding;
 use crate::protocols::{Digest, SocketAddr, UniqueIDType};
@@ -61,6 +62,9 @@ pub struct Http2Session {
     /// The timeout is reset on every read. This is not a timeout on the overall duration of the
     /// response.
     pub read_timeout: Option<Duration>,
+    /// A deadline the application may move while the response is read (see the HTTP/1
+    /// session's `read_deadline`).
+    pub read_deadline: Option<Arc<ReadDeadline>>,
     /// The write timeout which will be applied to writing request body.
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// request.
@@ -88,6 +92,7 @@ impl Http2Session {
             response_header: None,
             response_body_reader: None,
             read_timeout: None,
+            read_deadline: None,
             write_timeout: None,
             conn,
             ended: false,
@@ -199,13 +204,17 @@ impl Http2Session {
             panic!("H2 response header is already read")
         }
 
-        let read_timeout = self.read_timeout;
-        let res = match read_timeout {
-            Some(t) => timeout(t, std::future::poll_fn(|cx| self.poll_response_header(cx)))
-                .await
-                .map_err(|_| Error::explain(ReadTimedout, "while reading h2 response header"))
-                .map_err(|e| self.handle_err(e))?,
-            None => std::future::poll_fn(|cx| self.poll_response_header(cx)).await,
+        let (read_timeout, deadline) = (self.read_timeout, self.read_deadline.clone());
+        let res = match (read_timeout, deadline) {
+            (None, None) => std::future::poll_fn(|cx| self.poll_response_header(cx)).await,
+            (t, deadline) => read_within(
+                t,
+                deadline.as_deref(),
+                std::future::poll_fn(|cx| self.poll_response_header(cx)),
+            )
+            .await
+            .ok_or_else(|| Error::explain(ReadTimedout, "while reading h2 response header"))
+            .map_err(|e| self.handle_err(e))?,
         };
         let (resp, body_reader) = res.map_err(handle_read_header_error)?.into_parts();
         let response_header = ResponseHeader::from(resp);
@@ -274,11 +283,11 @@ impl Http2Session {
         };
 
         let fut = body_reader.data();
-        let res = match self.read_timeout {
-            Some(t) => timeout(t, fut)
+        let res = match (self.read_timeout, self.read_deadline.as_deref()) {
+            (None, None) => fut.await,
+            (t, deadline) => read_within(t, deadline, fut)
                 .await
-                .map_err(|_| Error::explain(ReadTimedout, "while reading h2 response body"))?,
-            None => fut.await,
+                .ok_or_else(|| Error::explain(ReadTimedout, "while reading h2 response body"))?,
         };
         let body = res
             .transpose()
@@ -381,12 +390,13 @@ impl Http2Session {
         };
         let fut = reader.trailers();
 
-        let res = match self.read_timeout {
-            Some(t) => timeout(t, fut)
+        let deadline = self.read_deadline.clone();
+        let res = match (self.read_timeout, deadline) {
+            (None, None) => fut.await,
+            (t, deadline) => read_within(t, deadline.as_deref(), fut)
                 .await
-                .map_err(|_| Error::explain(ReadTimedout, "while reading h2 trailer"))
+                .ok_or_else(|| Error::explain(ReadTimedout, "while reading h2 trailer"))
                 .map_err(|e| self.handle_err(e))?,
-            None => fut.await,
         };
         match res {
             Ok(t) => Ok(t),
