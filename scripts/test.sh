@@ -129,11 +129,8 @@ if [[ "$built" -eq 1 ]]; then
 
     ACCEPTANCE="$ROOT/../shared/acceptance/run.py"
     # The policy scenarios are pending in the suite until each kind lands: run them all but
-    # the kinds meshgate does not apply yet (MeshHealthCheck, MeshCircuitBreaker, RingHash and
-    # the strategy validator, MeshAccessLog, MeshTrace).
-    DEFAULT_ACCEPTANCE_ARGS="--pending --exclude pol-hc --exclude pol-v-hc --exclude pol-cb
-        --exclude pol-v-cb --exclude pol-lb-ringhash --exclude pol-v-lb --exclude pol-al
-        --exclude pol-trace"
+    # the kinds meshgate does not apply yet (MeshAccessLog, MeshTrace).
+    DEFAULT_ACCEPTANCE_ARGS="--pending --exclude pol-al --exclude pol-trace"
     if [[ -f "$ACCEPTANCE" ]]; then
         # shellcheck disable=SC2086 # the arguments are a list of words on purpose
         step acceptance scripts/ops/acceptance.sh "$ACCEPTANCE" "$ROOT/target/release/meshgate" \

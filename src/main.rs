@@ -201,6 +201,12 @@ fn main() -> ExitCode {
         access_log::AccessLogWriter,
     ));
     server.add_service(background_service(
+        "endpoint-health",
+        meshgate::runtime::health::HealthService {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "drain-watcher",
         DrainWatcher {
             state: state.clone(),

@@ -13,6 +13,9 @@ Writes (Universal form, deterministic for the same arguments):
                       routes per file
   policies.yaml       with --with-policies: a MeshRetry, a MeshTimeout and a MeshRateLimit
                       (never firing) that apply to every route
+  health.yaml         with --with-health: a MeshHealthCheck (1 s), a MeshCircuitBreaker
+                      (Kuma's default limits and a 5-failure outlier detector) and a
+                      MeshLoadBalancingStrategy (RingHash on the Host header) on every backend
 
 The N rules are N-1 filler rules plus the one rule the benchmark request matches:
   GET /bench/target  Host: bench.example.com  ->  bench-backend
@@ -266,6 +269,53 @@ spec:
 """,
 ]
 
+HEALTH = [
+    """type: MeshHealthCheck
+name: bench-health
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: Mesh}
+    default:
+      interval: 1s
+      timeout: 1s
+      unhealthyThreshold: 3
+      healthyThreshold: 1
+      http: {path: /}
+""",
+    """type: MeshCircuitBreaker
+name: bench-circuit-breaker
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: Mesh}
+    default:
+      connectionLimits: {maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3}
+      outlierDetection:
+        interval: 10s
+        baseEjectionTime: 30s
+        detectors:
+          totalFailures: {consecutive: 5}
+""",
+    """type: MeshLoadBalancingStrategy
+name: bench-ring-hash
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: Mesh}
+    default:
+      loadBalancer:
+        type: RingHash
+        ringHash:
+          hashPolicies:
+          - type: Header
+            header: {name: host}
+""",
+]
+
 
 def positive(text):
     try:
@@ -288,6 +338,9 @@ def main(argv=None):
     p.add_argument("--with-policies", action="store_true",
                    help="add a MeshRetry, a MeshTimeout and a MeshRateLimit (a limit that never "
                         "fires) applying to every route")
+    p.add_argument("--with-health", action="store_true",
+                   help="add a MeshHealthCheck, a MeshCircuitBreaker and a RingHash "
+                        "MeshLoadBalancingStrategy applying to every backend")
     args = p.parse_args(argv)
     if args.port > 65535:
         p.error("--port must be at most 65535")
@@ -310,6 +363,13 @@ def main(argv=None):
         os.replace(policy_file + ".tmp", policy_file)
     elif os.path.exists(policy_file):
         os.remove(policy_file)
+    health_file = os.path.join(args.out, "health.yaml")
+    if args.with_health:
+        with open(health_file + ".tmp", "w", encoding="utf-8") as f:
+            f.write("---\n".join(HEALTH))
+        os.replace(health_file + ".tmp", health_file)
+    elif os.path.exists(health_file):
+        os.remove(health_file)
 
     batch, file_index, route_count = [], 0, 0
     for doc in routes(args.rules, args.rules_per_route):

@@ -40,6 +40,12 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// Faults injected by MeshFaultInjection, by kind.
     pub faults_injected: IntCounterVec,
+    /// Endpoints ejected by outlier detection, by backend and detector.
+    pub outlier_ejections: IntCounterVec,
+    /// Requests and retries refused by a circuit breaker, by backend and limit.
+    pub upstream_overflows: IntCounterVec,
+    /// Health-check verdict changes, by backend and new state.
+    pub health_transitions: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -146,6 +152,24 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "meshgate_faults_injected_total",
             "Faults injected by MeshFaultInjection, by kind (abort, delay, bandwidth)",
             &["listener", "kind"],
+        ),
+        outlier_ejections: counter(
+            &r,
+            "meshgate_outlier_ejections_total",
+            "Endpoints ejected by MeshCircuitBreaker outlier detection, by backend and detector",
+            &["backend", "detector"],
+        ),
+        upstream_overflows: counter(
+            &r,
+            "meshgate_upstream_overflow_total",
+            "Requests (max_requests, max_pending_requests) and retries (max_retries) refused by a MeshCircuitBreaker connection limit",
+            &["backend", "limit"],
+        ),
+        health_transitions: counter(
+            &r,
+            "meshgate_health_check_transitions_total",
+            "MeshHealthCheck verdict changes of endpoints, by backend and new state (healthy, unhealthy)",
+            &["backend", "to"],
         ),
         http_requests: counter(
             &r,

@@ -9,6 +9,7 @@ use crate::snapshot::policy::RoutePolicies;
 use crate::snapshot::route_table::RouteTable;
 use crate::snapshot::{GatewayIdentity, Port, Serving, Snapshot, VirtualHost};
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 
 use std::sync::Arc;
 
@@ -145,15 +146,63 @@ fn backend(b: &Backend) -> Value {
     };
     let c = &b.cluster;
     let ms = |d: Option<std::time::Duration>| d.map(|d| format!("{}ms", d.as_millis()));
+    let now = crate::snapshot::endpoint_state::now_ms();
+    let endpoint_state: Vec<Value> = b
+        .endpoints
+        .iter()
+        .map(|e| {
+            let s = &e.state;
+            let ejected = c.outlier.as_ref().and_then(|o| {
+                let until = s.ejected_until_ms(o.base_ejection_time, o.max_ejection_time)?;
+                Some(json!({
+                    "by": s.ejected_by().as_str(),
+                    "remaining_ms": until.saturating_sub(now),
+                    "times": s.ejections.load(Ordering::Relaxed),
+                }))
+            });
+            json!({
+                "address": e.addr.to_string(),
+                "health": if c.health.is_none() {
+                    "not checked"
+                } else if s.check_failed() {
+                    "unhealthy"
+                } else {
+                    "healthy"
+                },
+                "ejected": ejected,
+                "in_flight": s.in_flight.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    let rt = &b.runtime;
     json!({
         "name": b.key,
         "state": state,
         "endpoints": b.endpoints.iter().map(|e| e.addr.to_string()).collect::<Vec<_>>(),
+        "endpoint_state": endpoint_state,
         "cluster": {
             "connect_timeout": ms(Some(c.connect_timeout)),
             "idle_timeout": ms(c.idle_timeout),
             "max_stream_duration": ms(c.max_stream_duration),
             "max_connection_duration": ms(c.max_connection_duration),
+            "load_balancer": c.lb.kind.name(),
+            "hash_policies": c.lb.hash_policies.len(),
+            "health_check": c.health.as_ref().map(|h| format!("{h:?}")),
+            "connection_limits": c.limits.map(|l| json!({
+                "max_connections": l.max_connections,
+                "max_pending_requests": l.max_pending_requests,
+                "max_requests": l.max_requests,
+                "max_retries": l.max_retries,
+            })),
+            "outlier_detection": c.outlier.as_ref().map(|o| format!("{o:?}")),
+            "healthy_panic_threshold": f64::from(c.panic_threshold) / 100.0,
+            "fail_traffic_on_panic": c.fail_traffic_on_panic,
+        },
+        "in_flight": {
+            "requests": rt.requests.load(Ordering::Relaxed),
+            "connections": rt.connections.load(Ordering::Relaxed),
+            "pending": rt.pending.load(Ordering::Relaxed),
+            "retries": rt.retries.load(Ordering::Relaxed),
         },
     })
 }

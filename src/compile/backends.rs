@@ -8,7 +8,7 @@ use crate::model::route::{BackendRef, BackendTarget, ServicePortRef};
 use crate::model::service::TargetPort;
 use crate::model::ValidSet;
 use crate::resources::common::Tags;
-use crate::snapshot::backends::{Backend, UpstreamTls};
+use crate::snapshot::backends::{Backend, Destination, StateSource, UpstreamTls};
 use crate::snapshot::cluster::ClusterConf;
 use foldhash::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -23,6 +23,8 @@ pub struct Resolver<'a> {
     set: &'a ValidSet,
     mesh: &'a str,
     policy_dir: &'a std::path::Path,
+    /// Where endpoints and clusters find their run-time state.
+    states: &'a dyn StateSource,
     /// By destination key and cluster settings: two ports whose policies differ for one
     /// destination get two backends (Envoy clusters), ports that agree share one.
     cache: HashMap<(String, Arc<ClusterConf>), Arc<Backend>>,
@@ -39,11 +41,17 @@ pub struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(set: &'a ValidSet, mesh: &'a str, policy_dir: &'a std::path::Path) -> Self {
+    pub fn new(
+        set: &'a ValidSet,
+        mesh: &'a str,
+        policy_dir: &'a std::path::Path,
+        states: &'a dyn StateSource,
+    ) -> Self {
         Resolver {
             set,
             mesh,
             policy_dir,
+            states,
             cache: HashMap::default(),
             cluster: Arc::new(ClusterConf::default()),
             warnings: Vec::new(),
@@ -339,14 +347,18 @@ impl<'a> Resolver<'a> {
         tls: &UpstreamTls,
         h2: bool,
     ) -> Arc<Backend> {
-        let b = Arc::new(Backend::new(
-            key.clone(),
+        let dest = Destination {
+            key: key.clone(),
             service,
-            endpoints,
             external,
-            tls,
             h2,
+        };
+        let b = Arc::new(Backend::new(
+            dest,
+            endpoints,
+            tls,
             self.cluster.clone(),
+            self.states,
         ));
         self.cache.insert((key, self.cluster.clone()), b.clone());
         b

@@ -201,7 +201,12 @@ impl Compiler {
             opts: &self.opts,
             registry: &self.registry,
             gateway,
-            resolver: backends::Resolver::new(set, &gateway.meta.mesh, &self.opts.policy_dir),
+            resolver: backends::Resolver::new(
+                set,
+                &gateway.meta.mesh,
+                &self.opts.policy_dir,
+                &*self.registry,
+            ),
             violations: Vec::new(),
             route_entries: 0,
             regexes: &mut self.regexes,
@@ -288,6 +293,7 @@ impl<'a> Build<'a> {
                 &self.set.policies,
                 &self.gateway.meta,
                 port,
+                protocol,
                 &tags,
                 self.opts.listener_defaults,
             );

@@ -304,6 +304,11 @@ fn load_document(origin: Origin, source_hash: u64, value: Value, loaded: &mut Lo
         Kind::MeshRetry => push(meta, header.spec, &mut set.retries, violations),
         Kind::MeshRateLimit => push(meta, header.spec, &mut set.rate_limits, violations),
         Kind::MeshFaultInjection => push(meta, header.spec, &mut set.faults, violations),
+        Kind::MeshHealthCheck => push(meta, header.spec, &mut set.health_checks, violations),
+        Kind::MeshCircuitBreaker => push(meta, header.spec, &mut set.circuit_breakers, violations),
+        Kind::MeshLoadBalancingStrategy => {
+            push(meta, header.spec, &mut set.load_balancing, violations)
+        }
         Kind::Secret => push(meta, header.spec, &mut set.secrets, violations),
         Kind::NotApplied(_) => push(meta, header.spec, &mut set.not_applied, violations),
     }

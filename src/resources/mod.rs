@@ -28,7 +28,10 @@ pub use common::{BackendRef, TargetRef};
 pub use dataplane::Dataplane;
 pub use gateway::MeshGateway;
 pub use http_route::MeshHttpRoute;
+pub use policy::circuit_breaker::MeshCircuitBreaker;
 pub use policy::fault::MeshFaultInjection;
+pub use policy::health_check::MeshHealthCheck;
+pub use policy::load_balancing::MeshLoadBalancingStrategy;
 pub use policy::rate_limit::MeshRateLimit;
 pub use policy::retry::MeshRetry;
 pub use policy::timeout::MeshTimeout;
@@ -51,6 +54,9 @@ pub enum Kind {
     MeshRetry,
     MeshRateLimit,
     MeshFaultInjection,
+    MeshHealthCheck,
+    MeshCircuitBreaker,
+    MeshLoadBalancingStrategy,
     Secret,
     /// A Kuma kind meshgate knows and does not apply ([`not_applied`]).
     NotApplied(&'static str),
@@ -59,9 +65,6 @@ pub enum Kind {
 /// Kuma kinds meshgate accepts without applying them, and why. MeshProxyPatch is refused
 /// when it selects the gateway (validation).
 pub const NOT_APPLIED: &[(&str, &str)] = &[
-    ("MeshHealthCheck", "not supported yet"),
-    ("MeshCircuitBreaker", "not supported yet"),
-    ("MeshLoadBalancingStrategy", "not supported yet"),
     ("MeshAccessLog", "not supported yet"),
     ("MeshTrace", "not supported yet"),
     ("MeshOpenTelemetryBackend", "not supported yet"),
@@ -128,6 +131,9 @@ impl Kind {
             "MeshRetry" => Kind::MeshRetry,
             "MeshRateLimit" => Kind::MeshRateLimit,
             "MeshFaultInjection" => Kind::MeshFaultInjection,
+            "MeshHealthCheck" => Kind::MeshHealthCheck,
+            "MeshCircuitBreaker" => Kind::MeshCircuitBreaker,
+            "MeshLoadBalancingStrategy" => Kind::MeshLoadBalancingStrategy,
             "Secret" => Kind::Secret,
             other => {
                 let (kind, _) = NOT_APPLIED.iter().find(|(k, _)| *k == other)?;
@@ -148,6 +154,9 @@ impl Kind {
             Kind::MeshRetry => "MeshRetry",
             Kind::MeshRateLimit => "MeshRateLimit",
             Kind::MeshFaultInjection => "MeshFaultInjection",
+            Kind::MeshHealthCheck => "MeshHealthCheck",
+            Kind::MeshCircuitBreaker => "MeshCircuitBreaker",
+            Kind::MeshLoadBalancingStrategy => "MeshLoadBalancingStrategy",
             Kind::Secret => "Secret",
             Kind::NotApplied(kind) => kind,
         }
@@ -234,6 +243,9 @@ pub struct ResourceSet {
     pub retries: Vec<Shared<MeshRetry>>,
     pub rate_limits: Vec<Shared<MeshRateLimit>>,
     pub faults: Vec<Shared<MeshFaultInjection>>,
+    pub health_checks: Vec<Shared<MeshHealthCheck>>,
+    pub circuit_breakers: Vec<Shared<MeshCircuitBreaker>>,
+    pub load_balancing: Vec<Shared<MeshLoadBalancingStrategy>>,
     pub secrets: Vec<Shared<Secret>>,
     /// Kuma kinds meshgate reads but does not apply (only their targetRef is decoded).
     pub not_applied: Vec<Shared<policy::TargetOnly>>,
@@ -254,6 +266,9 @@ impl ResourceSet {
         self.retries.append(&mut other.retries);
         self.rate_limits.append(&mut other.rate_limits);
         self.faults.append(&mut other.faults);
+        self.health_checks.append(&mut other.health_checks);
+        self.circuit_breakers.append(&mut other.circuit_breakers);
+        self.load_balancing.append(&mut other.load_balancing);
         self.secrets.append(&mut other.secrets);
         self.not_applied.append(&mut other.not_applied);
         self.skipped.append(&mut other.skipped);
@@ -270,6 +285,9 @@ impl ResourceSet {
             + self.retries.len()
             + self.rate_limits.len()
             + self.faults.len()
+            + self.health_checks.len()
+            + self.circuit_breakers.len()
+            + self.load_balancing.len()
             + self.secrets.len()
             + self.not_applied.len()
     }

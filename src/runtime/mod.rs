@@ -7,6 +7,7 @@
 //! other way round.
 
 pub mod drain;
+pub mod health;
 pub mod listeners;
 pub mod publish;
 pub mod registry;

@@ -2,20 +2,61 @@
 //! memory address): a reload builds new snapshots, and anything that counts over time would
 //! otherwise start from zero at every reload.
 //!
-//! Today: rate-limit buckets, keyed by what the limit applies to and its rate, so a reload
-//! that keeps a limit keeps its bucket and a changed limit starts a fresh one. Entries are
-//! weak: a bucket no snapshot uses any more is dropped with its last snapshot.
+//! - rate-limit buckets, keyed by what the limit applies to and its rate, so a reload that
+//!   keeps a limit keeps its bucket and a changed limit starts a fresh one;
+//! - endpoint state (health, ejection, in-flight requests), keyed by the endpoint's
+//!   identity ([`EndpointId`]: destination, address, TLS name);
+//! - cluster state (requests, connections and retries in flight), keyed by destination.
 //!
-//! Used at compile time only (a lock here never touches the request path).
+//! Entries are weak: state no snapshot uses any more is dropped with its last snapshot, and
+//! an endpoint that comes back later starts afresh, as a new one does in Envoy. Used at
+//! compile time only (a lock here never touches the request path).
 
+use crate::snapshot::backends::{EndpointId, StateSource};
+use crate::snapshot::endpoint_state::{ClusterState, EndpointState};
 use crate::snapshot::rate_limit::TokenBucket;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Registry {
     buckets: Mutex<HashMap<u64, Weak<TokenBucket>>>,
+    endpoints: Mutex<HashMap<EndpointId, Weak<EndpointState>>>,
+    clusters: Mutex<HashMap<String, Weak<ClusterState>>>,
+}
+
+/// The live entry under `key`, or a new one from `make`; dead entries are swept now and
+/// then so the map stays the size of what snapshots use.
+fn shared<K: Hash + Eq, V>(
+    map: &Mutex<HashMap<K, Weak<V>>>,
+    key: K,
+    make: impl FnOnce() -> V,
+) -> Arc<V> {
+    let mut map = match map.lock() {
+        Ok(m) => m,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(v) = map.get(&key).and_then(Weak::upgrade) {
+        return v;
+    }
+    if map.len() > 1024 && map.len().is_power_of_two() {
+        map.retain(|_, w| w.strong_count() > 0);
+    }
+    let v = Arc::new(make());
+    map.insert(key, Arc::downgrade(&v));
+    v
+}
+
+impl StateSource for Registry {
+    fn endpoint(&self, id: &EndpointId) -> Arc<EndpointState> {
+        shared(&self.endpoints, id.clone(), EndpointState::default)
+    }
+
+    fn cluster(&self, backend: &str) -> Arc<ClusterState> {
+        shared(&self.clusters, backend.to_string(), ClusterState::default)
+    }
 }
 
 impl Registry {
@@ -25,20 +66,9 @@ impl Registry {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (identity, num, interval).hash(&mut h);
-        let key = h.finish();
-        let mut map = match self.buckets.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(b) = map.get(&key).and_then(Weak::upgrade) {
-            return b;
-        }
-        if map.len() > 1024 && map.len().is_power_of_two() {
-            map.retain(|_, w| w.strong_count() > 0);
-        }
-        let b = Arc::new(TokenBucket::new(num, interval));
-        map.insert(key, Arc::downgrade(&b));
-        b
+        shared(&self.buckets, h.finish(), || {
+            TokenBucket::new(num, interval)
+        })
     }
 }
 
@@ -59,5 +89,31 @@ mod tests {
         drop((a, again));
         let fresh = r.bucket(7, 1, Duration::from_secs(60));
         assert!(fresh.try_take(), "a bucket no snapshot holds is gone");
+    }
+
+    #[test]
+    fn an_endpoint_keeps_its_state_while_a_snapshot_holds_it() {
+        let r = Registry::default();
+        let id = EndpointId {
+            backend: "a".into(),
+            addr: ([127, 0, 0, 1], 80).into(),
+            tls_name: None,
+        };
+        let s = r.endpoint(&id);
+        s.set_check_failed(true);
+        assert!(r.endpoint(&id).check_failed(), "same identity, same state");
+        let other = EndpointId {
+            tls_name: Some("x".into()),
+            ..id.clone()
+        };
+        assert!(
+            !r.endpoint(&other).check_failed(),
+            "another TLS name is another endpoint"
+        );
+        drop(s);
+        assert!(
+            !r.endpoint(&id).check_failed(),
+            "dropped with its last snapshot"
+        );
     }
 }

@@ -5,11 +5,12 @@
 //! entries that name the same destination share one `Arc<Backend>`, so round robin across its
 //! endpoints is shared too, as it is for an Envoy cluster.
 
+use super::balancer::{Balancer, Endpoints};
 use super::cluster::ClusterConf;
+use super::endpoint_state::{ClusterState, EndpointState};
 use pingora::protocols::TcpKeepalive;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,37 @@ pub struct Endpoint {
     pub host_header: Option<http::HeaderValue>,
     /// A ready-made peer, cloned per request instead of rebuilt.
     pub peer: HttpPeer,
+    /// Health, ejection and in-flight count of this endpoint's identity (outlives the
+    /// snapshot).
+    pub state: Arc<EndpointState>,
+}
+
+/// The identity run-time state is kept under: the destination, the address, and the TLS
+/// name the endpoint is reached with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointId {
+    pub backend: String,
+    pub addr: SocketAddr,
+    pub tls_name: Option<String>,
+}
+
+/// Where compiled backends find the run-time state of their identities
+/// (`runtime::registry::Registry`; fresh state for tests and `--check`).
+pub trait StateSource {
+    fn endpoint(&self, id: &EndpointId) -> Arc<EndpointState>;
+    fn cluster(&self, backend: &str) -> Arc<ClusterState>;
+}
+
+/// Fresh state for every request of it: for builds whose snapshot never serves.
+pub struct FreshState;
+
+impl StateSource for FreshState {
+    fn endpoint(&self, _: &EndpointId) -> Arc<EndpointState> {
+        Arc::default()
+    }
+    fn cluster(&self, _: &str) -> Arc<ClusterState> {
+        Arc::default()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -75,19 +107,67 @@ pub struct Backend {
     pub external: bool,
     /// What the port's policies set on this destination.
     pub cluster: Arc<ClusterConf>,
-    next: AtomicUsize,
+    /// Requests, connections and retries in flight to this destination (outlives the
+    /// snapshot).
+    pub runtime: Arc<ClusterState>,
+    balancer: Balancer,
+}
+
+/// What a backend is, apart from its endpoints and settings.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// Stable identity (see [`Backend::key`]).
+    pub key: String,
+    pub service: String,
+    /// A MeshExternalService.
+    pub external: bool,
+    /// Spoken to over HTTP/2 (`kuma.io/protocol: http2|grpc`).
+    pub h2: bool,
+}
+
+impl Destination {
+    /// A mesh service spoken to over HTTP/1 (tests).
+    pub fn plain(key: &str) -> Destination {
+        Destination {
+            key: key.to_string(),
+            service: key.to_string(),
+            external: false,
+            h2: false,
+        }
+    }
+}
+
+/// Which endpoint a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Endpoint(usize),
+    /// No endpoint may take it (all failing or ejected, panic disabled, or
+    /// `failTrafficOnPanic`): 503 `no healthy upstream`.
+    NoneHealthy,
 }
 
 impl Backend {
     pub fn new(
-        key: String,
-        service: String,
+        dest: Destination,
         resolved: Result<Vec<(SocketAddr, Option<String>)>, String>,
-        external: bool,
         tls: &UpstreamTls,
-        h2: bool,
         cluster: Arc<ClusterConf>,
+        states: &dyn StateSource,
     ) -> Self {
+        let Destination {
+            key,
+            service,
+            external,
+            h2,
+        } = dest;
+        let tls_name = |hostname: Option<&str>| {
+            tls.enabled.then(|| {
+                tls.server_name
+                    .clone()
+                    .or_else(|| hostname.map(str::to_string))
+                    .unwrap_or_default()
+            })
+        };
         let (state, endpoints) = match resolved {
             Err(reason) => (BackendState::Unresolved(reason), Vec::new()),
             Ok(addrs) if addrs.is_empty() => (BackendState::NoEndpoints, Vec::new()),
@@ -97,35 +177,81 @@ impl Backend {
                     .into_iter()
                     .map(|(addr, hostname)| Endpoint {
                         peer: make_peer(addr, hostname.as_deref(), tls, h2, &cluster),
+                        state: states.endpoint(&EndpointId {
+                            backend: key.clone(),
+                            addr,
+                            tls_name: tls_name(hostname.as_deref()),
+                        }),
                         addr,
                         host_header: hostname.and_then(|h| http::HeaderValue::from_str(&h).ok()),
                     })
                     .collect(),
             ),
         };
+        let addrs: Vec<SocketAddr> = endpoints.iter().map(|e: &Endpoint| e.addr).collect();
         Backend {
+            balancer: Balancer::new(&cluster.lb, &addrs),
+            runtime: states.cluster(&key),
             key,
             service,
             state,
             endpoints,
             external,
             cluster,
-            next: AtomicUsize::new(0),
         }
     }
 
-    /// Round robin across endpoints (Kuma's default LB for gateway clusters).
+    /// The endpoint for a request with this hash (from the cluster's hash policies): the
+    /// balancer's pick, or, when that one is failing its health check or ejected, another
+    /// that is not — unless too few are (Envoy's panic mode: then any, spec §6.2).
+    pub fn choose(&self, hash: Option<u64>) -> Choice {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Choice::NoneHealthy;
+        }
+        let first = self.balancer.pick(self, hash);
+        if !self.cluster.guards_endpoints() || self.endpoints[first].state.available() {
+            return Choice::Endpoint(first);
+        }
+        let available = self
+            .endpoints
+            .iter()
+            .filter(|e| e.state.available())
+            .count();
+        let threshold = u64::from(self.cluster.panic_threshold);
+        if (available as u64) * 10_000 < threshold * n as u64 {
+            return if self.cluster.fail_traffic_on_panic {
+                Choice::NoneHealthy
+            } else {
+                Choice::Endpoint(first)
+            };
+        }
+        match self.balancer.pick_available(self, first, hash) {
+            Some(i) => Choice::Endpoint(i),
+            None => Choice::NoneHealthy,
+        }
+    }
+
+    /// The next endpoint without a request to hash (TCP connections, mirrors).
     pub fn next_endpoint(&self) -> Option<&Endpoint> {
-        self.endpoints.get(self.next_endpoint_index()?)
+        match self.choose(None) {
+            Choice::Endpoint(i) => self.endpoints.get(i),
+            Choice::NoneHealthy => None,
+        }
     }
 
-    /// The index of the next endpoint in round-robin order.
-    pub fn next_endpoint_index(&self) -> Option<usize> {
-        match self.endpoints.len() {
-            0 => None,
-            1 => Some(0),
-            n => Some(self.next.fetch_add(1, Ordering::Relaxed) % n),
-        }
+    /// Every endpoint's state, in endpoint order (outlier detection reads them together).
+    pub fn endpoint_states(&self) -> Vec<&EndpointState> {
+        self.endpoints.iter().map(|e| &*e.state).collect()
+    }
+}
+
+impl Endpoints for Backend {
+    fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+    fn state(&self, i: usize) -> &EndpointState {
+        &self.endpoints[i].state
     }
 }
 
@@ -254,13 +380,11 @@ mod tests {
 
     fn backend(key: &str, port: u16) -> Arc<Backend> {
         Arc::new(Backend::new(
-            key.into(),
-            key.into(),
+            Destination::plain(key),
             Ok(vec![(SocketAddr::from(([127, 0, 0, 1], port)), None)]),
-            false,
             &UpstreamTls::default(),
-            false,
             Arc::default(),
+            &FreshState,
         ))
     }
 
@@ -303,16 +427,14 @@ mod tests {
     #[test]
     fn endpoints_rotate_round_robin() {
         let b = Backend::new(
-            "s".into(),
-            "s".into(),
+            Destination::plain("s"),
             Ok(vec![
                 (SocketAddr::from(([127, 0, 0, 1], 1)), None),
                 (SocketAddr::from(([127, 0, 0, 1], 2)), None),
             ]),
-            false,
             &UpstreamTls::default(),
-            false,
             Arc::default(),
+            &FreshState,
         );
         let ports: Vec<u16> = (0..4)
             .filter_map(|_| b.next_endpoint().map(|e| e.addr.port()))

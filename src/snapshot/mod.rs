@@ -7,10 +7,13 @@
 
 pub mod action;
 pub mod backends;
+pub mod balancer;
 pub mod certs;
 pub mod cluster;
+pub mod endpoint_state;
 pub mod hostname;
 pub mod matchers;
+pub mod outlier;
 pub mod policy;
 pub mod rate_limit;
 pub mod retry;

@@ -121,6 +121,24 @@ pub fn validate(set: &ResourceSet) -> Validated {
                 policy::rate_limit::lower,
             ),
             faults: check_policies(&set.faults, &mut out, &mut warnings, policy::fault::lower),
+            health_checks: check_policies(
+                &set.health_checks,
+                &mut out,
+                &mut warnings,
+                policy::health_check::lower,
+            ),
+            circuit_breakers: check_policies(
+                &set.circuit_breakers,
+                &mut out,
+                &mut warnings,
+                policy::circuit_breaker::lower,
+            ),
+            load_balancing: check_policies(
+                &set.load_balancing,
+                &mut out,
+                &mut warnings,
+                policy::load_balancing::lower,
+            ),
         },
         skipped: set.skipped.clone(),
     };

@@ -19,12 +19,14 @@
 
 pub mod client;
 pub mod echo;
+pub mod flaky;
 pub mod http1;
 pub mod policy;
 pub mod process;
 
 pub use client::*;
 pub use echo::*;
+pub use flaky::*;
 pub use meshgate::testkit::fixtures::*;
 pub use policy::*;
 pub use process::*;

@@ -7,13 +7,17 @@
 //! module per kind turns a merged conf into its compiled form ([`timeouts`], [`retry`],
 //! [`rate_limit`]); fault injection needs no compiling.
 
+mod cluster;
 mod rate_limit;
 mod retry;
 pub mod select;
 mod timeouts;
 
 use super::reuse::RegexCache;
-use crate::model::policy::{FaultConf, Policy, PolicySet, RateLimitConf, RetryConf, TimeoutConf};
+use crate::model::policy::{
+    CircuitBreakerConf, FaultConf, HealthCheckConf, LoadBalancingConf, Policy, PolicySet,
+    RateLimitConf, RetryConf, TimeoutConf,
+};
 use crate::model::{TargetRef, Valid};
 use crate::resources::common::Tags;
 use crate::resources::Meta;
@@ -21,6 +25,7 @@ use crate::runtime::registry::Registry;
 use crate::snapshot::cluster::ClusterConf;
 use crate::snapshot::policy::{PortPolicy, RoutePolicies};
 use crate::snapshot::rate_limit::HttpLimit;
+use crate::snapshot::Protocol;
 use foldhash::HashMap;
 use select::{label, merged_for, merged_inbound, merged_route, Ranked};
 use std::hash::{Hash, Hasher};
@@ -51,11 +56,15 @@ impl Default for ListenerDefaults {
 /// Every policy that applies to one port, ranked once, and what was compiled from them.
 pub struct PortScope<'a> {
     port: u16,
+    protocol: Protocol,
     defaults: ListenerDefaults,
     timeouts: Ranked<'a, TimeoutConf>,
     retries: Ranked<'a, RetryConf>,
     rate_limits: Ranked<'a, RateLimitConf>,
     faults: Ranked<'a, FaultConf>,
+    health_checks: Ranked<'a, HealthCheckConf>,
+    circuit_breakers: Ranked<'a, CircuitBreakerConf>,
+    load_balancing: Ranked<'a, LoadBalancingConf>,
     /// Rules without route-level policies share one object.
     port_wide: Option<Arc<RoutePolicies>>,
     by_routes: HashMap<Vec<&'a str>, Arc<RoutePolicies>>,
@@ -69,16 +78,21 @@ impl<'a> PortScope<'a> {
         set: &'a PolicySet,
         gateway: &Meta,
         port: u16,
+        protocol: Protocol,
         listener_tags: &[&Tags],
         defaults: ListenerDefaults,
     ) -> Self {
         PortScope {
             port,
+            protocol,
             defaults,
             timeouts: Ranked::select(&set.timeouts, gateway, listener_tags),
             retries: Ranked::select(&set.retries, gateway, listener_tags),
             rate_limits: Ranked::select(&set.rate_limits, gateway, listener_tags),
             faults: Ranked::select(&set.faults, gateway, listener_tags),
+            health_checks: Ranked::select(&set.health_checks, gateway, listener_tags),
+            circuit_breakers: Ranked::select(&set.circuit_breakers, gateway, listener_tags),
+            load_balancing: Ranked::select(&set.load_balancing, gateway, listener_tags),
             port_wide: None,
             by_routes: HashMap::default(),
             clusters: HashMap::default(),
@@ -187,11 +201,30 @@ impl<'a> PortScope<'a> {
         if let Some(c) = self.clusters.get(&key) {
             return c.clone();
         }
-        let conf = match service {
-            Some(s) => merged_for(&self.timeouts.port, select::Destination(s)),
-            None => merged_route(&self.timeouts.port, &[]),
-        };
-        let c = Arc::new(timeouts::cluster(conf.as_ref()));
+        fn for_dest<C: crate::model::policy::Merge + Clone>(
+            ranked: &Ranked<'_, C>,
+            service: Option<&str>,
+        ) -> Option<C> {
+            match service {
+                Some(s) => merged_for(&ranked.port, select::Destination(s)),
+                None => merged_route(&ranked.port, &[]),
+            }
+        }
+        let timeouts = for_dest(&self.timeouts, service);
+        let health = for_dest(&self.health_checks, service);
+        let breaker = for_dest(&self.circuit_breakers, service);
+        let balancing = for_dest(&self.load_balancing, service);
+        let (panic_threshold, fail_traffic_on_panic) =
+            cluster::panic(health.as_ref(), breaker.as_ref());
+        let c = Arc::new(ClusterConf {
+            health: cluster::health(health.as_ref(), self.protocol),
+            limits: cluster::limits(breaker.as_ref()),
+            outlier: cluster::outlier(breaker.as_ref()),
+            panic_threshold,
+            fail_traffic_on_panic,
+            lb: cluster::lb(balancing.as_ref()),
+            ..timeouts::cluster(timeouts.as_ref())
+        });
         self.clusters.insert(key, c.clone());
         c
     }
@@ -266,12 +299,80 @@ pub fn warnings(set: &crate::model::ValidSet) -> Vec<String> {
         .chain(p.retries.iter().map(|x| (&x.meta, &x.spec.target)))
         .chain(p.rate_limits.iter().map(|x| (&x.meta, &x.spec.target)))
         .chain(p.faults.iter().map(|x| (&x.meta, &x.spec.target)))
+        .chain(p.health_checks.iter().map(|x| (&x.meta, &x.spec.target)))
+        .chain(p.circuit_breakers.iter().map(|x| (&x.meta, &x.spec.target)))
+        .chain(p.load_balancing.iter().map(|x| (&x.meta, &x.spec.target)))
     {
         check(meta, target);
     }
     external_entries(&mut out, &p.timeouts);
     external_entries(&mut out, &p.retries);
+    not_applied_parts(&mut out, p);
     out
+}
+
+/// Parts of MeshHealthCheck, MeshCircuitBreaker and MeshLoadBalancingStrategy that Kuma's
+/// gateway does not apply either, or that need what a standalone gateway has not (spec §6.1,
+/// §7, §8.1): accepted, named in `--check`.
+fn not_applied_parts(out: &mut Vec<String>, p: &PolicySet) {
+    let mut say = |meta: &Meta, what: String| {
+        out.push(format!("{}: {}: {what}", meta.origin, meta.display_name()))
+    };
+    for h in p
+        .health_checks
+        .iter()
+        .filter(|h| h.spec.target.includes_gateways())
+    {
+        for (i, to) in h.spec.to.iter().enumerate() {
+            if to
+                .conf
+                .grpc
+                .as_ref()
+                .is_some_and(|g| g.disabled != Some(true))
+            {
+                say(&h.meta, format!("spec.to[{i}].default.grpc is not applied: a gateway's check type follows its listener's protocol (HTTP or TCP), as in Kuma"));
+            }
+        }
+    }
+    for c in p
+        .circuit_breakers
+        .iter()
+        .filter(|c| c.spec.target.includes_gateways())
+    {
+        if !c.spec.inbound.is_empty() {
+            say(&c.meta, "spec.from / spec.rules have no effect on a gateway (Kuma applies only spec.to there)".to_string());
+        }
+        for (i, to) in c.spec.to.iter().enumerate() {
+            if to
+                .conf
+                .connection_limits
+                .as_ref()
+                .is_some_and(|l| l.max_connection_pools.is_some())
+            {
+                say(&c.meta, format!("spec.to[{i}].default.connectionLimits.maxConnectionPools is not applied: meshgate keeps one pool per endpoint"));
+            }
+        }
+    }
+    for l in p
+        .load_balancing
+        .iter()
+        .filter(|l| l.spec.target.includes_gateways())
+    {
+        for (i, to) in l.spec.to.iter().enumerate() {
+            if to.conf.locality_awareness == Some(true) {
+                say(&l.meta, format!("spec.to[{i}].default.localityAwareness is not applied: a standalone gateway has no zones"));
+            }
+            let filter_state = to.conf.effective_hash_policies().iter().any(|h| {
+                matches!(
+                    h.source,
+                    crate::model::policy::load_balancing::HashSource::FilterState(_)
+                )
+            });
+            if filter_state {
+                say(&l.meta, format!("spec.to[{i}]: a FilterState hash policy never produces a hash here (Envoy-internal state)"));
+            }
+        }
+    }
 }
 
 /// `to[]` entries for a MeshExternalService are accepted under a gateway target and have no

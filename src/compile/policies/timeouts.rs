@@ -62,5 +62,6 @@ pub fn cluster(conf: Option<&TimeoutConf>) -> ClusterConf {
         idle_timeout: pick(c.idle_timeout, base.idle_timeout),
         max_stream_duration: pick(c.http(|h| h.max_stream_duration), None),
         max_connection_duration: pick(c.http(|h| h.max_connection_duration), None),
+        ..base
     }
 }

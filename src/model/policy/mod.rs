@@ -7,7 +7,10 @@
 //! that select the same traffic are merged field by field ([`Merge`]) before anything is
 //! compiled, exactly as Kuma merges their JSON (RFC 7396 merge patch).
 
+pub mod circuit_breaker;
 pub mod fault;
+pub mod health_check;
+pub mod load_balancing;
 pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
@@ -15,7 +18,10 @@ pub mod timeout;
 use super::target::TargetRef;
 use super::Valid;
 
+pub use circuit_breaker::CircuitBreakerConf;
 pub use fault::FaultConf;
+pub use health_check::HealthCheckConf;
+pub use load_balancing::LoadBalancingConf;
 pub use rate_limit::RateLimitConf;
 pub use retry::RetryConf;
 pub use timeout::TimeoutConf;
@@ -48,6 +54,9 @@ pub struct PolicySet {
     pub retries: Vec<Valid<Policy<RetryConf>>>,
     pub rate_limits: Vec<Valid<Policy<RateLimitConf>>>,
     pub faults: Vec<Valid<Policy<FaultConf>>>,
+    pub health_checks: Vec<Valid<Policy<HealthCheckConf>>>,
+    pub circuit_breakers: Vec<Valid<Policy<CircuitBreakerConf>>>,
+    pub load_balancing: Vec<Valid<Policy<LoadBalancingConf>>>,
 }
 
 impl PolicySet {
@@ -56,10 +65,19 @@ impl PolicySet {
         self.retries.append(&mut other.retries);
         self.rate_limits.append(&mut other.rate_limits);
         self.faults.append(&mut other.faults);
+        self.health_checks.append(&mut other.health_checks);
+        self.circuit_breakers.append(&mut other.circuit_breakers);
+        self.load_balancing.append(&mut other.load_balancing);
     }
 
     pub fn len(&self) -> usize {
-        self.timeouts.len() + self.retries.len() + self.rate_limits.len() + self.faults.len()
+        self.timeouts.len()
+            + self.retries.len()
+            + self.rate_limits.len()
+            + self.faults.len()
+            + self.health_checks.len()
+            + self.circuit_breakers.len()
+            + self.load_balancing.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,6 +92,9 @@ impl PolicySet {
             .chain(self.retries.iter().map(|p| &p.meta))
             .chain(self.rate_limits.iter().map(|p| &p.meta))
             .chain(self.faults.iter().map(|p| &p.meta))
+            .chain(self.health_checks.iter().map(|p| &p.meta))
+            .chain(self.circuit_breakers.iter().map(|p| &p.meta))
+            .chain(self.load_balancing.iter().map(|p| &p.meta))
     }
 }
 

@@ -4,6 +4,7 @@
 use super::attempt::Attempts;
 use super::checks::Refusal;
 use super::outcome::{Local, ResponseFlag};
+use super::slots::Slots;
 use crate::proxy::mirror::MirrorBody;
 use crate::snapshot::action::Forward;
 use crate::snapshot::backends::Backend;
@@ -11,6 +12,7 @@ use crate::snapshot::policy::PortPolicy;
 use crate::snapshot::retry::RetryPolicy;
 use crate::snapshot::route_table::RouteEntry;
 use crate::snapshot::{EntryRef, ListenerInfo, Snapshot, VirtualHost};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +35,8 @@ pub struct Upstream {
     pub backend: Arc<Backend>,
     /// Index into `backend.endpoints` of the current attempt.
     pub endpoint: usize,
+    /// The request's hash under the backend's hash policies (retries pick with it too).
+    pub hash: Option<u64>,
 }
 
 /// Per-request state. Holds the snapshot the request started with, so every hook sees one
@@ -64,6 +68,12 @@ pub struct RequestCtx {
     pub(super) grpc: bool,
     /// Fault injection's response bandwidth, in bits per second.
     pub(super) bandwidth: Option<u64>,
+    /// The client's address (source-IP hash policies, generated cookies).
+    pub(super) client: Option<SocketAddr>,
+    /// A cookie a Cookie hash policy generated, returned with the response.
+    pub(super) set_cookie: Option<http::HeaderValue>,
+    /// Circuit-breaker slots and the endpoint count this request holds.
+    pub(super) slots: Slots,
 }
 
 impl RequestCtx {
@@ -86,6 +96,9 @@ impl RequestCtx {
             attempt: Attempts::default(),
             grpc: false,
             bandwidth: None,
+            client: None,
+            set_cookie: None,
+            slots: Slots::default(),
         }
     }
 

@@ -7,7 +7,8 @@ use super::outcome::Local;
 use super::{RequestCtx, Routed, Upstream};
 use crate::proxy::mirror::{self, MirrorBody};
 use crate::snapshot::action::{Action, Redirect};
-use crate::snapshot::backends::BackendState;
+use crate::snapshot::backends::{BackendState, Choice};
+use crate::snapshot::balancer::{request_hash, HashInput};
 use crate::snapshot::hostname::normalize_host;
 use crate::snapshot::matchers::RequestView;
 use crate::snapshot::route_table::RouteEntry;
@@ -112,16 +113,35 @@ pub fn decide(
             match &backend.state {
                 BackendState::Unresolved(_) => Decision::Local(Local::UNRESOLVED_BACKEND),
                 BackendState::NoEndpoints => Decision::Local(Local::NO_HEALTHY_UPSTREAM),
-                BackendState::Ready => match backend.next_endpoint_index() {
-                    Some(endpoint) => {
-                        routed.upstream = Some(Upstream {
-                            backend: backend.clone(),
-                            endpoint,
-                        });
-                        Decision::Proxy
+                BackendState::Ready => {
+                    let policies = &backend.cluster.lb.hash_policies;
+                    let hash = if policies.is_empty() {
+                        None
+                    } else {
+                        let input = HashInput {
+                            headers: &req.headers,
+                            query: req.uri.query(),
+                            client: ctx.client,
+                        };
+                        let (hash, cookie) = request_hash(policies, &input);
+                        ctx.set_cookie = cookie.map(|c| c.0);
+                        hash
+                    };
+                    if backend.cluster.health.is_some() {
+                        backend.runtime.note_traffic();
                     }
-                    None => Decision::Local(Local::NO_HEALTHY_UPSTREAM),
-                },
+                    match backend.choose(hash) {
+                        Choice::Endpoint(endpoint) => {
+                            routed.upstream = Some(Upstream {
+                                backend: backend.clone(),
+                                endpoint,
+                                hash,
+                            });
+                            Decision::Proxy
+                        }
+                        Choice::NoneHealthy => Decision::Local(Local::NO_HEALTHY_UPSTREAM),
+                    }
+                }
             }
         }
     }

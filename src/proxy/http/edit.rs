@@ -93,6 +93,9 @@ pub fn response(resp: &mut ResponseHeader, ctx: &RequestCtx, draining: bool) -> 
             HeaderValue::from_static(HSTS),
         );
     }
+    if let Some(cookie) = &ctx.set_cookie {
+        headers.append(http::header::SET_COOKIE, cookie.clone());
+    }
     if draining && plain.parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }

@@ -24,10 +24,13 @@ pub mod normalize;
 pub mod outcome;
 pub mod plain_header;
 mod record;
+mod slots;
+mod upstream_health;
 
 use crate::admin::metrics::METRICS;
 use crate::proxy::tls::SniName;
 use crate::runtime::state::GatewayState;
+use crate::snapshot::outlier::Outcome;
 use crate::snapshot::retry::Failure;
 use admission::Admission;
 use async_trait::async_trait;
@@ -37,7 +40,7 @@ use checks::CheckRules;
 pub use ctx::{RequestCtx, Routed, Upstream};
 use decide::Decision;
 use local::LocalResponse;
-use outcome::{Local, ResponseFlag, REQUEST_TIMEOUT, UPSTREAM_RESET_BODY};
+use outcome::{Local, ResponseFlag, OVERFLOW_BODY, REQUEST_TIMEOUT, UPSTREAM_RESET_BODY};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -196,11 +199,13 @@ impl ProxyHttp for HttpGateway {
         let sni = ssl
             .and_then(|d| d.extension.get::<SniName>())
             .map(|s| s.0.as_str());
+        ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
         let decision = decide::decide(&snapshot, session.req_header(), sni, ctx);
         ctx.snapshot = Some(snapshot);
         let close = self.state.is_draining();
         let answer = match decision {
             Decision::Proxy => match self.admit(session, ctx).await {
+                None if upstream_health::take_request(ctx).is_err() => Local::OVERFLOW,
                 None => {
                     ctx.mirror = decide::start_mirror(session.req_header(), ctx);
                     return Ok(false);
@@ -237,12 +242,17 @@ impl ProxyHttp for HttpGateway {
         let limit = (answer.flag == ResponseFlag::RateLimited)
             .then(|| ctx.forward().and_then(|f| f.rate_limit.clone()))
             .flatten();
+        let set = match (&limit, answer.flag) {
+            (Some(l), _) => &l.set[..],
+            (None, ResponseFlag::UpstreamOverflow) => outcome::overloaded_header(),
+            (None, _) => &[],
+        };
         let response = LocalResponse {
             body: answer.body.as_bytes(),
             // Envoy sends HSTS with every answer of an HTTPS listener but its 404.
             https: ctx.https && answer.status != 404,
             close,
-            set: limit.as_ref().map_or(&[], |l| &l.set),
+            set,
             add: limit.as_ref().map_or(&[], |l| &l.add),
             ..LocalResponse::status(answer.status)
         };
@@ -312,10 +322,14 @@ impl ProxyHttp for HttpGateway {
             if let Some(wait) = ctx.attempt.take_back_off() {
                 tokio::time::sleep(wait).await;
             }
+            let hash = upstream.hash;
             if let Some(next) = ctx
                 .attempt
                 .next_endpoint(backend.endpoints.len(), omit, || {
-                    backend.next_endpoint_index()
+                    match backend.choose(hash) {
+                        crate::snapshot::backends::Choice::Endpoint(i) => Some(i),
+                        crate::snapshot::backends::Choice::NoneHealthy => None,
+                    }
                 })
             {
                 upstream.endpoint = next;
@@ -328,6 +342,26 @@ impl ProxyHttp for HttpGateway {
             .endpoints
             .get(upstream.endpoint)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))?;
+        let pending_wait = forward
+            .policies
+            .timeouts
+            .request
+            .unwrap_or(backend.cluster.connect_timeout);
+        if ctx
+            .slots
+            .take_connection(&backend, pending_wait)
+            .await
+            .is_err()
+        {
+            upstream_health::overflow(&backend, "max_pending_requests");
+            return Err(Error::explain(
+                outcome::OVERFLOW,
+                "connection limit reached",
+            ));
+        }
+        if upstream_health::tracks_in_flight(&backend) {
+            ctx.slots.enter(&endpoint.state);
+        }
         let request_complete = session.is_body_empty() || session.is_body_done();
         let deadline = ctx.attempt.begin(
             Instant::now(),
@@ -368,6 +402,7 @@ impl ProxyHttp for HttpGateway {
             .upstream_connect_failures
             .with_label_values(&[&upstream.backend.key])
             .inc();
+        upstream_health::record(ctx, Outcome::LocalFailure);
         let retry = match ctx.retry_policy() {
             Some(policy) => {
                 let req = session.req_header();
@@ -375,7 +410,7 @@ impl ProxyHttp for HttpGateway {
                     && ctx.attempt.retry_failure(&policy, Failure::ConnectFailure)
             }
             None => ctx.attempt.retry_connect_by_default(endpoints),
-        };
+        } && upstream_health::take_retry(ctx);
         if retry {
             self.count_retry(ctx, "connect_failure");
             e.set_retry(true);
@@ -400,6 +435,9 @@ impl ProxyHttp for HttpGateway {
             return e; // decided in upstream_response_filter
         }
         let now = Instant::now();
+        if e.esource() == &pingora::ErrorSource::Upstream {
+            upstream_health::record(ctx, Outcome::LocalFailure);
+        }
         if *e.etype() == ErrorType::ReadTimedout && e.esource() == &pingora::ErrorSource::Upstream {
             ctx.attempt.expired = Some(ctx.attempt.expiry_at(now));
         }
@@ -424,6 +462,7 @@ impl ProxyHttp for HttpGateway {
         let req = session.req_header();
         if policy.request_is_retriable(&req.method, &req.headers)
             && ctx.attempt.retry_failure(&policy, failure)
+            && upstream_health::take_retry(ctx)
         {
             ctx.attempt.expired = None;
             let reason = match failure {
@@ -448,6 +487,9 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
+        if status >= 200 || status == 101 {
+            upstream_health::record(ctx, Outcome::Status(status));
+        }
         if status == 101 {
             ctx.attempt.upgraded(Instant::now());
             return Ok(());
@@ -469,6 +511,7 @@ impl ProxyHttp for HttpGateway {
         if ctx
             .attempt
             .retry_response(&policy, status, &upstream_response.headers)
+            && upstream_health::take_retry(ctx)
         {
             let reason = if status >= 500 {
                 "status_5xx"
@@ -586,6 +629,7 @@ impl ProxyHttp for HttpGateway {
         let code = status.unwrap_or(0);
         if code > 0 && session.response_written().is_none() {
             let body = match code {
+                503 if flag == ResponseFlag::UpstreamOverflow => OVERFLOW_BODY,
                 503 => UPSTREAM_RESET_BODY,
                 504 => ctx
                     .attempt
@@ -604,6 +648,11 @@ impl ProxyHttp for HttpGateway {
                 body: body.as_bytes(),
                 https: ctx.https,
                 close: true,
+                set: if flag == ResponseFlag::UpstreamOverflow {
+                    outcome::overloaded_header()
+                } else {
+                    &[]
+                },
                 ..LocalResponse::status(code)
             };
             let _ = local::write(session, response).await;
@@ -612,6 +661,22 @@ impl ProxyHttp for HttpGateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A connection to the endpoint is up: outlier detection in split mode counts it as a
+    /// local-origin success.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        upstream_health::record(ctx, Outcome::Connected);
+        Ok(())
     }
 
     /// Records the request in the metrics and the access log.

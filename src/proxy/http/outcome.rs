@@ -36,6 +36,8 @@ pub enum ResponseFlag {
     RetryLimitExceeded,
     /// `UMSDR`: the upstream stream reached its maximum duration.
     MaxStreamDurationReached,
+    /// `UO`: a circuit breaker's connection limit refused the request.
+    UpstreamOverflow,
 }
 
 impl ResponseFlag {
@@ -55,6 +57,7 @@ impl ResponseFlag {
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::RetryLimitExceeded => "URX",
             ResponseFlag::MaxStreamDurationReached => "UMSDR",
+            ResponseFlag::UpstreamOverflow => "UO",
         }
     }
 }
@@ -90,6 +93,33 @@ impl Local {
         body: "no healthy upstream",
         flag: ResponseFlag::NoHealthyUpstream,
     };
+    /// Envoy's answer when a circuit breaker's limit is reached (spec §7.1); it carries
+    /// `x-envoy-overloaded: true`.
+    pub const OVERFLOW: Local = Local {
+        status: 503,
+        body: OVERFLOW_BODY,
+        flag: ResponseFlag::UpstreamOverflow,
+    };
+}
+
+/// Envoy's body for a request a circuit breaker refused.
+pub const OVERFLOW_BODY: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+
+/// The error `upstream_peer` returns when no connection slot is free and the pending queue
+/// is full.
+pub const OVERFLOW: ErrorType = ErrorType::Custom("upstream overflow");
+
+/// The header Envoy adds to a circuit breaker's 503.
+pub fn overloaded_header() -> &'static [(http::HeaderName, http::HeaderValue)] {
+    static HEADER: std::sync::LazyLock<[(http::HeaderName, http::HeaderValue); 1]> =
+        std::sync::LazyLock::new(|| {
+            [(
+                http::HeaderName::from_static("x-envoy-overloaded"),
+                http::HeaderValue::from_static("true"),
+            )]
+        });
+    &*HEADER
 }
 
 /// The listener's MeshTimeout `http.requestTimeout` passed before the whole request was
@@ -121,6 +151,7 @@ pub fn failure(e: &Error) -> (Option<u16>, ResponseFlag) {
             (Some(408), ResponseFlag::StreamIdleTimeout)
         }
         etype if *etype == REQUEST_TIMEOUT => (Some(408), ResponseFlag::DownstreamProtocolError),
+        etype if *etype == OVERFLOW => (Some(503), ResponseFlag::UpstreamOverflow),
         _ => match e.esource() {
             ErrorSource::Upstream => (Some(503), ResponseFlag::UpstreamConnectionTermination),
             ErrorSource::Downstream => match e.etype() {

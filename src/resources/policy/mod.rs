@@ -5,7 +5,10 @@
 //! its errors the way Kuma does; `deny_unknown_fields` catches misspelt fields with the
 //! field path (`spec.to[0].default.http.numRetrys: unknown field ...`).
 
+pub mod circuit_breaker;
 pub mod fault;
+pub mod health_check;
+pub mod load_balancing;
 pub mod rate_limit;
 pub mod retry;
 pub mod timeout;

@@ -7,7 +7,10 @@
 //! `to[]` / `from[]` / `rules[]` entries, and the readers of Kuma's value formats
 //! (durations, percentages) with Kuma's messages.
 
+pub mod circuit_breaker;
 pub mod fault;
+pub mod health_check;
+pub mod load_balancing;
 pub mod not_applied;
 pub mod rate_limit;
 pub mod retry;
@@ -258,6 +261,25 @@ pub fn no_section<T>(r: &mut Report, spec: &FieldPath, field: &str, v: Option<&V
     }
 }
 
+/// A `uint32` field; `positive`: 0 is refused (`must be greater than 0`).
+pub fn count(r: &mut Report, at: &FieldPath, n: i64, positive: bool) -> Option<u32> {
+    if positive && n == 0 {
+        r.add(at, "must be greater than 0");
+        return None;
+    }
+    match u32::try_from(n) {
+        Ok(n) => Some(n),
+        Err(_) if n < 0 => {
+            r.add(at, schema::minimum(0));
+            None
+        }
+        Err(_) => {
+            r.add(at, schema::maximum(i64::from(u32::MAX)));
+            None
+        }
+    }
+}
+
 /// How a duration field may be set.
 #[derive(Clone, Copy)]
 pub enum Sign {
@@ -298,6 +320,12 @@ pub fn duration(
         }
         Some(Ok(d)) => Some(d),
     }
+}
+
+/// Reads an optional percentage kept in hundredths (`healthyPanicThreshold`).
+pub fn hundredths(r: &mut Report, at: &FieldPath, v: Option<&IntOrString>) -> Option<u32> {
+    v?;
+    percentage(r, at, v).map(|p| (p * 100.0).round() as u32)
 }
 
 /// Reads a required Kuma percentage (K:`ValidatePercentage`): 0–100, int or decimal string.

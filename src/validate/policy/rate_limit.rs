@@ -153,7 +153,7 @@ fn on_rate_limit(r: &mut Report, at: &FieldPath, o: &raw::OnRateLimit) -> OnRate
     OnRateLimit { status, headers }
 }
 
-fn header_list(
+pub(super) fn header_list(
     r: &mut Report,
     at: &FieldPath,
     list: &[RawHeader],

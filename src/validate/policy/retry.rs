@@ -2,7 +2,7 @@
 //! Kuma roots every `default` path at `conf` (`spec.to[0].default.conf.http.retryOn[1]`).
 
 use super::{
-    check_top, duration, lower_to, no_section, outbound_to_kinds, policy, Sign, Top,
+    check_top, count, duration, lower_to, no_section, outbound_to_kinds, policy, Sign, Top,
     ROUTE_POLICY_TOP,
 };
 use crate::model::policy::retry::{
@@ -61,25 +61,6 @@ fn tcp(r: &mut Report, at: &FieldPath, t: &raw::TcpRetry) -> TcpRetry {
     };
     TcpRetry {
         max_connect_attempt,
-    }
-}
-
-/// A `uint32` field; `positive`: 0 is refused (`must be greater than 0`).
-fn count(r: &mut Report, at: &FieldPath, n: i64, positive: bool) -> Option<u32> {
-    if positive && n == 0 {
-        r.add(at, "must be greater than 0");
-        return None;
-    }
-    match u32::try_from(n) {
-        Ok(n) => Some(n),
-        Err(_) if n < 0 => {
-            r.add(at, schema::minimum(0));
-            None
-        }
-        Err(_) => {
-            r.add(at, schema::maximum(i64::from(u32::MAX)));
-            None
-        }
     }
 }
 
