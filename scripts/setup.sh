@@ -37,6 +37,18 @@ cargo_tools() {
     fi
 }
 
+# Python client packages the tests drive real protocols with (from PyPI, for whichever
+# python3 is first on PATH): grpcio (gRPC clients and servers), h2 (raw HTTP/2 frames for the
+# abuse cases), websockets (a real WebSocket client and server).
+PYTHON_PACKAGES=(grpcio h2 websockets)
+python_packages() {
+    [[ $FULL == 1 ]] || return 0
+    python3 -c "import grpc, h2, websockets" 2>/dev/null && return 0
+    echo "setup.sh: installing Python packages: ${PYTHON_PACKAGES[*]}"
+    python3 -m pip install --quiet "${PYTHON_PACKAGES[@]}" 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages "${PYTHON_PACKAGES[@]}"
+}
+
 FULL=1
 if [[ $# -gt 0 ]]; then
     FULL=0
@@ -62,6 +74,7 @@ done
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "setup.sh: all ${#wanted[@]} packages already installed"
     cargo_tools
+    python_packages
     exit 0
 fi
 
@@ -96,4 +109,5 @@ if [[ ${#to_install[@]} -gt 0 ]]; then
 fi
 
 cargo_tools
+python_packages
 echo "setup.sh: done"

@@ -17,6 +17,11 @@ pub struct Settings {
     pub max_header_bytes: usize,
     /// Most header fields accepted (431 above it).
     pub max_header_count: usize,
+    /// gzip responses as Kuma's gateway does (`--compression off` turns it off).
+    pub compression: bool,
+    /// Answer HTTP/1.0 requests 426 as Kuma's gateway (Envoy) does; meshgate serves them
+    /// unless `--http10 reject`.
+    pub reject_http10: bool,
 }
 
 impl Default for Settings {
@@ -27,6 +32,8 @@ impl Default for Settings {
             allow_underscore_headers: false,
             max_header_bytes: 64 * 1024,
             max_header_count: 100,
+            compression: true,
+            reject_http10: false,
         }
     }
 }

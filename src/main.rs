@@ -66,6 +66,13 @@ struct Cli {
     /// Accept request header names containing `_` (Kuma's gateway rejects them).
     #[arg(long)]
     allow_underscore_headers: bool,
+    /// Response compression: `gzip` (as Kuma's gateway: by Accept-Encoding, Envoy's
+    /// defaults) or `off`.
+    #[arg(long, value_name = "gzip|off", default_value = "gzip", value_parser = ["gzip", "off"])]
+    compression: String,
+    /// HTTP/1.0 requests: `serve` them, or `reject` them with 426 as Kuma's gateway does.
+    #[arg(long, value_name = "serve|reject", default_value = "serve", value_parser = ["serve", "reject"])]
+    http10: String,
     #[command(flatten)]
     pingora: Opt,
 }
@@ -167,6 +174,8 @@ fn main() -> ExitCode {
         header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
         max_connections: cli.max_connections,
         allow_underscore_headers: cli.allow_underscore_headers,
+        compression: cli.compression == "gzip",
+        reject_http10: cli.http10 == "reject",
         ..Settings::default()
     };
     let state = GatewayState::new(built.snapshot, settings, cli.policies.clone());
@@ -214,12 +223,17 @@ fn main() -> ExitCode {
         },
     ));
 
-    let http = Arc::new(pingora::proxy::http_proxy(
+    let mut proxy = pingora::proxy::http_proxy(
         &server.configuration,
         HttpGateway {
             state: state.clone(),
         },
-    ));
+    );
+    proxy.server_options = Some(meshgate::proxy::h2::server_options(Duration::from_secs(
+        cli.idle_timeout.max(1),
+    )));
+    proxy.h2_options = Some(meshgate::proxy::h2::h2_options());
+    let http = Arc::new(proxy);
     let listeners = server.add_service(ListenerManager::new(state.clone(), http, cli.bind));
     listeners.add_dependency(&bootstrap);
     listeners.add_dependency(&watcher);

@@ -13,6 +13,12 @@
 //!
 //! The header timeout is the port's (MeshTimeout `requestHeadersTimeout`, else
 //! `--header-timeout`), read from the snapshot the connection was accepted under.
+//!
+//! A plain-text connection that opens with the HTTP/2 preface is HTTP/2 with prior knowledge
+//! (h2c), as Envoy's automatic codec takes it; any other is HTTP/1. The decision reads only
+//! as many bytes as tell the two apart (one for `GET`, two for `POST`), which go back to the
+//! stream; `Upgrade: h2c` is not taken up (Envoy does not either): such a request is served
+//! over HTTP/1.1.
 
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::v1::server::RequestHeadLimits;
@@ -61,7 +67,95 @@ pub fn accepted(conn: tokio::net::TcpStream) -> L4Stream {
     stream
 }
 
-/// Serves HTTP on an accepted (and, for HTTPS, handshaken) stream until it closes.
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The frame type of SETTINGS, which must follow the preface (RFC 9113 §3.4).
+const SETTINGS_FRAME: u8 = 0x4;
+
+/// What the first bytes of a plain-text connection say it speaks.
+enum Opening {
+    H2,
+    /// The preface came, but not the SETTINGS frame that must follow it in time: closed.
+    Abandoned,
+    /// HTTP/1 (or not HTTP: Pingora's reader answers that), with the time left for its
+    /// first request head.
+    Http1(Option<Duration>),
+}
+
+/// Reads until the bytes differ from the HTTP/2 preface or complete it and the header of the
+/// SETTINGS frame after it, then puts them back. The first read takes up to 2 KiB, so an
+/// HTTP/1 head usually arrives whole and Pingora's reader parses it from the returned bytes
+/// without a second read. An HTTP/2 client must get as far as its SETTINGS frame within the
+/// header timeout, as an HTTP/1 client its request head.
+async fn opening(stream: &mut L4Stream, header_timeout: Option<Duration>) -> Opening {
+    use tokio::io::AsyncReadExt;
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    // `Some(true)`: preface and SETTINGS header; `Some(false)`: not the preface; `None`:
+    // the bytes stopped (timeout, end, error) while they still matched it.
+    let verdict = loop {
+        let read = stream.read(&mut buf[n..]);
+        let got = match header_timeout {
+            Some(t) => match tokio::time::timeout_at(started + t, read).await {
+                Ok(r) => r,
+                Err(_) => break None,
+            },
+            None => read.await,
+        };
+        match got {
+            Ok(0) | Err(_) => break None,
+            Ok(k) => n += k,
+        }
+        let seen = n.min(H2_PREFACE.len());
+        if buf[..seen] != H2_PREFACE[..seen] {
+            break Some(false);
+        }
+        if n >= H2_PREFACE.len() + 9 {
+            break Some(buf[H2_PREFACE.len() + 3] == SETTINGS_FRAME);
+        }
+    };
+    let preface = n >= H2_PREFACE.len() && buf[..H2_PREFACE.len()] == *H2_PREFACE;
+    match (verdict, preface) {
+        (Some(true), _) => {
+            stream.rewind(&buf[..n]);
+            return Opening::H2;
+        }
+        // The preface without the SETTINGS frame that must follow it: nothing to serve.
+        (_, true) => return Opening::Abandoned,
+        _ => stream.rewind(&buf[..n]),
+    }
+    // What is left of the header timeout (at least a moment, so a head that did not start
+    // in time is still answered 408 by Pingora's reader).
+    Opening::Http1(header_timeout.map(|t| {
+        t.saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1))
+    }))
+}
+
+/// Serves HTTP on an accepted plain-text connection until it closes: HTTP/2 with prior
+/// knowledge or HTTP/1, by its first bytes.
+pub async fn serve_plain<A>(
+    app: &Arc<A>,
+    mut stream: L4Stream,
+    budgets: HttpBudgets,
+    shutdown: &ShutdownWatch,
+) where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    match opening(&mut stream, budgets.header_timeout).await {
+        // h2c: Pingora's h2 server (its `h2c` option reads the preface again).
+        Opening::H2 => {
+            app.process_new(Box::new(stream), shutdown).await;
+        }
+        Opening::Http1(left) => serve_http1(app, Box::new(stream), budgets, left, shutdown).await,
+        Opening::Abandoned => {}
+    }
+}
+
+/// Serves HTTP on a handshaken TLS connection until it closes: HTTP/2 if ALPN chose it,
+/// else HTTP/1.
 pub async fn serve<A>(app: &Arc<A>, stream: Stream, budgets: HttpBudgets, shutdown: &ShutdownWatch)
 where
     A: HttpServerApp + Send + Sync + 'static,
@@ -71,13 +165,27 @@ where
         app.process_new(stream, shutdown).await;
         return;
     }
+    serve_http1(app, stream, budgets, budgets.header_timeout, shutdown).await
+}
+
+/// HTTP/1 requests on `stream` until it closes; the first must start within
+/// `first_head_timeout`.
+async fn serve_http1<A>(
+    app: &Arc<A>,
+    stream: Stream,
+    budgets: HttpBudgets,
+    first_head_timeout: Option<Duration>,
+    shutdown: &ShutdownWatch,
+) where
+    A: HttpServerApp + Send + Sync + 'static,
+{
     let mut session = ServerSession::new_http1(stream);
     // The first request must start within the header timeout: a read timeout (not the
     // keep-alive wait, which ends silently) so Pingora reports it to the
     // `request_head_error` hook, which counts it.
     session.set_keepalive(None);
     if let ServerSession::H1(h1) = &mut session {
-        h1.set_read_timeout(budgets.header_timeout);
+        h1.set_read_timeout(first_head_timeout);
     }
     let mut next = start(app, session, budgets, shutdown).await;
     while let Some((stream, persistent)) = next.map(|r| r.consume()) {

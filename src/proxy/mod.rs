@@ -4,6 +4,7 @@
 //! configuration, and HTTP framing is Pingora's alone.
 
 pub mod conn;
+pub mod h2;
 pub mod http;
 pub mod mirror;
 pub mod tcp;

@@ -297,8 +297,7 @@ async fn serve_connection(
     };
     match port.protocol {
         Protocol::Http => {
-            let stream = Box::new(conn::accepted(conn));
-            conn::serve(&ctx.http, stream, budgets, &shutdown).await
+            conn::serve_plain(&ctx.http, conn::accepted(conn), budgets, &shutdown).await
         }
         Protocol::Https => {
             let Some(acceptor) = ctx.https.clone() else {

@@ -17,6 +17,7 @@
 // Each test file uses a part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod client;
 pub mod echo;
 pub mod flaky;
@@ -24,6 +25,7 @@ pub mod http1;
 pub mod policy;
 pub mod process;
 
+pub use certs::*;
 pub use client::*;
 pub use echo::*;
 pub use flaky::*;
@@ -75,6 +77,11 @@ thread_local! {
 }
 
 pub(crate) fn register_backend(name: &str, port: u16) {
+    register_backend_port(name, port)
+}
+
+/// Names `port` as backend `name` for `@PORT:name@` (servers not started by this harness).
+pub fn register_backend_port(name: &str, port: u16) {
     BACKENDS.with(|b| b.borrow_mut().insert(name.to_string(), port));
 }
 

@@ -2,10 +2,12 @@
 //! the route entry's local rate limit (MeshRateLimit), then the port's fault injection
 //! entries in order (MeshFaultInjection: delay, abort, response bandwidth).
 
+use super::ctx::RequestCtx;
 use super::outcome::{Local, ResponseFlag};
 use crate::admin::metrics::METRICS;
 use crate::model::policy::fault::Fault;
 use crate::snapshot::rate_limit::{HttpLimit, RATE_LIMITED_BODY};
+use pingora::proxy::Session;
 use std::time::Duration;
 
 /// Envoy's body for a fault-injected abort.
@@ -100,6 +102,37 @@ pub fn throttle(bytes: usize, bits_per_second: u64) -> Option<Duration> {
     Some(Duration::from_nanos(
         u64::try_from(nanos).unwrap_or(u64::MAX),
     ))
+}
+
+/// The rate limit and fault injection of a routed request ([`admission`]): `None` to
+/// forward it (after any injected delay), or the local answer.
+pub async fn admit_routed(session: &Session, ctx: &mut RequestCtx) -> Option<Local> {
+    // Only a route whose MeshRetry has a `grpc` section asks what the request is.
+    ctx.grpc = ctx
+        .forward()
+        .is_some_and(|f| f.policies.grpc_retry.is_some())
+        && session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let faults = ctx.port_policy.as_ref().map_or(&[][..], |p| &p.faults[..]);
+    let limit = ctx.forward().and_then(|f| f.rate_limit.as_deref());
+    if limit.is_none() && faults.is_empty() {
+        return None;
+    }
+    let port = ctx.port_label();
+    match admit(limit, faults, &port, ctx.route_label()) {
+        Admission::Forward { delay, bandwidth } => {
+            ctx.bandwidth = bandwidth;
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            None
+        }
+        Admission::RateLimited(limit) => Some(local(limit.status, true)),
+        Admission::Aborted(status) => Some(local(status, false)),
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,11 @@ impl Refusal {
         status: 431,
         reason: "header_too_large",
     };
+    /// Envoy's answer to HTTP/1.0 (`accept_http_10: false`), with `--http10 reject`.
+    pub const HTTP10: Refusal = Refusal {
+        status: 426,
+        reason: "http10",
+    };
 
     const fn bad(reason: &'static str) -> Refusal {
         Refusal {
@@ -53,6 +58,7 @@ impl Refusal {
 pub struct CheckRules {
     pub allow_underscore_headers: bool,
     pub max_header_fields: usize,
+    pub reject_http10: bool,
 }
 
 /// The first reason to refuse `req`, if any. `facts` is what Pingora's HTTP/1 reader saw
@@ -69,6 +75,9 @@ pub fn refusal(
         if facts.te_with_content_length {
             return Some(Refusal::BAD_FRAMING);
         }
+    }
+    if rules.reject_http10 && req.version == Version::HTTP_10 {
+        return Some(Refusal::HTTP10);
     }
     if req.headers.len() > rules.max_header_fields {
         return Some(Refusal::TOO_MANY_FIELDS);
@@ -154,6 +163,7 @@ mod tests {
     const RULES: CheckRules = CheckRules {
         allow_underscore_headers: false,
         max_header_fields: 100,
+        reject_http10: false,
     };
 
     fn request(target: &str, headers: &[(&str, &str)]) -> RequestHeader {

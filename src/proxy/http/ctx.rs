@@ -3,6 +3,7 @@
 
 use super::attempt::Attempts;
 use super::checks::Refusal;
+use super::compress::Gzip;
 use super::outcome::{Local, ResponseFlag};
 use super::slots::Slots;
 use crate::proxy::mirror::MirrorBody;
@@ -74,6 +75,8 @@ pub struct RequestCtx {
     pub(super) set_cookie: Option<http::HeaderValue>,
     /// Circuit-breaker slots and the endpoint count this request holds.
     pub(super) slots: Slots,
+    /// The response body's compressor, when it is compressed.
+    pub(super) gzip: Option<Gzip>,
 }
 
 impl RequestCtx {
@@ -99,6 +102,7 @@ impl RequestCtx {
             client: None,
             set_cookie: None,
             slots: Slots::default(),
+            gzip: None,
         }
     }
 

@@ -15,6 +15,7 @@
 pub(crate) mod admission;
 pub(crate) mod attempt;
 pub(crate) mod checks;
+mod compress;
 mod ctx;
 pub(crate) mod decide;
 pub(crate) mod edit;
@@ -32,7 +33,6 @@ use crate::proxy::tls::SniName;
 use crate::runtime::state::GatewayState;
 use crate::snapshot::outlier::Outcome;
 use crate::snapshot::retry::Failure;
-use admission::Admission;
 use async_trait::async_trait;
 use attempt::RETRY_RESPONSE;
 use bytes::Bytes;
@@ -61,37 +61,6 @@ fn local_port(session: &ServerSession) -> u16 {
 }
 
 impl HttpGateway {
-    /// The rate limit and fault injection of a routed request ([`admission`]): `None` to
-    /// forward it (after any injected delay), or the local answer.
-    async fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Local> {
-        // Only a route whose MeshRetry has a `grpc` section asks what the request is.
-        ctx.grpc = ctx
-            .forward()
-            .is_some_and(|f| f.policies.grpc_retry.is_some())
-            && session
-                .req_header()
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let faults = ctx.port_policy.as_ref().map_or(&[][..], |p| &p.faults[..]);
-        let limit = ctx.forward().and_then(|f| f.rate_limit.as_deref());
-        if limit.is_none() && faults.is_empty() {
-            return None;
-        }
-        let port = ctx.port_label();
-        match admission::admit(limit, faults, &port, ctx.route_label()) {
-            Admission::Forward { delay, bandwidth } => {
-                ctx.bandwidth = bandwidth;
-                if let Some(d) = delay {
-                    tokio::time::sleep(d).await;
-                }
-                None
-            }
-            Admission::RateLimited(limit) => Some(admission::local(limit.status, true)),
-            Admission::Aborted(status) => Some(admission::local(status, false)),
-        }
-    }
-
     fn count_retry(&self, ctx: &RequestCtx, reason: &str) {
         METRICS
             .upstream_retries
@@ -105,7 +74,9 @@ impl ProxyHttp for HttpGateway {
     type CTX = RequestCtx;
 
     /// No downstream modules: Pingora's default adds a disabled response-compression module
-    /// that still costs an allocation and filter calls per request.
+    /// that still costs an allocation and filter calls per request. Responses are gzipped as
+    /// Kuma's gateway gzips them by [`compress`] instead (Pingora's encoder does not flush
+    /// per chunk, which would hold streamed responses back).
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Self::CTX {
@@ -163,6 +134,7 @@ impl ProxyHttp for HttpGateway {
         let rules = CheckRules {
             allow_underscore_headers: self.state.settings.allow_underscore_headers,
             max_header_fields: crate::proxy::conn::MAX_HEAD_FIELDS,
+            reject_http10: self.state.settings.reject_http10,
         };
         if let Some(refusal) = checks::refusal(session.req_header(), facts, rules) {
             METRICS
@@ -204,7 +176,7 @@ impl ProxyHttp for HttpGateway {
         ctx.snapshot = Some(snapshot);
         let close = self.state.is_draining();
         let answer = match decision {
-            Decision::Proxy => match self.admit(session, ctx).await {
+            Decision::Proxy => match admission::admit_routed(session, ctx).await {
                 None if upstream_health::take_request(ctx).is_err() => Local::OVERFLOW,
                 None => {
                     ctx.mirror = decide::start_mirror(session.req_header(), ctx);
@@ -571,17 +543,30 @@ impl ProxyHttp for HttpGateway {
         } else if draining {
             session.set_keepalive(None);
         }
-        edit::response(resp, ctx, draining)
+        edit::response(resp, ctx, draining)?;
+        if self.state.settings.compression {
+            let req = session.req_header();
+            let http11 = req.version == http::Version::HTTP_11
+                && matches!(session.as_downstream(), ServerSession::H1(_));
+            ctx.gzip = compress::start(req, resp, http11);
+        }
+        Ok(())
     }
 
-    /// Paces the response body when fault injection limits its bandwidth.
+    /// Compresses the response body when `response_filter` chose to, and paces it when
+    /// fault injection limits its bandwidth.
     fn response_body_filter(
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
+        if let Some(gz) = ctx.gzip.as_mut() {
+            let data = body.take().unwrap_or_default();
+            let out = gz.chunk(&data, end_of_stream);
+            *body = (!out.is_empty() || end_of_stream).then_some(out);
+        }
         Ok(match (ctx.bandwidth, body) {
             (Some(bps), Some(b)) => admission::throttle(b.len(), bps),
             _ => None,

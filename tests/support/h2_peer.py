@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Raw HTTP/2 frames against meshgate's h2c port (the `h2` package), for tests/http2.rs.
+
+  h2_peer.py PORT CASE      prints one JSON line
+
+Cases:
+  settings      the server's SETTINGS and its connection window after the preface
+  rapid_reset   opens and at once resets 2,000 streams (CVE-2023-44487); reports how the
+                connection ended and how many responses came
+  ping_flood    sends 5,000 PINGs without reading; reports whether the connection was cut
+  oversized     one stream with a 1 MiB header value beside a normal one
+"""
+import json
+import socket
+import sys
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    c.initiate_connection()
+    s.sendall(c.data_to_send())
+    return s, c
+
+
+def pump(s, c, until, limit=5.0):
+    """Reads events until `until(events_so_far)` or the connection closes or `limit` s pass."""
+    events = []
+    deadline = time.monotonic() + limit
+    closed = False
+    while time.monotonic() < deadline and not until(events):
+        s.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            break
+        except OSError:
+            closed = True
+            break
+        if not data:
+            closed = True
+            break
+        try:
+            events.extend(c.receive_data(data))
+        except Exception as e:  # a protocol error on our side ends the exchange
+            events.append(("error", str(e)))
+            break
+        out = c.data_to_send()
+        if out:
+            try:
+                s.sendall(out)
+            except OSError:
+                closed = True
+                break
+    return events, closed
+
+
+def headers(path, extra=()):
+    return [(":method", "GET"), (":scheme", "http"), (":authority", "a.test"), (":path", path)] + list(extra)
+
+
+def main(port, case):
+    out = {"case": case}
+    s, c = connect(port)
+    if case == "settings":
+        events, _ = pump(s, c, lambda ev: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in ev)
+                         and any(isinstance(e, h2.events.WindowUpdated) and e.stream_id == 0 for e in ev), 3)
+        for e in events:
+            if isinstance(e, h2.events.RemoteSettingsChanged):
+                out["max_concurrent_streams"] = c.remote_settings.max_concurrent_streams
+                out["initial_window_size"] = c.remote_settings.initial_window_size
+        out["connection_window"] = c.outbound_flow_control_window
+    elif case == "rapid_reset":
+        sent = 0
+        try:
+            for i in range(2000):
+                sid = c.get_next_available_stream_id()
+                c.send_headers(sid, headers(f"/reset/{i}"), end_stream=True)
+                c.reset_stream(sid)
+                sent += 1
+                if i % 50 == 49:
+                    s.sendall(c.data_to_send())
+            s.sendall(c.data_to_send())
+        except Exception as e:
+            out["send_error"] = type(e).__name__
+        events, closed = pump(s, c, lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev), 5)
+        out["sent"] = sent
+        out["responses"] = sum(1 for e in events if isinstance(e, h2.events.ResponseReceived))
+        term = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        out["goaway"] = term[0].error_code.name if term and hasattr(term[0].error_code, "name") else (str(term[0].error_code) if term else None)
+        out["closed"] = closed or bool(term)
+    elif case == "ping_flood":
+        try:
+            for i in range(5000):
+                c.ping(i.to_bytes(8, "big"))
+                if i % 100 == 99:
+                    s.sendall(c.data_to_send())
+            s.sendall(c.data_to_send())
+            out["sent"] = True
+        except OSError:
+            out["sent"] = False
+        events, closed = pump(s, c, lambda ev: False, 3)
+        out["acks"] = sum(1 for e in events if isinstance(e, h2.events.PingAckReceived))
+        out["terminated"] = closed or any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
+    elif case == "oversized":
+        big = c.get_next_available_stream_id()
+        c.send_headers(big, headers("/big", [("x-big", "v" * (1 << 20))]), end_stream=True)
+        s.sendall(c.data_to_send())
+        events, closed = pump(s, c, lambda ev: any(isinstance(e, (h2.events.StreamReset, h2.events.ResponseReceived, h2.events.ConnectionTerminated)) for e in ev), 5)
+        out["big"] = [type(e).__name__ + (":" + str(dict(e.headers).get(":status")) if isinstance(e, h2.events.ResponseReceived) else "") for e in events if getattr(e, "stream_id", big) in (big, 0) and not isinstance(e, (h2.events.RemoteSettingsChanged, h2.events.SettingsAcknowledged, h2.events.WindowUpdated))]
+        out["closed"] = closed
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), sys.argv[2])
