@@ -129,8 +129,8 @@ if [[ "$built" -eq 1 ]]; then
 
     ACCEPTANCE="$ROOT/../shared/acceptance/run.py"
     # The policy scenarios are pending in the suite until each kind lands: run them all but
-    # the kinds meshgate does not apply yet (MeshAccessLog, MeshTrace).
-    DEFAULT_ACCEPTANCE_ARGS="--pending --exclude pol-al --exclude pol-trace"
+    # MeshTrace, which meshgate does not apply yet.
+    DEFAULT_ACCEPTANCE_ARGS="--pending --exclude pol-trace"
     if [[ -f "$ACCEPTANCE" ]]; then
         # shellcheck disable=SC2086 # the arguments are a list of words on purpose
         step acceptance scripts/ops/acceptance.sh "$ACCEPTANCE" "$ROOT/target/release/meshgate" \

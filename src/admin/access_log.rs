@@ -63,7 +63,7 @@ pub struct AccessLogWriter;
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for AccessLogWriter {
-    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         let pending = PENDING.lock().ok().and_then(|mut p| p.take());
         if let Some((rx, out)) = pending {
             let spawned = std::thread::Builder::new()
@@ -71,6 +71,20 @@ impl pingora::services::background::BackgroundService for AccessLogWriter {
                 .spawn(move || write_lines(rx, out));
             if let Err(e) = spawned {
                 log::error!("cannot start the access log writer: {e}");
+            }
+        }
+        // SIGUSR1: MeshAccessLog files are reopened (logrotate), as `POST /reopen_logs` does.
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                got = usr1.recv() => match got {
+                    Some(()) => crate::runtime::log_sinks::reopen_all(),
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
             }
         }
     }
@@ -89,10 +103,12 @@ fn emit(line: String) {
 }
 
 fn start_time() -> String {
-    // RFC 3339 in UTC with milliseconds, like Envoy's %START_TIME%.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    timestamp(std::time::SystemTime::now())
+}
+
+/// RFC 3339 in UTC with milliseconds, like Envoy's `%START_TIME%`.
+pub fn timestamp(at: std::time::SystemTime) -> String {
+    let now = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);

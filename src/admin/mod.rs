@@ -1,4 +1,5 @@
-//! What the gateway shows of itself: the admin endpoint (`/ready`, `/config`, `/metrics`),
+//! What the gateway shows of itself: the admin endpoint (`/ready`, `/config`, `/metrics`,
+//! `POST /reopen_logs`),
 //! served here, the `/config` description ([`summary`]), the Prometheus metrics
 //! ([`metrics`]) and the access log ([`access_log`]).
 //!
@@ -78,6 +79,11 @@ impl ServeHttp for Admin {
                 ),
             },
             "/config" => reply(StatusCode::OK, "application/json", self.config(full)),
+            // logrotate's postrotate: every access log file is reopened before its next line.
+            "/reopen_logs" if session.req_header().method == http::Method::POST => {
+                crate::runtime::log_sinks::reopen_all();
+                reply(StatusCode::OK, "text/plain", b"reopening\n".to_vec())
+            }
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -86,7 +92,7 @@ impl ServeHttp for Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"try /ready, /config or /metrics\n".to_vec(),
+                b"try /ready, /config, /metrics or POST /reopen_logs\n".to_vec(),
             ),
         }
     }

@@ -11,10 +11,12 @@ use super::tls::{parse_sni, record_len, PortAcceptor, SniError};
 use crate::admin::access_log;
 use crate::admin::metrics::METRICS;
 use crate::runtime::state::GatewayState;
+use crate::snapshot::access_log::{Direction, Fields, Op};
 use crate::snapshot::backends::{Backend, BackendState, WeightedBackends};
 use crate::snapshot::policy::PortPolicy;
 use crate::snapshot::{ListenerInfo, Serving, Snapshot, TlsMode};
 use log::{debug, warn};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,9 +39,11 @@ pub async fn serve(
         return;
     };
     let policy = &p.policy;
+    let local = stream.local_addr().ok().map(|a| a.ip());
+    let peers = Peers { client, local };
     match &p.serving {
         Serving::Tcp { listener, backends } => {
-            proxy(&snap, policy, listener, backends, stream, client).await
+            proxy(&snap, policy, listener, backends, stream, peers).await
         }
         Serving::Tls { chains } => {
             let sni = match read_sni(&stream, state.settings.header_timeout).await {
@@ -61,7 +65,7 @@ pub async fn serve(
                         &chain.listener,
                         &chain.backends,
                         stream,
-                        client,
+                        peers,
                     )
                     .await
                 }
@@ -74,8 +78,7 @@ pub async fn serve(
                     l4.set_socket_digest(pingora::protocols::SocketDigest::from_raw_fd(fd));
                     match acceptor.handshake(l4).await {
                         Ok(tls) => {
-                            proxy(&snap, policy, &chain.listener, &chain.backends, tls, client)
-                                .await
+                            proxy(&snap, policy, &chain.listener, &chain.backends, tls, peers).await
                         }
                         Err(e) => debug!("{client}: TLS handshake failed on port {port}: {e}"),
                     }
@@ -152,11 +155,12 @@ async fn proxy<S>(
     listener: &ListenerInfo,
     backends: &WeightedBackends,
     mut downstream: S,
-    client: SocketAddr,
+    peers: Peers,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let started = Instant::now();
+    let client = peers.client;
     let backend = backends.pick().cloned();
     let (flags, upstream_addr, sent, received) = match &backend {
         None => ("NR", None, 0, 0),
@@ -176,7 +180,27 @@ async fn proxy<S>(
         .tcp_connections
         .with_label_values(&[&listener.label, backend_key, result])
         .inc();
-    if access_log::enabled() {
+    if !policy.access_logs.is_empty() {
+        let fields = TcpFields {
+            snap,
+            client,
+            local: peers.local,
+            upstream: upstream_addr,
+            backend: backend.as_deref(),
+            flags,
+            elapsed: started.elapsed(),
+            sent: received,
+            received: sent,
+            direction: Direction::Outbound,
+        };
+        for log in policy.access_logs.iter() {
+            let fields = TcpFields {
+                direction: log.direction,
+                ..fields
+            };
+            log.sink.send(log.template.render(&fields));
+        }
+    } else if access_log::enabled() {
         let upstream = upstream_addr.map(|a| a.to_string()).unwrap_or_default();
         access_log::tcp(&access_log::TcpRecord {
             mesh: &snap.gateway.mesh,
@@ -246,4 +270,70 @@ where
         }
     }
     (to_b, to_a)
+}
+
+/// The values of one finished TCP connection for MeshAccessLog's operators (HTTP operators
+/// have none: `-`).
+#[derive(Clone, Copy)]
+struct TcpFields<'a> {
+    snap: &'a Snapshot,
+    client: SocketAddr,
+    local: Option<std::net::IpAddr>,
+    upstream: Option<SocketAddr>,
+    backend: Option<&'a Backend>,
+    flags: &'static str,
+    elapsed: Duration,
+    sent: u64,
+    received: u64,
+    direction: Direction,
+}
+
+/// The two ends of an accepted connection.
+#[derive(Clone, Copy)]
+struct Peers {
+    client: SocketAddr,
+    /// The gateway's own address on it (`%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%`).
+    local: Option<std::net::IpAddr>,
+}
+
+impl Fields for TcpFields<'_> {
+    fn value(&self, op: &Op) -> Option<Cow<'_, str>> {
+        let gw = &self.snap.gateway;
+        Some(match op {
+            Op::StartTime => Cow::Owned(access_log::timestamp(
+                std::time::SystemTime::now() - self.elapsed,
+            )),
+            Op::ResponseFlags => Cow::Borrowed(if self.flags.is_empty() {
+                "-"
+            } else {
+                self.flags
+            }),
+            Op::BytesReceived => Cow::Owned(self.received.to_string()),
+            Op::BytesSent => Cow::Owned(self.sent.to_string()),
+            Op::Duration => Cow::Owned(self.elapsed.as_millis().to_string()),
+            Op::UpstreamHost => Cow::Owned(self.upstream?.to_string()),
+            Op::UpstreamCluster => Cow::Borrowed(self.backend?.key.as_str()),
+            Op::DownstreamRemoteAddress => Cow::Owned(self.client.to_string()),
+            Op::DownstreamRemoteAddressWithoutPort => Cow::Owned(self.client.ip().to_string()),
+            Op::KumaMesh => Cow::Borrowed(gw.mesh.as_str()),
+            Op::KumaSourceService => match self.direction {
+                Direction::Outbound => Cow::Borrowed(gw.service.as_str()),
+                Direction::Inbound => Cow::Borrowed("unknown"),
+            },
+            Op::KumaDestinationService => match self.direction {
+                Direction::Outbound => Cow::Borrowed("*"),
+                Direction::Inbound => Cow::Borrowed(gw.service.as_str()),
+            },
+            Op::KumaSourceAddressWithoutPort => Cow::Owned(
+                self.local
+                    .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
+                    .to_string(),
+            ),
+            Op::KumaTrafficDirection => Cow::Borrowed(match self.direction {
+                Direction::Outbound => "OUTBOUND",
+                Direction::Inbound => "INBOUND",
+            }),
+            _ => return None,
+        })
+    }
 }

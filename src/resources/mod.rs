@@ -28,6 +28,7 @@ pub use common::{BackendRef, TargetRef};
 pub use dataplane::Dataplane;
 pub use gateway::MeshGateway;
 pub use http_route::MeshHttpRoute;
+pub use policy::access_log::MeshAccessLog;
 pub use policy::circuit_breaker::MeshCircuitBreaker;
 pub use policy::fault::MeshFaultInjection;
 pub use policy::health_check::MeshHealthCheck;
@@ -57,6 +58,7 @@ pub enum Kind {
     MeshHealthCheck,
     MeshCircuitBreaker,
     MeshLoadBalancingStrategy,
+    MeshAccessLog,
     Secret,
     /// A Kuma kind meshgate knows and does not apply ([`not_applied`]).
     NotApplied(&'static str),
@@ -65,7 +67,6 @@ pub enum Kind {
 /// Kuma kinds meshgate accepts without applying them, and why. MeshProxyPatch is refused
 /// when it selects the gateway (validation).
 pub const NOT_APPLIED: &[(&str, &str)] = &[
-    ("MeshAccessLog", "not supported yet"),
     ("MeshTrace", "not supported yet"),
     ("MeshOpenTelemetryBackend", "not supported yet"),
     (
@@ -134,6 +135,7 @@ impl Kind {
             "MeshHealthCheck" => Kind::MeshHealthCheck,
             "MeshCircuitBreaker" => Kind::MeshCircuitBreaker,
             "MeshLoadBalancingStrategy" => Kind::MeshLoadBalancingStrategy,
+            "MeshAccessLog" => Kind::MeshAccessLog,
             "Secret" => Kind::Secret,
             other => {
                 let (kind, _) = NOT_APPLIED.iter().find(|(k, _)| *k == other)?;
@@ -157,6 +159,7 @@ impl Kind {
             Kind::MeshHealthCheck => "MeshHealthCheck",
             Kind::MeshCircuitBreaker => "MeshCircuitBreaker",
             Kind::MeshLoadBalancingStrategy => "MeshLoadBalancingStrategy",
+            Kind::MeshAccessLog => "MeshAccessLog",
             Kind::Secret => "Secret",
             Kind::NotApplied(kind) => kind,
         }
@@ -246,6 +249,7 @@ pub struct ResourceSet {
     pub health_checks: Vec<Shared<MeshHealthCheck>>,
     pub circuit_breakers: Vec<Shared<MeshCircuitBreaker>>,
     pub load_balancing: Vec<Shared<MeshLoadBalancingStrategy>>,
+    pub access_logs: Vec<Shared<MeshAccessLog>>,
     pub secrets: Vec<Shared<Secret>>,
     /// Kuma kinds meshgate reads but does not apply (only their targetRef is decoded).
     pub not_applied: Vec<Shared<policy::TargetOnly>>,
@@ -269,6 +273,7 @@ impl ResourceSet {
         self.health_checks.append(&mut other.health_checks);
         self.circuit_breakers.append(&mut other.circuit_breakers);
         self.load_balancing.append(&mut other.load_balancing);
+        self.access_logs.append(&mut other.access_logs);
         self.secrets.append(&mut other.secrets);
         self.not_applied.append(&mut other.not_applied);
         self.skipped.append(&mut other.skipped);
@@ -288,6 +293,7 @@ impl ResourceSet {
             + self.health_checks.len()
             + self.circuit_breakers.len()
             + self.load_balancing.len()
+            + self.access_logs.len()
             + self.secrets.len()
             + self.not_applied.len()
     }

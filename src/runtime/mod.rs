@@ -9,6 +9,7 @@
 pub mod drain;
 pub mod health;
 pub mod listeners;
+pub mod log_sinks;
 pub mod publish;
 pub mod registry;
 pub mod reload;

@@ -12,6 +12,7 @@
 //! an endpoint that comes back later starts afresh, as a new one does in Envoy. Used at
 //! compile time only (a lock here never touches the request path).
 
+use crate::runtime::log_sinks::{Sink, Target};
 use crate::snapshot::backends::{EndpointId, StateSource};
 use crate::snapshot::endpoint_state::{ClusterState, EndpointState};
 use crate::snapshot::rate_limit::TokenBucket;
@@ -25,6 +26,7 @@ pub struct Registry {
     buckets: Mutex<HashMap<u64, Weak<TokenBucket>>>,
     endpoints: Mutex<HashMap<EndpointId, Weak<EndpointState>>>,
     clusters: Mutex<HashMap<String, Weak<ClusterState>>>,
+    log_sinks: Mutex<HashMap<String, Weak<Sink>>>,
 }
 
 /// The live entry under `key`, or a new one from `make`; dead entries are swept now and
@@ -47,6 +49,15 @@ fn shared<K: Hash + Eq, V>(
     let v = Arc::new(make());
     map.insert(key, Arc::downgrade(&v));
     v
+}
+
+impl Registry {
+    /// The access log sink writing to `target`: one per file or collector, whatever the
+    /// snapshot or port (lines of one file stay in order across reloads).
+    pub fn log_sink(&self, target: Target) -> Arc<Sink> {
+        let key = format!("{target:?}");
+        shared(&self.log_sinks, key, || Sink::new(target))
+    }
 }
 
 impl StateSource for Registry {

@@ -5,6 +5,7 @@
 //! always see one consistent configuration. Everything a request needs is precomputed:
 //! port → host table → virtual host → indexed route table → weighted backends → endpoints.
 
+pub mod access_log;
 pub mod action;
 pub mod backends;
 pub mod balancer;

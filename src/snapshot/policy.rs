@@ -60,5 +60,7 @@ pub struct PortPolicy {
     pub tcp_connect_attempts: u32,
     /// MeshFaultInjection `http[]`, applied in order to every routed request.
     pub faults: Box<[Fault]>,
+    /// MeshAccessLog: the logs every request (HTTP) or connection (TCP) of the port writes.
+    pub access_logs: Box<[super::access_log::AccessLog]>,
     pub applied: Box<[Arc<str>]>,
 }

@@ -139,6 +139,12 @@ pub fn validate(set: &ResourceSet) -> Validated {
                 &mut warnings,
                 policy::load_balancing::lower,
             ),
+            access_logs: check_policies(
+                &set.access_logs,
+                &mut out,
+                &mut warnings,
+                policy::access_log::lower,
+            ),
         },
         skipped: set.skipped.clone(),
     };

@@ -7,6 +7,7 @@
 //! module per kind turns a merged conf into its compiled form ([`timeouts`], [`retry`],
 //! [`rate_limit`]); fault injection needs no compiling.
 
+mod access_log;
 mod cluster;
 mod rate_limit;
 mod retry;
@@ -15,8 +16,8 @@ mod timeouts;
 
 use super::reuse::RegexCache;
 use crate::model::policy::{
-    CircuitBreakerConf, FaultConf, HealthCheckConf, LoadBalancingConf, Policy, PolicySet,
-    RateLimitConf, RetryConf, TimeoutConf,
+    AccessLogConf, CircuitBreakerConf, FaultConf, HealthCheckConf, LoadBalancingConf, Policy,
+    PolicySet, RateLimitConf, RetryConf, TimeoutConf,
 };
 use crate::model::{TargetRef, Valid};
 use crate::resources::common::Tags;
@@ -65,6 +66,7 @@ pub struct PortScope<'a> {
     health_checks: Ranked<'a, HealthCheckConf>,
     circuit_breakers: Ranked<'a, CircuitBreakerConf>,
     load_balancing: Ranked<'a, LoadBalancingConf>,
+    access_logs: Ranked<'a, AccessLogConf>,
     /// Rules without route-level policies share one object.
     port_wide: Option<Arc<RoutePolicies>>,
     by_routes: HashMap<Vec<&'a str>, Arc<RoutePolicies>>,
@@ -93,6 +95,7 @@ impl<'a> PortScope<'a> {
             health_checks: Ranked::select(&set.health_checks, gateway, listener_tags),
             circuit_breakers: Ranked::select(&set.circuit_breakers, gateway, listener_tags),
             load_balancing: Ranked::select(&set.load_balancing, gateway, listener_tags),
+            access_logs: Ranked::select(&set.access_logs, gateway, listener_tags),
             port_wide: None,
             by_routes: HashMap::default(),
             clusters: HashMap::default(),
@@ -120,7 +123,15 @@ impl<'a> PortScope<'a> {
         note(&mut applied, &self.retries.port);
         note(&mut applied, &self.rate_limits.port);
         note(&mut applied, &self.faults.port);
+        note(&mut applied, &self.access_logs.port);
+        let access_logs = access_log::compile(
+            merged_route(&self.access_logs.port, &[]).as_ref(),
+            merged_inbound(&self.access_logs.port).as_ref(),
+            self.protocol,
+            registry,
+        );
         PortPolicy {
+            access_logs,
             listener,
             tcp_idle,
             connection_rate,
@@ -302,12 +313,14 @@ pub fn warnings(set: &crate::model::ValidSet) -> Vec<String> {
         .chain(p.health_checks.iter().map(|x| (&x.meta, &x.spec.target)))
         .chain(p.circuit_breakers.iter().map(|x| (&x.meta, &x.spec.target)))
         .chain(p.load_balancing.iter().map(|x| (&x.meta, &x.spec.target)))
+        .chain(p.access_logs.iter().map(|x| (&x.meta, &x.spec.target)))
     {
         check(meta, target);
     }
     external_entries(&mut out, &p.timeouts);
     external_entries(&mut out, &p.retries);
     not_applied_parts(&mut out, p);
+    access_log::warnings(&mut out, &p.access_logs);
     out
 }
 

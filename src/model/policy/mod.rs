@@ -7,6 +7,7 @@
 //! that select the same traffic are merged field by field ([`Merge`]) before anything is
 //! compiled, exactly as Kuma merges their JSON (RFC 7396 merge patch).
 
+pub mod access_log;
 pub mod circuit_breaker;
 pub mod fault;
 pub mod health_check;
@@ -18,6 +19,7 @@ pub mod timeout;
 use super::target::TargetRef;
 use super::Valid;
 
+pub use access_log::AccessLogConf;
 pub use circuit_breaker::CircuitBreakerConf;
 pub use fault::FaultConf;
 pub use health_check::HealthCheckConf;
@@ -57,6 +59,7 @@ pub struct PolicySet {
     pub health_checks: Vec<Valid<Policy<HealthCheckConf>>>,
     pub circuit_breakers: Vec<Valid<Policy<CircuitBreakerConf>>>,
     pub load_balancing: Vec<Valid<Policy<LoadBalancingConf>>>,
+    pub access_logs: Vec<Valid<Policy<AccessLogConf>>>,
 }
 
 impl PolicySet {
@@ -68,6 +71,7 @@ impl PolicySet {
         self.health_checks.append(&mut other.health_checks);
         self.circuit_breakers.append(&mut other.circuit_breakers);
         self.load_balancing.append(&mut other.load_balancing);
+        self.access_logs.append(&mut other.access_logs);
     }
 
     pub fn len(&self) -> usize {
@@ -78,6 +82,7 @@ impl PolicySet {
             + self.health_checks.len()
             + self.circuit_breakers.len()
             + self.load_balancing.len()
+            + self.access_logs.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,6 +100,7 @@ impl PolicySet {
             .chain(self.health_checks.iter().map(|p| &p.meta))
             .chain(self.circuit_breakers.iter().map(|p| &p.meta))
             .chain(self.load_balancing.iter().map(|p| &p.meta))
+            .chain(self.access_logs.iter().map(|p| &p.meta))
     }
 }
 

@@ -3,7 +3,9 @@
 use super::RequestCtx;
 use crate::admin::access_log;
 use crate::admin::metrics::METRICS;
+use crate::snapshot::access_log::{Direction, Fields, Op};
 use pingora::proxy::Session;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Records a finished request in the metrics and, when enabled, the access log.
@@ -48,8 +50,120 @@ pub fn request(session: &Session, ctx: &RequestCtx) {
             elapsed.as_secs_f64(),
         );
     }
-    if access_log::enabled() {
+    let policy_logs = ctx
+        .port_policy
+        .as_ref()
+        .map_or(&[][..], |p| &p.access_logs[..]);
+    if !policy_logs.is_empty() {
+        let fields = LogFields {
+            session,
+            ctx,
+            status,
+            elapsed,
+            direction: Direction::Outbound,
+        };
+        for log in policy_logs {
+            let fields = LogFields {
+                direction: log.direction,
+                ..fields
+            };
+            log.sink.send(log.template.render(&fields));
+        }
+    } else if access_log::enabled() {
         log_access(session, ctx, status, elapsed);
+    }
+}
+
+/// The values of one finished request for MeshAccessLog's operators. Kuma's values for the
+/// gateway: outbound lines name the gateway's service as source and `*` as destination,
+/// inbound ones `unknown` as source and the gateway's service as destination; the source
+/// address is the gateway's own (the address the request came in on).
+#[derive(Clone, Copy)]
+struct LogFields<'a> {
+    session: &'a Session,
+    ctx: &'a RequestCtx,
+    status: u16,
+    elapsed: Duration,
+    direction: Direction,
+}
+
+impl Fields for LogFields<'_> {
+    fn value(&self, op: &Op) -> Option<Cow<'_, str>> {
+        let req = self.session.req_header();
+        let ctx = self.ctx;
+        let gateway = ctx.snapshot.as_ref().map(|s| &s.gateway);
+        let header = |names: &[String], map: &'_ http::HeaderMap| {
+            names.iter().find_map(|n| {
+                map.get(n.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| Cow::Owned(v.to_string()))
+            })
+        };
+        Some(match op {
+            Op::StartTime => Cow::Owned(access_log::timestamp(
+                std::time::SystemTime::now() - self.elapsed,
+            )),
+            Op::Req(names) => {
+                return names.iter().find_map(|n| match n.as_str() {
+                    ":method" => Some(Cow::Borrowed(req.method.as_str())),
+                    ":path" => req.uri.path_and_query().map(|p| Cow::Borrowed(p.as_str())),
+                    ":authority" => req
+                        .uri
+                        .authority()
+                        .map(|a| Cow::Borrowed(a.as_str()))
+                        .or_else(|| header(&["host".to_string()], &req.headers)),
+                    ":scheme" => Some(Cow::Borrowed(if ctx.https { "https" } else { "http" })),
+                    _ => header(std::slice::from_ref(n), &req.headers),
+                })
+            }
+            Op::Resp(names) => {
+                return self
+                    .session
+                    .response_written()
+                    .and_then(|r| header(names, &r.headers))
+            }
+            Op::Protocol => Cow::Owned(format!("{:?}", req.version)),
+            Op::ResponseCode => Cow::Owned(self.status.to_string()),
+            Op::ResponseFlags => Cow::Borrowed(ctx.flag.as_str()),
+            Op::BytesReceived => Cow::Owned(self.session.body_bytes_read().to_string()),
+            Op::BytesSent => Cow::Owned(self.session.body_bytes_sent().to_string()),
+            Op::Duration => Cow::Owned(self.elapsed.as_millis().to_string()),
+            Op::UpstreamHost => {
+                let u = ctx.upstream()?;
+                Cow::Owned(u.backend.endpoints.get(u.endpoint)?.addr.to_string())
+            }
+            Op::UpstreamCluster => Cow::Borrowed(ctx.upstream()?.backend.key.as_str()),
+            Op::DownstreamRemoteAddress => Cow::Owned(self.session.client_addr()?.to_string()),
+            Op::DownstreamRemoteAddressWithoutPort => {
+                Cow::Owned(self.session.client_addr()?.as_inet()?.ip().to_string())
+            }
+            Op::RouteName => Cow::Borrowed(&*ctx.entry()?.route_name),
+            Op::RequestedServerName => {
+                let ssl = self.session.digest()?.ssl_digest.as_ref()?;
+                Cow::Owned(ssl.extension.get::<crate::proxy::tls::SniName>()?.0.clone())
+            }
+            Op::KumaMesh => Cow::Borrowed(gateway?.mesh.as_str()),
+            Op::KumaSourceService => match self.direction {
+                Direction::Outbound => Cow::Borrowed(gateway?.service.as_str()),
+                Direction::Inbound => Cow::Borrowed("unknown"),
+            },
+            Op::KumaDestinationService => match self.direction {
+                Direction::Outbound => Cow::Borrowed("*"),
+                Direction::Inbound => Cow::Borrowed(gateway?.service.as_str()),
+            },
+            Op::KumaSourceAddressWithoutPort => Cow::Owned(
+                self.session
+                    .as_downstream()
+                    .server_addr()?
+                    .as_inet()?
+                    .ip()
+                    .to_string(),
+            ),
+            Op::KumaTrafficDirection => Cow::Borrowed(match self.direction {
+                Direction::Outbound => "OUTBOUND",
+                Direction::Inbound => "INBOUND",
+            }),
+        })
     }
 }
 

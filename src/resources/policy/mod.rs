@@ -5,6 +5,7 @@
 //! its errors the way Kuma does; `deny_unknown_fields` catches misspelt fields with the
 //! field path (`spec.to[0].default.http.numRetrys: unknown field ...`).
 
+pub mod access_log;
 pub mod circuit_breaker;
 pub mod fault;
 pub mod health_check;

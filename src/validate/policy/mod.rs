@@ -7,6 +7,7 @@
 //! `to[]` / `from[]` / `rules[]` entries, and the readers of Kuma's value formats
 //! (durations, percentages) with Kuma's messages.
 
+pub mod access_log;
 pub mod circuit_breaker;
 pub mod fault;
 pub mod health_check;

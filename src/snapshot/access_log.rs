@@ -1,0 +1,301 @@
+//! MeshAccessLog as the request path reads it (spec §11): per port, the logs to write, each
+//! a template of Envoy command operators compiled once per snapshot and a sink (a file or a
+//! TCP collector) that outlives snapshots (`runtime::log_sinks`).
+
+use http::HeaderName;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// Kuma's default format of an HTTP access log line (K:`…/meshaccesslog/plugin/xds/configurer.go`).
+pub const DEFAULT_HTTP: &str = "[%START_TIME%] %KUMA_MESH% \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-B3-TRACEID?X-DATADOG-TRACEID)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%KUMA_SOURCE_SERVICE%\" \"%KUMA_DESTINATION_SERVICE%\" \"%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%\" \"%UPSTREAM_HOST%\"";
+
+/// Kuma's default format of a TCP access log line.
+pub const DEFAULT_TCP: &str = "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%(%KUMA_DESTINATION_SERVICE%) took %DURATION%ms, sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes";
+
+/// Where formatted lines go; `send` never blocks (a full queue drops the line).
+pub trait LogSink: Send + Sync + std::fmt::Debug {
+    fn send(&self, line: String);
+}
+
+/// Which side of the gateway a log describes (`to[]`: outbound; `from[]`/`rules[]`: inbound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Outbound,
+    Inbound,
+}
+
+#[derive(Debug)]
+pub struct AccessLog {
+    pub direction: Direction,
+    pub template: Template,
+    pub sink: Arc<dyn LogSink>,
+}
+
+/// An Envoy command operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    StartTime,
+    /// `%REQ(A?B)%`: the first present of the headers (`:method`, `:path`, `:authority`,
+    /// `:scheme` are the request's own).
+    Req(Vec<String>),
+    Resp(Vec<String>),
+    Protocol,
+    ResponseCode,
+    ResponseFlags,
+    BytesReceived,
+    BytesSent,
+    Duration,
+    UpstreamHost,
+    UpstreamCluster,
+    DownstreamRemoteAddress,
+    DownstreamRemoteAddressWithoutPort,
+    RouteName,
+    RequestedServerName,
+    KumaMesh,
+    KumaSourceService,
+    KumaDestinationService,
+    KumaSourceAddressWithoutPort,
+    KumaTrafficDirection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Op(Op),
+}
+
+/// What a template reads its values from (one request or connection).
+pub trait Fields {
+    fn value(&self, op: &Op) -> Option<Cow<'_, str>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Template {
+    Plain {
+        pieces: Vec<Piece>,
+        omit_empty: bool,
+    },
+    Json {
+        entries: Vec<(String, Vec<Piece>)>,
+        omit_empty: bool,
+    },
+}
+
+fn parse_op(name: &str) -> Option<Op> {
+    // Lower-cased names; `:method`, `:path`, `:authority` and `:scheme` are the request's.
+    let headers = |inner: &str| -> Option<Vec<String>> {
+        let names: Vec<String> = inner
+            .split('?')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        let valid = names.iter().all(|n| {
+            n.strip_prefix(':').map_or_else(
+                || HeaderName::from_bytes(n.as_bytes()).is_ok(),
+                |p| !p.is_empty(),
+            )
+        });
+        valid.then_some(names)
+    };
+    if let Some(inner) = name.strip_prefix("REQ(").and_then(|r| r.split(')').next()) {
+        return headers(inner).map(Op::Req);
+    }
+    if let Some(inner) = name.strip_prefix("RESP(").and_then(|r| r.split(')').next()) {
+        return headers(inner).map(Op::Resp);
+    }
+    Some(match name {
+        "START_TIME" => Op::StartTime,
+        "PROTOCOL" => Op::Protocol,
+        "RESPONSE_CODE" => Op::ResponseCode,
+        "RESPONSE_FLAGS" => Op::ResponseFlags,
+        "BYTES_RECEIVED" => Op::BytesReceived,
+        "BYTES_SENT" => Op::BytesSent,
+        "DURATION" => Op::Duration,
+        "UPSTREAM_HOST" => Op::UpstreamHost,
+        "UPSTREAM_CLUSTER" => Op::UpstreamCluster,
+        "DOWNSTREAM_REMOTE_ADDRESS" => Op::DownstreamRemoteAddress,
+        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Op::DownstreamRemoteAddressWithoutPort,
+        "ROUTE_NAME" => Op::RouteName,
+        "REQUESTED_SERVER_NAME" => Op::RequestedServerName,
+        "KUMA_MESH" => Op::KumaMesh,
+        "KUMA_SOURCE_SERVICE" => Op::KumaSourceService,
+        "KUMA_DESTINATION_SERVICE" => Op::KumaDestinationService,
+        "KUMA_SOURCE_ADDRESS_WITHOUT_PORT" | "KUMA_SOURCE_ADDRESS" => {
+            Op::KumaSourceAddressWithoutPort
+        }
+        "KUMA_TRAFFIC_DIRECTION" => Op::KumaTrafficDirection,
+        _ => return None,
+    })
+}
+
+/// Splits `text` into literal text and operators; an unknown operator stays literal text
+/// (its name is returned, for a warning).
+fn pieces(text: &str, unknown: &mut Vec<String>) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut lit = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('%') {
+        lit.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('%') {
+            Some(end) if end > 0 && !after[..end].contains(char::is_whitespace) => {
+                let name = &after[..end];
+                match parse_op(name) {
+                    Some(op) => {
+                        if !lit.is_empty() {
+                            out.push(Piece::Text(std::mem::take(&mut lit)));
+                        }
+                        out.push(Piece::Op(op));
+                    }
+                    None => {
+                        unknown.push(name.to_string());
+                        lit.push('%');
+                        lit.push_str(name);
+                        lit.push('%');
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                lit.push('%');
+                rest = after;
+            }
+        }
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        out.push(Piece::Text(lit));
+    }
+    out
+}
+
+impl Template {
+    /// A Plain template from `text`, with the unknown operators it keeps literally.
+    pub fn plain(text: &str, omit_empty: bool) -> (Template, Vec<String>) {
+        let mut unknown = Vec::new();
+        let pieces = pieces(text, &mut unknown);
+        (Template::Plain { pieces, omit_empty }, unknown)
+    }
+
+    pub fn json(entries: &[(String, String)], omit_empty: bool) -> (Template, Vec<String>) {
+        let mut unknown = Vec::new();
+        let entries = entries
+            .iter()
+            .map(|(k, v)| (k.clone(), pieces(v, &mut unknown)))
+            .collect();
+        (
+            Template::Json {
+                entries,
+                omit_empty,
+            },
+            unknown,
+        )
+    }
+
+    /// One line (with its newline) for the values `f` gives.
+    pub fn render(&self, f: &dyn Fields) -> String {
+        match self {
+            Template::Plain { pieces, omit_empty } => {
+                let mut out = String::with_capacity(256);
+                for p in pieces {
+                    match p {
+                        Piece::Text(t) => out.push_str(t),
+                        Piece::Op(op) => match f.value(op) {
+                            Some(v) if !v.is_empty() => out.push_str(&v),
+                            _ if *omit_empty => {}
+                            _ => out.push('-'),
+                        },
+                    }
+                }
+                out.push('\n');
+                out
+            }
+            Template::Json {
+                entries,
+                omit_empty,
+            } => {
+                // Written by hand: keys keep the policy's order (a JSON map would sort them).
+                let mut out = String::with_capacity(256);
+                out.push('{');
+                let mut first = true;
+                for (key, pieces) in entries {
+                    let mut value = String::new();
+                    let mut missing = false;
+                    for p in pieces {
+                        match p {
+                            Piece::Text(t) => value.push_str(t),
+                            Piece::Op(op) => match f.value(op) {
+                                Some(v) if !v.is_empty() => value.push_str(&v),
+                                _ => missing = true,
+                            },
+                        }
+                    }
+                    let whole_op = pieces.len() == 1 && matches!(pieces[0], Piece::Op(_));
+                    let null = missing && whole_op;
+                    if null && *omit_empty {
+                        continue;
+                    }
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    let _ = write!(out, "{}:", serde_json::Value::String(key.clone()));
+                    if null {
+                        out.push_str("null");
+                    } else {
+                        let _ = write!(out, "{}", serde_json::Value::String(value));
+                    }
+                }
+                out.push_str("}\n");
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct F;
+    impl Fields for F {
+        fn value(&self, op: &Op) -> Option<Cow<'_, str>> {
+            match op {
+                Op::Req(h) if h.iter().any(|h| h == ":method") => Some("GET".into()),
+                Op::Req(h) if h.iter().any(|h| h == ":path") => Some("/a".into()),
+                Op::ResponseCode => Some("200".into()),
+                Op::KumaMesh => Some("default".into()),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn plain_and_json_render_envoys_way() {
+        let (t, unknown) = Template::plain("%KUMA_MESH% %REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% %REQ(USER-AGENT)% 50% %NOPE%", false);
+        assert_eq!(unknown, vec!["NOPE".to_string()]);
+        assert_eq!(t.render(&F), "default GET /a 200 - 50% %NOPE%\n");
+        let (t, _) = Template::plain("[%REQ(USER-AGENT)%]", true);
+        assert_eq!(t.render(&F), "[]\n");
+        let entries = vec![
+            ("m".to_string(), "%REQ(:METHOD)%".to_string()),
+            ("ua".to_string(), "%REQ(USER-AGENT)%".to_string()),
+            ("s".to_string(), "code=%RESPONSE_CODE%".to_string()),
+        ];
+        let (t, _) = Template::json(&entries, false);
+        assert_eq!(
+            t.render(&F),
+            "{\"m\":\"GET\",\"ua\":null,\"s\":\"code=200\"}\n"
+        );
+        let (t, _) = Template::json(&entries, true);
+        assert_eq!(t.render(&F), "{\"m\":\"GET\",\"s\":\"code=200\"}\n");
+    }
+
+    #[test]
+    fn kumas_default_formats_parse_without_unknown_operators() {
+        for f in [DEFAULT_HTTP, DEFAULT_TCP] {
+            let (_, unknown) = Template::plain(f, false);
+            assert!(unknown.is_empty(), "{unknown:?}");
+        }
+    }
+}
