@@ -201,6 +201,7 @@ impl Compiler {
             opts: &self.opts,
             registry: &self.registry,
             gateway,
+            identity: identity.clone(),
             resolver: backends::Resolver::new(
                 set,
                 &gateway.meta.mesh,
@@ -262,6 +263,8 @@ struct Build<'a> {
     opts: &'a CompileOptions,
     registry: &'a Registry,
     gateway: &'a Valid<Gateway>,
+    /// The gateway's mesh identity (spans' service name, access log values).
+    identity: crate::snapshot::GatewayIdentity,
     resolver: backends::Resolver<'a>,
     violations: Vec<Violation>,
     route_entries: usize,
@@ -297,7 +300,7 @@ impl<'a> Build<'a> {
                 &tags,
                 self.opts.listener_defaults,
             );
-            let policy = Arc::new(scope.port_policy(self.registry, &self.gateway.meta.name));
+            let policy = Arc::new(scope.port_policy(self.registry, &self.identity));
             let serving = match protocol {
                 Protocol::Http => self.http_port(&ls, &mut scope),
                 Protocol::Https => self.https_port(&ls, &mut scope),

@@ -310,6 +310,10 @@ fn load_document(origin: Origin, source_hash: u64, value: Value, loaded: &mut Lo
             push(meta, header.spec, &mut set.load_balancing, violations)
         }
         Kind::MeshAccessLog => push(meta, header.spec, &mut set.access_logs, violations),
+        Kind::MeshTrace => push(meta, header.spec, &mut set.traces, violations),
+        Kind::MeshOpenTelemetryBackend => {
+            push(meta, header.spec, &mut set.otel_backends, violations)
+        }
         Kind::Secret => push(meta, header.spec, &mut set.secrets, violations),
         Kind::NotApplied(_) => push(meta, header.spec, &mut set.not_applied, violations),
     }

@@ -36,6 +36,7 @@ pub use policy::load_balancing::MeshLoadBalancingStrategy;
 pub use policy::rate_limit::MeshRateLimit;
 pub use policy::retry::MeshRetry;
 pub use policy::timeout::MeshTimeout;
+pub use policy::trace::{MeshOpenTelemetryBackend, MeshTrace};
 pub use secret::Secret;
 pub use service::{MeshExternalService, MeshService};
 pub use tcp_route::MeshTcpRoute;
@@ -59,6 +60,8 @@ pub enum Kind {
     MeshCircuitBreaker,
     MeshLoadBalancingStrategy,
     MeshAccessLog,
+    MeshTrace,
+    MeshOpenTelemetryBackend,
     Secret,
     /// A Kuma kind meshgate knows and does not apply ([`not_applied`]).
     NotApplied(&'static str),
@@ -67,8 +70,6 @@ pub enum Kind {
 /// Kuma kinds meshgate accepts without applying them, and why. MeshProxyPatch is refused
 /// when it selects the gateway (validation).
 pub const NOT_APPLIED: &[(&str, &str)] = &[
-    ("MeshTrace", "not supported yet"),
-    ("MeshOpenTelemetryBackend", "not supported yet"),
     (
         "MeshTrafficPermission",
         "Kuma does not apply it to built-in gateways either; the backends' sidecars enforce it",
@@ -136,6 +137,8 @@ impl Kind {
             "MeshCircuitBreaker" => Kind::MeshCircuitBreaker,
             "MeshLoadBalancingStrategy" => Kind::MeshLoadBalancingStrategy,
             "MeshAccessLog" => Kind::MeshAccessLog,
+            "MeshTrace" => Kind::MeshTrace,
+            "MeshOpenTelemetryBackend" => Kind::MeshOpenTelemetryBackend,
             "Secret" => Kind::Secret,
             other => {
                 let (kind, _) = NOT_APPLIED.iter().find(|(k, _)| *k == other)?;
@@ -160,6 +163,8 @@ impl Kind {
             Kind::MeshCircuitBreaker => "MeshCircuitBreaker",
             Kind::MeshLoadBalancingStrategy => "MeshLoadBalancingStrategy",
             Kind::MeshAccessLog => "MeshAccessLog",
+            Kind::MeshTrace => "MeshTrace",
+            Kind::MeshOpenTelemetryBackend => "MeshOpenTelemetryBackend",
             Kind::Secret => "Secret",
             Kind::NotApplied(kind) => kind,
         }
@@ -250,6 +255,8 @@ pub struct ResourceSet {
     pub circuit_breakers: Vec<Shared<MeshCircuitBreaker>>,
     pub load_balancing: Vec<Shared<MeshLoadBalancingStrategy>>,
     pub access_logs: Vec<Shared<MeshAccessLog>>,
+    pub traces: Vec<Shared<MeshTrace>>,
+    pub otel_backends: Vec<Shared<MeshOpenTelemetryBackend>>,
     pub secrets: Vec<Shared<Secret>>,
     /// Kuma kinds meshgate reads but does not apply (only their targetRef is decoded).
     pub not_applied: Vec<Shared<policy::TargetOnly>>,
@@ -274,6 +281,8 @@ impl ResourceSet {
         self.circuit_breakers.append(&mut other.circuit_breakers);
         self.load_balancing.append(&mut other.load_balancing);
         self.access_logs.append(&mut other.access_logs);
+        self.traces.append(&mut other.traces);
+        self.otel_backends.append(&mut other.otel_backends);
         self.secrets.append(&mut other.secrets);
         self.not_applied.append(&mut other.not_applied);
         self.skipped.append(&mut other.skipped);
@@ -294,6 +303,8 @@ impl ResourceSet {
             + self.circuit_breakers.len()
             + self.load_balancing.len()
             + self.access_logs.len()
+            + self.traces.len()
+            + self.otel_backends.len()
             + self.secrets.len()
             + self.not_applied.len()
     }

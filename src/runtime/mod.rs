@@ -14,3 +14,4 @@ pub mod publish;
 pub mod registry;
 pub mod reload;
 pub mod state;
+pub mod tracing;

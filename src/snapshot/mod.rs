@@ -20,6 +20,7 @@ pub mod rate_limit;
 pub mod retry;
 pub mod route_table;
 pub mod timeouts;
+pub mod tracing;
 
 use backends::WeightedBackends;
 use certs::CertSet;

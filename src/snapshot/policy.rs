@@ -62,5 +62,7 @@ pub struct PortPolicy {
     pub faults: Box<[Fault]>,
     /// MeshAccessLog: the logs every request (HTTP) or connection (TCP) of the port writes.
     pub access_logs: Box<[super::access_log::AccessLog]>,
+    /// MeshTrace (HTTP and HTTPS ports).
+    pub tracing: Option<super::tracing::Tracing>,
     pub applied: Box<[Arc<str>]>,
 }

@@ -145,6 +145,13 @@ pub fn validate(set: &ResourceSet) -> Validated {
                 &mut warnings,
                 policy::access_log::lower,
             ),
+            traces: check_policies(&set.traces, &mut out, &mut warnings, policy::trace::lower),
+            otel_backends: check_all(
+                &set.otel_backends,
+                &mut out,
+                policy::trace::check_backend,
+                policy::trace::lower_backend,
+            ),
         },
         skipped: set.skipped.clone(),
     };

@@ -13,11 +13,12 @@ mod rate_limit;
 mod retry;
 pub mod select;
 mod timeouts;
+mod trace;
 
 use super::reuse::RegexCache;
 use crate::model::policy::{
     AccessLogConf, CircuitBreakerConf, FaultConf, HealthCheckConf, LoadBalancingConf, Policy,
-    PolicySet, RateLimitConf, RetryConf, TimeoutConf,
+    PolicySet, RateLimitConf, RetryConf, TimeoutConf, TraceConf,
 };
 use crate::model::{TargetRef, Valid};
 use crate::resources::common::Tags;
@@ -26,7 +27,7 @@ use crate::runtime::registry::Registry;
 use crate::snapshot::cluster::ClusterConf;
 use crate::snapshot::policy::{PortPolicy, RoutePolicies};
 use crate::snapshot::rate_limit::HttpLimit;
-use crate::snapshot::Protocol;
+use crate::snapshot::{GatewayIdentity, Protocol};
 use foldhash::HashMap;
 use select::{label, merged_for, merged_inbound, merged_route, Ranked};
 use std::hash::{Hash, Hasher};
@@ -67,6 +68,8 @@ pub struct PortScope<'a> {
     circuit_breakers: Ranked<'a, CircuitBreakerConf>,
     load_balancing: Ranked<'a, LoadBalancingConf>,
     access_logs: Ranked<'a, AccessLogConf>,
+    traces: Ranked<'a, TraceConf>,
+    otel_backends: &'a [crate::model::Valid<crate::model::policy::OtelBackend>],
     /// Rules without route-level policies share one object.
     port_wide: Option<Arc<RoutePolicies>>,
     by_routes: HashMap<Vec<&'a str>, Arc<RoutePolicies>>,
@@ -96,6 +99,8 @@ impl<'a> PortScope<'a> {
             circuit_breakers: Ranked::select(&set.circuit_breakers, gateway, listener_tags),
             load_balancing: Ranked::select(&set.load_balancing, gateway, listener_tags),
             access_logs: Ranked::select(&set.access_logs, gateway, listener_tags),
+            traces: Ranked::select(&set.traces, gateway, listener_tags),
+            otel_backends: &set.otel_backends,
             port_wide: None,
             by_routes: HashMap::default(),
             clusters: HashMap::default(),
@@ -104,14 +109,14 @@ impl<'a> PortScope<'a> {
 
     /// The port's own settings: listener timeouts, TCP idle, connection rate, TCP connect
     /// attempts, fault injection.
-    pub fn port_policy(&self, registry: &Registry, gateway: &str) -> PortPolicy {
+    pub fn port_policy(&self, registry: &Registry, gateway: &GatewayIdentity) -> PortPolicy {
         let timeouts = merged_inbound(&self.timeouts.port);
         let listener = timeouts::listener(timeouts.as_ref(), &self.defaults);
         let tcp_idle = timeouts::tcp_idle(timeouts.as_ref(), &self.defaults);
         let rate = merged_route(&self.rate_limits.port, &[]);
         let connection_rate = rate_limit::connection_rate(rate.as_ref()).map(|r| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            ("tcp", gateway, self.port).hash(&mut h);
+            ("tcp", &gateway.name, self.port).hash(&mut h);
             registry.bucket(h.finish(), r.num, r.interval)
         });
         let retry = merged_route(&self.retries.port, &[]);
@@ -124,6 +129,16 @@ impl<'a> PortScope<'a> {
         note(&mut applied, &self.rate_limits.port);
         note(&mut applied, &self.faults.port);
         note(&mut applied, &self.access_logs.port);
+        note(&mut applied, &self.traces.port);
+        let tracing = match self.protocol {
+            Protocol::Http | Protocol::Https => trace::compile(
+                merged_inbound(&self.traces.port).as_ref(),
+                self.otel_backends,
+                &gateway.service,
+                registry,
+            ),
+            Protocol::Tcp | Protocol::Tls => None,
+        };
         let access_logs = access_log::compile(
             merged_route(&self.access_logs.port, &[]).as_ref(),
             merged_inbound(&self.access_logs.port).as_ref(),
@@ -132,6 +147,7 @@ impl<'a> PortScope<'a> {
         );
         PortPolicy {
             access_logs,
+            tracing,
             listener,
             tcp_idle,
             connection_rate,
@@ -321,6 +337,7 @@ pub fn warnings(set: &crate::model::ValidSet) -> Vec<String> {
     external_entries(&mut out, &p.retries);
     not_applied_parts(&mut out, p);
     access_log::warnings(&mut out, &p.access_logs);
+    trace::warnings(&mut out, p);
     out
 }
 

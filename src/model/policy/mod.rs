@@ -15,6 +15,7 @@ pub mod load_balancing;
 pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
+pub mod trace;
 
 use super::target::TargetRef;
 use super::Valid;
@@ -27,6 +28,7 @@ pub use load_balancing::LoadBalancingConf;
 pub use rate_limit::RateLimitConf;
 pub use retry::RetryConf;
 pub use timeout::TimeoutConf;
+pub use trace::{OtelBackend, TraceConf};
 
 /// One policy of any kind.
 #[derive(Debug, Clone)]
@@ -60,6 +62,9 @@ pub struct PolicySet {
     pub circuit_breakers: Vec<Valid<Policy<CircuitBreakerConf>>>,
     pub load_balancing: Vec<Valid<Policy<LoadBalancingConf>>>,
     pub access_logs: Vec<Valid<Policy<AccessLogConf>>>,
+    pub traces: Vec<Valid<Policy<TraceConf>>>,
+    /// Not policies: where MeshTrace's spans go, found by their labels.
+    pub otel_backends: Vec<Valid<OtelBackend>>,
 }
 
 impl PolicySet {
@@ -72,6 +77,8 @@ impl PolicySet {
         self.circuit_breakers.append(&mut other.circuit_breakers);
         self.load_balancing.append(&mut other.load_balancing);
         self.access_logs.append(&mut other.access_logs);
+        self.traces.append(&mut other.traces);
+        self.otel_backends.append(&mut other.otel_backends);
     }
 
     pub fn len(&self) -> usize {
@@ -83,6 +90,8 @@ impl PolicySet {
             + self.circuit_breakers.len()
             + self.load_balancing.len()
             + self.access_logs.len()
+            + self.traces.len()
+            + self.otel_backends.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,6 +110,8 @@ impl PolicySet {
             .chain(self.circuit_breakers.iter().map(|p| &p.meta))
             .chain(self.load_balancing.iter().map(|p| &p.meta))
             .chain(self.access_logs.iter().map(|p| &p.meta))
+            .chain(self.traces.iter().map(|p| &p.meta))
+            .chain(self.otel_backends.iter().map(|p| &p.meta))
     }
 }
 

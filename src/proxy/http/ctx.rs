@@ -6,6 +6,7 @@ use super::checks::Refusal;
 use super::compress::Gzip;
 use super::outcome::{Local, ResponseFlag};
 use super::slots::Slots;
+use super::trace::ActiveSpan;
 use crate::proxy::mirror::MirrorBody;
 use crate::snapshot::action::Forward;
 use crate::snapshot::backends::Backend;
@@ -77,6 +78,8 @@ pub struct RequestCtx {
     pub(super) slots: Slots,
     /// The response body's compressor, when it is compressed.
     pub(super) gzip: Option<Gzip>,
+    /// The request's MeshTrace span, when it is traced.
+    pub(super) span: Option<ActiveSpan>,
 }
 
 impl RequestCtx {
@@ -103,6 +106,7 @@ impl RequestCtx {
             set_cookie: None,
             slots: Slots::default(),
             gzip: None,
+            span: None,
         }
     }
 

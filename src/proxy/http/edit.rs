@@ -15,9 +15,26 @@ use std::net::IpAddr;
 const X_KUMA_TAGS: HeaderName = HeaderName::from_static("x-kuma-tags");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// Room reserved before editing: `x-kuma-tags`, `x-forwarded-for`, `x-forwarded-proto`, plus
 /// a route's own header filters (more only grow the map once).
 const ADDED_REQUEST_HEADERS: usize = 4;
+
+/// A random UUID v4 (`x-request-id`); not for anything secret.
+fn request_id() -> HeaderValue {
+    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let text = format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
 
 /// The request as it goes to the backend.
 pub fn upstream_request(
@@ -76,6 +93,13 @@ pub fn upstream_request(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if ctx.https { "https" } else { "http" }),
     );
+    // Envoy's `generate_request_id`: a request without an id gets a UUID v4.
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID, request_id());
+    }
+    if let Some(span) = &ctx.span {
+        headers.insert(TRACEPARENT, span.traceparent.clone());
+    }
     plain.put_back(upstream)
 }
 

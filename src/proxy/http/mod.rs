@@ -26,6 +26,7 @@ pub mod outcome;
 pub mod plain_header;
 mod record;
 mod slots;
+mod trace;
 mod upstream_health;
 
 use crate::admin::metrics::METRICS;
@@ -174,6 +175,9 @@ impl ProxyHttp for HttpGateway {
         ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
         let decision = decide::decide(&snapshot, session.req_header(), sni, ctx);
         ctx.snapshot = Some(snapshot);
+        if let Some(tracing) = ctx.port_policy.as_ref().and_then(|p| p.tracing.as_ref()) {
+            ctx.span = trace::begin(tracing, session.req_header(), ctx);
+        }
         let close = self.state.is_draining();
         let answer = match decision {
             Decision::Proxy => match admission::admit_routed(session, ctx).await {

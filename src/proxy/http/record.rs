@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 /// Records a finished request in the metrics and, when enabled, the access log.
-pub fn request(session: &Session, ctx: &RequestCtx) {
+pub fn request(session: &Session, ctx: &mut RequestCtx) {
     let status = session
         .response_written()
         .map(|r| r.status.as_u16())
@@ -49,6 +49,12 @@ pub fn request(session: &Session, ctx: &RequestCtx) {
             status,
             elapsed.as_secs_f64(),
         );
+    }
+    if let (Some(span), Some(tracing)) = (
+        ctx.span.take(),
+        ctx.port_policy.as_ref().and_then(|p| p.tracing.as_ref()),
+    ) {
+        super::trace::end(span, tracing, session.req_header(), ctx, status);
     }
     let policy_logs = ctx
         .port_policy

@@ -13,6 +13,7 @@ pub mod load_balancing;
 pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
+pub mod trace;
 
 use super::common::TargetRef;
 use serde::Deserialize;

@@ -16,6 +16,7 @@ pub mod not_applied;
 pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
+pub mod trace;
 
 use super::lower::target;
 use super::messages::schema;

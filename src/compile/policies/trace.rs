@@ -1,0 +1,80 @@
+//! MeshTrace merged for an HTTP port → where its spans go and how it samples (spec §12.1).
+
+use crate::model::policy::trace::{OtelBackend, TraceBackend, TraceConf};
+use crate::model::Valid;
+use crate::runtime::registry::Registry;
+use crate::snapshot::tracing::Tracing;
+
+pub fn compile(
+    conf: Option<&TraceConf>,
+    backends: &[Valid<OtelBackend>],
+    service: &str,
+    registry: &Registry,
+) -> Option<Tracing> {
+    let conf = conf?;
+    let backend = otel_backend(conf, backends)?;
+    let sampling = conf.sampling.clone().unwrap_or_default();
+    let fraction = |p: Option<f64>| p.unwrap_or(100.0) / 100.0;
+    Some(Tracing {
+        exporter: registry.exporter(&backend.traces_url(), service),
+        overall: fraction(sampling.overall),
+        client: fraction(sampling.client),
+        random: fraction(sampling.random),
+        tags: conf.tags.clone().unwrap_or_default(),
+    })
+}
+
+/// The MeshOpenTelemetryBackend a conf's backend names (by labels; the first in file order
+/// wins, as Kuma takes the oldest), when it speaks OTLP/HTTP.
+fn otel_backend<'a>(
+    conf: &TraceConf,
+    backends: &'a [Valid<OtelBackend>],
+) -> Option<&'a OtelBackend> {
+    let TraceBackend::OtelRef(labels) = conf.backends.as_ref()?.first()? else {
+        return None;
+    };
+    backends
+        .iter()
+        .find(|b| labels.iter().all(|(k, v)| b.meta.labels.get(k) == Some(v)))
+        .map(|b| &b.spec)
+        .filter(|b| b.http)
+}
+
+/// What of MeshTrace meshgate does not apply: for `--check` and the log.
+pub fn warnings(out: &mut Vec<String>, set: &crate::model::policy::PolicySet) {
+    for p in &set.traces {
+        for conf in &p.spec.inbound {
+            let Some(b) = conf.backends.as_ref().and_then(|b| b.first()) else {
+                continue;
+            };
+            let why = match b {
+                TraceBackend::OtelRef(labels) => {
+                    match set
+                        .otel_backends
+                        .iter()
+                        .find(|o| labels.iter().all(|(k, v)| o.meta.labels.get(k) == Some(v)))
+                    {
+                        None => Some("its backendRef labels select no MeshOpenTelemetryBackend".to_string()),
+                        Some(o) if !o.spec.http => Some(format!(
+                            "{} uses protocol grpc; meshgate exports OTLP over HTTP only (protocol: http)",
+                            o.meta.display_name()
+                        )),
+                        Some(_) => None,
+                    }
+                }
+                TraceBackend::OtelEndpoint(_) => Some(
+                    "an inline endpoint means OTLP/gRPC; meshgate exports OTLP over HTTP only (use a MeshOpenTelemetryBackend with protocol: http)".to_string(),
+                ),
+                TraceBackend::Zipkin => Some("Zipkin backends are not applied by meshgate yet".to_string()),
+                TraceBackend::Datadog => Some("Datadog backends are not applied by meshgate".to_string()),
+            };
+            if let Some(why) = why {
+                out.push(format!(
+                    "{}: {}: no spans are exported: {why}",
+                    p.meta.origin,
+                    p.meta.display_name()
+                ));
+            }
+        }
+    }
+}

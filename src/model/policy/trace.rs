@@ -1,0 +1,75 @@
+//! MeshTrace `default` and MeshOpenTelemetryBackend (spec §12).
+
+use crate::merge_fields;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceConf {
+    /// Zero or one; replaced whole.
+    pub backends: Option<Vec<TraceBackend>>,
+    pub sampling: Option<Sampling>,
+    /// Replaced whole.
+    pub tags: Option<Vec<TraceTag>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceBackend {
+    /// OTLP to the MeshOpenTelemetryBackend with these labels.
+    OtelRef(BTreeMap<String, String>),
+    /// OTLP/gRPC to `host:port` (not applied yet).
+    OtelEndpoint(String),
+    /// Validated loosely, not applied.
+    Zipkin,
+    Datadog,
+}
+
+/// Percentages (0–100).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    pub overall: Option<f64>,
+    pub client: Option<f64>,
+    pub random: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceTag {
+    pub name: String,
+    pub value: TagValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TagValue {
+    Literal(String),
+    Header {
+        name: http::HeaderName,
+        default: Option<String>,
+    },
+}
+
+merge_fields!(TraceConf {
+    replace: [backends, tags],
+    nested: [sampling]
+});
+merge_fields!(Sampling {
+    replace: [overall, client, random],
+    nested: []
+});
+
+/// A MeshOpenTelemetryBackend: where OTLP goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtelBackend {
+    pub address: String,
+    pub port: u16,
+    pub path: String,
+    /// `http`; `grpc` (Kuma's default) is validated and not applied yet.
+    pub http: bool,
+}
+
+impl OtelBackend {
+    /// OTLP/HTTP's traces URL (`https` on port 443).
+    pub fn traces_url(&self) -> String {
+        let scheme = if self.port == 443 { "https" } else { "http" };
+        let path = self.path.trim_end_matches('/');
+        format!("{scheme}://{}:{}{path}/v1/traces", self.address, self.port)
+    }
+}

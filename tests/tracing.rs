@@ -1,0 +1,203 @@
+//! MeshTrace on real traffic (spec ../shared/spec/kuma-policies.md §12) with a real OTLP/HTTP
+//! receiver in the test: SERVER spans with the gateway's service name, W3C `traceparent`
+//! continued and forwarded, tags from literals and headers, sampling, and `x-request-id`
+//! generated when a request has none (Envoy's default).
+
+mod support;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use std::io::{BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::http1::{read_body, read_request_head};
+use support::*;
+
+/// (service name, trace id hex, kind, attributes) of one received span.
+type SpanView = (String, String, i32, Vec<(String, String)>);
+
+/// An OTLP/HTTP receiver: every `POST /v1/traces` body, decoded.
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    let mut w = conn.try_clone().expect("clone");
+                    let mut r = BufReader::new(conn);
+                    while let Ok(Some(head)) = read_request_head(&mut r) {
+                        let Ok(body) = read_body(&mut r, &head, false) else {
+                            return;
+                        };
+                        if let Ok(req) = ExportTraceServiceRequest::decode(body.as_slice()) {
+                            g.lock().unwrap().push(req);
+                        }
+                        let _ = w.write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                        );
+                    }
+                });
+            }
+        });
+        Receiver { port, got }
+    }
+
+    /// Every span received, waiting up to `limit` for at least `n`.
+    fn spans(&self, n: usize, limit: Duration) -> Vec<SpanView> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut out = Vec::new();
+            for req in self.got.lock().unwrap().iter() {
+                for rs in &req.resource_spans {
+                    let service = rs
+                        .resource
+                        .as_ref()
+                        .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+                        .and_then(|a| a.value.as_ref())
+                        .map(|v| format!("{:?}", v.value))
+                        .unwrap_or_default();
+                    for ss in &rs.scope_spans {
+                        for s in &ss.spans {
+                            let attrs = s
+                                .attributes
+                                .iter()
+                                .map(|a| {
+                                    (
+                                        a.key.clone(),
+                                        a.value
+                                            .as_ref()
+                                            .map(|v| format!("{:?}", v.value))
+                                            .unwrap_or_default(),
+                                    )
+                                })
+                                .collect();
+                            let trace: String =
+                                s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+                            out.push((service.clone(), trace, s.kind, attrs));
+                        }
+                    }
+                }
+            }
+            if out.len() >= n || Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn files(otel_port: u16, sampling: &str) -> Vec<(&'static str, String)> {
+    let mut f = catch_all_files("route", "a");
+    f.push((
+        "otel.yaml",
+        format!("type: MeshOpenTelemetryBackend\nname: otel\nmesh: default\nlabels:\n  collector: main\nspec:\n  endpoint:\n    address: 127.0.0.1\n    port: {otel_port}\n  protocol: http\n"),
+    ));
+    f.push((
+        "trace.yaml",
+        policy(
+            "MeshTrace",
+            "trace",
+            &format!("targetRef: {{kind: MeshGateway, name: edge-gateway}}\ndefault:\n  backends:\n  - type: OpenTelemetry\n    openTelemetry:\n      backendRef: {{kind: MeshOpenTelemetryBackend, labels: {{collector: main}}}}\n  tags:\n  - name: team\n    literal: edge\n  - name: tenant\n    header: {{name: x-tenant, default: none}}\n{sampling}"),
+        ),
+    ));
+    f
+}
+
+// A traced request: the backend gets a traceparent of the same trace naming the gateway's
+// span, the receiver a SERVER span with the gateway's service, the route, status and tags.
+#[test]
+fn spans_reach_the_collector_and_the_trace_is_continued() {
+    let otel = Receiver::start();
+    let a = EchoHttp::start("a");
+    let gw = Gateway::start(&files(otel.port, ""), &[]);
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = gw.send(
+        1,
+        "GET",
+        "/traced",
+        "a.test",
+        &[
+            ("traceparent", incoming),
+            ("x-tenant", "acme"),
+            ("x-test-id", "t1"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = a.find("t1").expect("backend got it");
+    let tp = seen.header("traceparent").expect("traceparent forwarded");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
+    assert!(
+        !tp.contains("00f067aa0ba902b7"),
+        "the gateway's own span is the parent: {tp}"
+    );
+    let spans = otel.spans(1, Duration::from_secs(10));
+    let (service, trace, kind, attrs) = spans.first().cloned().expect("a span");
+    assert!(service.contains("edge-gateway"), "{service}");
+    assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(kind, 2, "SERVER");
+    let get = |k: &str| {
+        attrs
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert!(get("team").contains("edge"), "{attrs:?}");
+    assert!(get("tenant").contains("acme"), "{attrs:?}");
+    assert!(get("http.route").contains("route"), "{attrs:?}");
+    assert!(
+        get("http.response.status_code").contains("200"),
+        "{attrs:?}"
+    );
+}
+
+// `overall: 0` traces nothing; every request still gets an x-request-id when it has none,
+// and keeps its own when it has one.
+#[test]
+fn sampling_off_exports_nothing_and_request_ids_are_generated() {
+    let otel = Receiver::start();
+    let a = EchoHttp::start("a");
+    let gw = Gateway::start(&files(otel.port, "  sampling: {overall: 0}\n"), &[]);
+    gw.send(1, "GET", "/x", "a.test", &[("x-test-id", "n1")], b"");
+    gw.send(
+        1,
+        "GET",
+        "/x",
+        "a.test",
+        &[("x-test-id", "n2"), ("x-request-id", "mine")],
+        b"",
+    );
+    let generated = a
+        .find("n1")
+        .and_then(|s| s.header("x-request-id"))
+        .expect("generated");
+    let re =
+        regex::Regex::new("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+            .expect("re");
+    assert!(re.is_match(&generated), "{generated}");
+    assert_eq!(
+        a.find("n2")
+            .and_then(|s| s.header("x-request-id"))
+            .as_deref(),
+        Some("mine")
+    );
+    assert!(
+        a.find("n1").and_then(|s| s.header("traceparent")).is_none(),
+        "not sampled: not traced"
+    );
+    assert!(otel.spans(1, Duration::from_secs(3)).is_empty());
+}
