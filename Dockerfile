@@ -20,6 +20,8 @@ RUN apt-get update \
 WORKDIR /src
 # rust-toolchain.toml: the pinned toolchain (rustup installs it on the first cargo command).
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
+# build.rs: the commit and PGO facts `meshgate --version` prints (no .git here: "unknown").
+COPY build.rs ./
 COPY src ./src
 # Pingora's crates as meshgate carries them patched ([patch.crates-io] in Cargo.toml).
 COPY vendor ./vendor

@@ -21,11 +21,12 @@ set -euo pipefail
 #   systemd (systemd-analyze)           scripts/ops/check_systemd_unit.sh
 #   procps (ps, pgrep -P), lsof         process and socket checks in scripts
 #   iproute2 (ss)                       upstream socket keep-alive check in tests/backends.rs
+#   chromium                            the admin page tested in a real browser (tests/admin_page.rs)
 DEFAULT_PACKAGES=(
     build-essential pkg-config cmake ca-certificates
     curl openssl python3
     nginx-light haproxy wrk nghttp2-client
-    systemd procps lsof iproute2
+    systemd procps lsof iproute2 chromium
 )
 
 # Cargo tools the test command runs (from crates.io; built once, ~3 min on 2 cores). Only

@@ -9,8 +9,10 @@
 //! outlives a snapshot; [`admin`] exposes it (endpoints, metrics, access log).
 
 pub mod admin;
+pub mod build_info;
 pub mod compile;
 pub mod config;
+pub mod logging;
 pub mod model;
 pub mod proxy;
 pub mod resources;

@@ -28,7 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Kuma's built-in gateway (MeshGateway, MeshHTTPRoute, MeshTCPRoute) on Pingora.
 #[derive(Parser, Debug)]
-#[command(name = "meshgate", version, about)]
+#[command(name = "meshgate", version = meshgate::build_info::LONG_VERSION, about)]
 struct Cli {
     /// Directory of Kuma resources (*.yaml / *.yml, recursively; hot-reloaded).
     #[arg(long, value_name = "DIR")]
@@ -70,6 +70,10 @@ struct Cli {
     /// defaults) or `off`.
     #[arg(long, value_name = "gzip|off", default_value = "gzip", value_parser = ["gzip", "off"])]
     compression: String,
+    /// Diagnostic log lines on stderr: `text` (with journald priority prefixes under
+    /// systemd) or `json`.
+    #[arg(long, value_name = "text|json", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     /// HTTP/1.0 requests: `serve` them, or `reject` them with 426 as Kuma's gateway does.
     #[arg(long, value_name = "serve|reject", default_value = "serve", value_parser = ["serve", "reject"])]
     http10: String,
@@ -115,8 +119,12 @@ fn default_server_conf() -> std::io::Result<ServerConf> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    meshgate::logging::init(if cli.log_format == "json" {
+        meshgate::logging::LogFormat::Json
+    } else {
+        meshgate::logging::LogFormat::Text
+    });
     let compile = CompileOptions {
         gateway: cli.gateway.clone(),
         policy_dir: cli.policies.clone(),

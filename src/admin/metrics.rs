@@ -15,6 +15,12 @@ pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    /// Time from an upstream attempt's start to the backend's response head, per backend.
+    pub upstream_duration: HistogramVec,
+    /// Process facts, refreshed when `/metrics` is read.
+    process_rss: Gauge,
+    process_fds: Gauge,
+    process_cpu: Gauge,
     pub http_rejected: IntCounterVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_connect_failures: IntCounterVec,
@@ -77,6 +83,32 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("valid metric definition");
     r.register(Box::new(http_duration.clone()))
         .expect("metric registered once");
+    let upstream_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "meshgate_upstream_request_duration_seconds",
+            "Time from an upstream attempt's start to the backend's response head (Envoy's upstream_rq_time), by backend",
+        )
+        .buckets(exponential_buckets(0.0005, 2.5, 14).expect("valid buckets")),
+        &["backend"],
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(upstream_duration.clone()))
+        .expect("metric registered once");
+    let float_gauge = |name: &str, help: &str| {
+        let g = Gauge::new(name, help).expect("valid metric definition");
+        r.register(Box::new(g.clone()))
+            .expect("metric registered once");
+        g
+    };
+    let process_rss = float_gauge(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes",
+    );
+    let process_fds = float_gauge("process_open_fds", "Number of open file descriptors");
+    let process_cpu = float_gauge(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds",
+    );
     let downstream_active = IntGaugeVec::new(
         Opts::new(
             "meshgate_downstream_connections_active",
@@ -111,13 +143,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 
     let build = IntGaugeVec::new(
         Opts::new("meshgate_build_info", "Build information"),
-        &["version", "pingora"],
+        &["version", "pingora", "commit", "pgo"],
     )
     .expect("valid metric definition");
     r.register(Box::new(build.clone()))
         .expect("metric registered once");
     build
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), "0.9.1"])
+        .with_label_values(&[
+            crate::build_info::VERSION,
+            crate::build_info::PINGORA,
+            crate::build_info::COMMIT,
+            crate::build_info::PGO,
+        ])
         .set(1);
     let start = Gauge::new(
         "process_start_time_seconds",
@@ -178,6 +215,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["listener", "route", "code"],
         ),
         http_duration,
+        upstream_duration,
+        process_rss,
+        process_fds,
+        process_cpu,
         http_rejected: counter(
             &r,
             "meshgate_http_requests_rejected_total",
@@ -266,8 +307,48 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+static STARTED: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
+
+/// Notes the process start (call once at start-up).
+pub fn mark_start() {
+    LazyLock::force(&STARTED);
+}
+
+/// Time since [`mark_start`].
+pub fn uptime() -> std::time::Duration {
+    STARTED.elapsed()
+}
+
+/// Reads the process facts from /proc (Linux); left unchanged elsewhere.
+fn refresh_process() {
+    // Linux on x86-64 and arm64: 4 KiB pages, 100 clock ticks per second.
+    let page = 4096.0;
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        if let Some(rss) = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            METRICS.process_rss.set(rss * page);
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        METRICS.process_fds.set(fds.count() as f64);
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name (which may hold spaces): utime is the 14th field.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            // `rest` starts at field 3 (state): utime is field 14, stime 15.
+            METRICS.process_cpu.set((ticks(11) + ticks(12)) / 100.0);
+        }
+    }
+}
+
 /// Prometheus text exposition of every meshgate metric.
 pub fn render() -> Vec<u8> {
+    refresh_process();
     let mut buf = Vec::new();
     let encoder = TextEncoder::new();
     let _ = encoder.encode(&METRICS.registry.gather(), &mut buf);
@@ -285,6 +366,7 @@ struct HandleCache {
     requests: foldhash::HashMap<HandleKey, IntCounter>,
     upstream: foldhash::HashMap<(usize, u16), IntCounter>,
     durations: foldhash::HashMap<(usize, usize), prometheus::Histogram>,
+    upstream_durations: foldhash::HashMap<usize, prometheus::Histogram>,
 }
 
 thread_local! {
@@ -293,17 +375,18 @@ thread_local! {
         requests: Default::default(),
         upstream: Default::default(),
         durations: Default::default(),
+        upstream_durations: Default::default(),
     });
 }
 
 /// Counts one finished HTTP request. `listener`, `route` and `upstream` (the backend that
-/// answered, if one did) must be strings owned by the snapshot of `generation`: their
-/// addresses identify the label set.
+/// answered, if one did, with its time to the response head) must be strings owned by the
+/// snapshot of `generation`: their addresses identify the label set.
 pub fn observe_request(
     generation: u64,
     listener: &str,
     route: &str,
-    upstream: Option<&str>,
+    upstream: Option<(&str, Option<f64>)>,
     code: u16,
     seconds: f64,
 ) {
@@ -316,8 +399,16 @@ pub fn observe_request(
             cache.requests.clear();
             cache.upstream.clear();
             cache.durations.clear();
+            cache.upstream_durations.clear();
         }
-        if let Some(backend) = upstream {
+        if let Some((backend, upstream_seconds)) = upstream {
+            if let Some(s) = upstream_seconds {
+                cache
+                    .upstream_durations
+                    .entry(backend.as_ptr() as usize)
+                    .or_insert_with(|| METRICS.upstream_duration.with_label_values(&[backend]))
+                    .observe(s);
+            }
             cache
                 .upstream
                 .entry((backend.as_ptr() as usize, code))

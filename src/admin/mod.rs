@@ -1,5 +1,6 @@
 //! What the gateway shows of itself: the admin endpoint (`/ready`, `/config`, `/metrics`,
-//! `POST /reopen_logs`),
+//! `/server_info`, Envoy's `/config_dump` and `/stats/prometheus` names, `POST /reopen_logs`,
+//! `POST /healthcheck/fail`),
 //! served here, the `/config` description ([`summary`]), the Prometheus metrics
 //! ([`metrics`]) and the access log ([`access_log`]).
 //!
@@ -7,6 +8,7 @@
 //! upgrade like the gateway's own listeners.
 
 pub mod access_log;
+mod lookup;
 pub mod metrics;
 pub mod policies;
 pub mod summary;
@@ -36,6 +38,21 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 }
 
 impl Admin {
+    /// Envoy's `/server_info`, meshgate's facts: version, commit, Pingora, PGO, uptime, state.
+    fn server_info(&self) -> Vec<u8> {
+        use crate::build_info;
+        let doc = json!({
+            "version": build_info::VERSION,
+            "commit": build_info::COMMIT,
+            "pingora": build_info::PINGORA,
+            "pgo": build_info::PGO,
+            "uptime_seconds": crate::admin::metrics::uptime().as_secs(),
+            "state": if self.state.is_draining() { "DRAINING" } else { "LIVE" },
+            "generation": self.state.snapshot.load().generation,
+        });
+        serde_json::to_vec_pretty(&doc).unwrap_or_default()
+    }
+
     fn config(&self, full: bool) -> Vec<u8> {
         let snap = self.state.snapshot.load();
         let listeners = self.state.listeners.load();
@@ -70,6 +87,21 @@ impl ServeHttp for Admin {
             .query()
             .is_some_and(|q| q.split('&').any(|p| p == "routes=full"));
         match path.as_str() {
+            // A small read-only page over /config, /metrics and /route (no external assets).
+            "/" => reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                include_bytes!("page.html").to_vec(),
+            ),
+            "/route" => {
+                let query = session.req_header().uri.query().unwrap_or("").to_string();
+                let answer = lookup::route(&self.state.snapshot.load(), &query);
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_vec_pretty(&answer).unwrap_or_default(),
+                )
+            }
             "/ready" => match self.state.readiness() {
                 Ok(()) => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
                 Err(why) => reply(
@@ -78,13 +110,22 @@ impl ServeHttp for Admin {
                     format!("not ready: {why}\n").into_bytes(),
                 ),
             },
-            "/config" => reply(StatusCode::OK, "application/json", self.config(full)),
+            "/config" | "/config_dump" => {
+                reply(StatusCode::OK, "application/json", self.config(full))
+            }
+            "/server_info" => reply(StatusCode::OK, "application/json", self.server_info()),
+            // A Kubernetes preStop hook: start draining (`/ready` answers 503, responses
+            // close their connections) while the process keeps serving.
+            "/healthcheck/fail" if session.req_header().method == http::Method::POST => {
+                crate::runtime::drain::start(&self.state, "POST /healthcheck/fail");
+                reply(StatusCode::OK, "text/plain", b"draining\n".to_vec())
+            }
             // logrotate's postrotate: every access log file is reopened before its next line.
             "/reopen_logs" if session.req_header().method == http::Method::POST => {
                 crate::runtime::log_sinks::reopen_all();
                 reply(StatusCode::OK, "text/plain", b"reopening\n".to_vec())
             }
-            "/metrics" => reply(
+            "/metrics" | "/stats/prometheus" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
                 metrics::render(),
@@ -92,7 +133,8 @@ impl ServeHttp for Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"try /ready, /config, /metrics or POST /reopen_logs\n".to_vec(),
+                b"try /ready, /config, /metrics, /server_info, POST /reopen_logs or POST /healthcheck/fail\n"
+                    .to_vec(),
             ),
         }
     }

@@ -22,6 +22,7 @@ fn describe(snapshot: &Snapshot, took: Duration) {
 
 /// Logs and describes the snapshot the process starts with (before the state exists).
 pub fn first(built: &Built) {
+    crate::admin::metrics::mark_start();
     for w in &built.warnings {
         warn!("{w}");
     }

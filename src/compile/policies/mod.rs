@@ -128,6 +128,9 @@ impl<'a> PortScope<'a> {
         note(&mut applied, &self.retries.port);
         note(&mut applied, &self.rate_limits.port);
         note(&mut applied, &self.faults.port);
+        note(&mut applied, &self.health_checks.port);
+        note(&mut applied, &self.circuit_breakers.port);
+        note(&mut applied, &self.load_balancing.port);
         note(&mut applied, &self.access_logs.port);
         note(&mut applied, &self.traces.port);
         let tracing = match self.protocol {

@@ -75,6 +75,9 @@ pub struct Attempts {
     max_stream_by: Option<Instant>,
     /// What expired, once something did.
     pub expired: Option<Expiry>,
+    /// When the current attempt started, and how long it took to the response head.
+    attempt_started: Option<Instant>,
+    upstream_time: Option<Duration>,
 }
 
 impl Attempts {
@@ -97,6 +100,8 @@ impl Attempts {
         } else {
             self.started += 1;
         }
+        self.attempt_started = Some(now);
+        self.upstream_time = None;
         self.idle = route.timeouts.stream_idle;
         self.route_timeout = route.timeouts.request;
         self.per_try_timeout = retry.and_then(|r| r.per_try_timeout);
@@ -131,6 +136,18 @@ impl Attempts {
         self.per_try_by = None;
         self.max_stream_by = None;
         self.refresh(now);
+    }
+
+    /// The backend's response head arrived at `now`.
+    pub fn answered(&mut self, now: Instant) {
+        if let Some(start) = self.attempt_started {
+            self.upstream_time = Some(now.saturating_duration_since(start));
+        }
+    }
+
+    /// The answering attempt's time from its start to the response head.
+    pub fn upstream_time(&self) -> Option<Duration> {
+        self.upstream_time
     }
 
     /// Bytes moved (either way) at `now`: the idle limit starts over.

@@ -466,11 +466,13 @@ impl ProxyHttp for HttpGateway {
         if status >= 200 || status == 101 {
             upstream_health::record(ctx, Outcome::Status(status));
         }
+        let now = Instant::now();
+        ctx.attempt.answered(now);
         if status == 101 {
-            ctx.attempt.upgraded(Instant::now());
+            ctx.attempt.upgraded(now);
             return Ok(());
         }
-        ctx.attempt.activity(Instant::now());
+        ctx.attempt.activity(now);
         if status < 200 {
             return Ok(());
         }

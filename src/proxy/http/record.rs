@@ -40,7 +40,10 @@ pub fn request(session: &Session, ctx: &mut RequestCtx) {
         let upstream = ctx
             .upstream()
             .filter(|_| ctx.local.is_none() && session.response_written().is_some())
-            .map(|u| u.backend.key.as_str());
+            .map(|u| {
+                let answered = ctx.attempt.upstream_time().map(|d| d.as_secs_f64());
+                (u.backend.key.as_str(), answered)
+            });
         crate::admin::metrics::observe_request(
             snap.generation,
             listener,
