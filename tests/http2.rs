@@ -274,3 +274,27 @@ fn http2_abuse_is_cut_off_and_other_clients_are_served() {
     assert_eq!(p["sent"], true, "{p}");
     gw.assert_routed(1, "/after", "a.test", "a");
 }
+
+// A client that stops reading (its stream window stays at zero) cannot hold a stream open:
+// Kuma's stream idle timeout (here 1 s) ends it.
+#[test]
+fn a_stalled_reader_is_ended_by_the_stream_idle_timeout() {
+    let _a = EchoHttp::start("a");
+    let mut files = catch_all_files("route", "a");
+    files.push((
+        "timeout.yaml",
+        policy(
+            "MeshTimeout",
+            "idle",
+            "targetRef: {kind: Mesh}\nfrom:\n- targetRef: {kind: Mesh}\n  default: {http: {streamIdleTimeout: 1s}}\n",
+        ),
+    ));
+    let gw = Gateway::start(&files, &[]);
+    let r = h2_peer(gw.lport(1), "zero_window");
+    assert!(r["ended_by"].is_string() || r["closed"] == true, "{r}");
+    let after = r["after_s"].as_f64().unwrap_or(99.0);
+    assert!(
+        (0.8..4.0).contains(&after),
+        "ended after the 1 s idle timeout: {r}"
+    );
+}

@@ -368,3 +368,42 @@ fn wait_last_error(gw: &Gateway) -> String {
     }
     panic!("no last_error\n{}", gw.log_tail());
 }
+
+// Each HTTPS listener hostname's certificate expiry is a metric (the test certificates are
+// valid for two days).
+#[test]
+fn certificate_expiry_is_a_metric_per_listener_hostname() {
+    let certs = tempdir("certs-expiry");
+    let (_a_crt, a_pem) = make_cert(&certs, "a.test", "ec");
+    let (_b_crt, b_pem) = make_cert(&certs, "b.test", "rsa");
+    let _a = EchoHttp::start("svc-a");
+    let gw = Gateway::start(
+        &[
+            ("gateway.yaml", https_gateway(&a_pem, &b_pem)),
+            ("routes.yaml", route_by_tag("ra", "a", "svc-a")),
+            ("dataplanes.yaml", dataplanes(&["svc-a"])),
+        ],
+        &[],
+    );
+    let metrics = gw.admin_get("/metrics").text();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    for host in ["a.test", "b.test"] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("meshgate_certificate_expiry_timestamp_seconds{")
+                    && l.contains(&format!("hostname=\"{host}\""))
+            })
+            .unwrap_or_else(|| panic!("no expiry for {host}:\n{metrics}"));
+        let at: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        let days = (at - now) / 86_400.0;
+        assert!((1.9..2.1).contains(&days), "{host}: expires in {days} days");
+    }
+}

@@ -13,6 +13,9 @@ Writes (Universal form, deterministic for the same arguments):
                       routes per file
   policies.yaml       with --with-policies: a MeshRetry, a MeshTimeout and a MeshRateLimit
                       (never firing) that apply to every route
+  observability.yaml  with --with-observability LOG_PATH: a MeshAccessLog (Json to LOG_PATH)
+                      and a MeshTrace sampling 1 % to an OTLP/HTTP endpoint on the backend
+                      (which answers 200 to anything)
   health.yaml         with --with-health: a MeshHealthCheck (1 s), a MeshCircuitBreaker
                       (Kuma's default limits and a 5-failure outlier detector) and a
                       MeshLoadBalancingStrategy (RingHash on the Host header) on every backend
@@ -317,6 +320,53 @@ spec:
 ]
 
 
+def observability_docs(log_path, address, port):
+    return [
+        f"""type: MeshAccessLog
+name: bench-access-log
+mesh: default
+spec:
+  targetRef: {{kind: Mesh}}
+  to:
+  - targetRef: {{kind: Mesh}}
+    default:
+      backends:
+      - type: File
+        file:
+          path: {log_path}
+          format:
+            type: Json
+            json:
+            - {{key: start, value: "%START_TIME%"}}
+            - {{key: method, value: "%REQ(:METHOD)%"}}
+            - {{key: path, value: "%REQ(:PATH)%"}}
+            - {{key: status, value: "%RESPONSE_CODE%"}}
+            - {{key: upstream, value: "%UPSTREAM_HOST%"}}
+            - {{key: duration, value: "%DURATION%"}}
+""",
+        f"""type: MeshOpenTelemetryBackend
+name: bench-otel
+mesh: default
+labels: {{collector: bench}}
+spec:
+  endpoint: {{address: {address}, port: {port}}}
+  protocol: http
+""",
+        """type: MeshTrace
+name: bench-trace
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  default:
+    backends:
+    - type: OpenTelemetry
+      openTelemetry:
+        backendRef: {kind: MeshOpenTelemetryBackend, labels: {collector: bench}}
+    sampling: {overall: 1, random: 1, client: 1}
+""",
+    ]
+
+
 def positive(text):
     try:
         value = int(text)
@@ -338,6 +388,8 @@ def main(argv=None):
     p.add_argument("--with-policies", action="store_true",
                    help="add a MeshRetry, a MeshTimeout and a MeshRateLimit (a limit that never "
                         "fires) applying to every route")
+    p.add_argument("--with-observability", metavar="LOG_PATH",
+                   help="add a Json MeshAccessLog to LOG_PATH and a 1 %% MeshTrace exporting to the backend")
     p.add_argument("--with-health", action="store_true",
                    help="add a MeshHealthCheck, a MeshCircuitBreaker and a RingHash "
                         "MeshLoadBalancingStrategy applying to every backend")
@@ -363,6 +415,14 @@ def main(argv=None):
         os.replace(policy_file + ".tmp", policy_file)
     elif os.path.exists(policy_file):
         os.remove(policy_file)
+    obs_file = os.path.join(args.out, "observability.yaml")
+    if args.with_observability:
+        docs = observability_docs(args.with_observability, address, port)
+        with open(obs_file + ".tmp", "w", encoding="utf-8") as f:
+            f.write("---\n".join(docs))
+        os.replace(obs_file + ".tmp", obs_file)
+    elif os.path.exists(obs_file):
+        os.remove(obs_file)
     health_file = os.path.join(args.out, "health.yaml")
     if args.with_health:
         with open(health_file + ".tmp", "w", encoding="utf-8") as f:

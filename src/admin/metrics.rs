@@ -5,8 +5,8 @@
 //! strings and no lock on the metric families' label maps.
 
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::cell::RefCell;
 use std::sync::LazyLock;
@@ -52,6 +52,8 @@ pub struct Metrics {
     pub upstream_overflows: IntCounterVec,
     /// Health-check verdict changes, by backend and new state.
     pub health_transitions: IntCounterVec,
+    /// When each listener hostname's certificate expires (the soonest of its pairs).
+    pub cert_expiry: GaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -202,6 +204,19 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Requests (max_requests, max_pending_requests) and retries (max_retries) refused by a MeshCircuitBreaker connection limit",
             &["backend", "limit"],
         ),
+        cert_expiry: {
+            let g = GaugeVec::new(
+                Opts::new(
+                    "meshgate_certificate_expiry_timestamp_seconds",
+                    "Unix time the certificate of an HTTPS/TLS listener hostname expires (the soonest of its pairs)",
+                ),
+                &["listener", "hostname"],
+            )
+            .expect("valid metric definition");
+            r.register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        },
         health_transitions: counter(
             &r,
             "meshgate_health_check_transitions_total",

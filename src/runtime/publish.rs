@@ -5,7 +5,7 @@
 use super::reload::{Built, Rejected};
 use super::state::GatewayState;
 use crate::admin::metrics::{unix_now, METRICS};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Serving, Snapshot};
 use crate::violation::render;
 use log::{error, info, warn};
 use std::sync::Arc;
@@ -18,6 +18,31 @@ fn describe(snapshot: &Snapshot, took: Duration) {
     METRICS.generation.set(snapshot.generation as i64);
     METRICS.compile_seconds.set(took.as_secs_f64());
     METRICS.route_entries.set(snapshot.route_entries as i64);
+    // Certificates: one series per listener hostname of the serving snapshot.
+    METRICS.cert_expiry.reset();
+    for port in snapshot.ports.values() {
+        let chains: Vec<(
+            &crate::snapshot::ListenerInfo,
+            &crate::snapshot::certs::CertSet,
+        )> = match &port.serving {
+            Serving::Https { chains } => {
+                chains.values().map(|c| (&*c.listener, &*c.certs)).collect()
+            }
+            Serving::Tls { chains } => chains
+                .values()
+                .filter_map(|c| c.certs.as_deref().map(|k| (&*c.listener, k)))
+                .collect(),
+            Serving::Http { .. } | Serving::Tcp { .. } => Vec::new(),
+        };
+        for (listener, certs) in chains {
+            if let Some(at) = crate::snapshot::certs::not_after(&certs.keys) {
+                METRICS
+                    .cert_expiry
+                    .with_label_values(&[&listener.label, &listener.hostname])
+                    .set(at as f64);
+            }
+        }
+    }
 }
 
 /// Logs and describes the snapshot the process starts with (before the state exists).

@@ -11,6 +11,15 @@ pub struct CertSet {
     pub keys: Vec<Arc<CertifiedKey>>,
 }
 
+/// When the soonest-expiring leaf of `keys` expires (Unix seconds), if it can be read.
+pub fn not_after(keys: &[Arc<CertifiedKey>]) -> Option<i64> {
+    keys.iter()
+        .filter_map(|k| k.cert.first())
+        .filter_map(|der| x509_parser::parse_x509_certificate(der.as_ref()).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .min()
+}
+
 impl CertSet {
     /// The first certificate whose key can sign with a scheme the client offered (so an
     /// ECDSA-only client gets the ECDSA pair), else the first one.

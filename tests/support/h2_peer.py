@@ -9,6 +9,8 @@ Cases:
                 connection ended and how many responses came
   ping_flood    sends 5,000 PINGs without reading; reports whether the connection was cut
   oversized     one stream with a 1 MiB header value beside a normal one
+  zero_window   asks for a response with a zero stream window and never opens it; reports
+                when (seconds) and how the stream ended
 """
 import json
 import socket
@@ -114,6 +116,17 @@ def main(port, case):
         s.sendall(c.data_to_send())
         events, closed = pump(s, c, lambda ev: any(isinstance(e, (h2.events.StreamReset, h2.events.ResponseReceived, h2.events.ConnectionTerminated)) for e in ev), 5)
         out["big"] = [type(e).__name__ + (":" + str(dict(e.headers).get(":status")) if isinstance(e, h2.events.ResponseReceived) else "") for e in events if getattr(e, "stream_id", big) in (big, 0) and not isinstance(e, (h2.events.RemoteSettingsChanged, h2.events.SettingsAcknowledged, h2.events.WindowUpdated))]
+        out["closed"] = closed
+    elif case == "zero_window":
+        c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, headers("/stall", [("x-echo-delay-ms", "0")]), end_stream=True)
+        s.sendall(c.data_to_send())
+        started = time.monotonic()
+        events, closed = pump(s, c, lambda ev: any(isinstance(e, (h2.events.StreamReset, h2.events.StreamEnded)) and e.stream_id == sid for e in ev), 10)
+        ended = [e for e in events if isinstance(e, (h2.events.StreamReset, h2.events.StreamEnded)) and e.stream_id == sid]
+        out["ended_by"] = type(ended[0]).__name__ if ended else None
+        out["after_s"] = round(time.monotonic() - started, 2)
         out["closed"] = closed
     print(json.dumps(out), flush=True)
 

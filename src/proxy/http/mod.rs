@@ -123,6 +123,11 @@ impl ProxyHttp for HttpGateway {
         // Pipelined HTTP/1.1 requests are answered in order (RFC 9112 §9.3.2) instead of
         // Pingora's default of answering the first and closing.
         session.set_pipelining_enabled(true);
+        // A client that stops reading (a zero HTTP/2 window, a full TCP buffer) stalls the
+        // response; Kuma's stream idle timeout ends such a stream, so a write waits no longer.
+        session
+            .as_downstream_mut()
+            .set_write_timeout(listener.and_then(|l| l.stream_idle));
         let facts = match session.as_downstream_mut() {
             ServerSession::H1(h1) => {
                 // The first head of a connection ran under the header timeout (see
