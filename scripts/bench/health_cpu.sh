@@ -115,6 +115,7 @@ for name in with without; do T0[$name]=$(ticks "${PID[$name]}"); done
 R0=$(status)
 sleep "$SECONDS_RUN"
 R1=$(status)
+ACC=$(curl -fs "http://127.0.0.1:$((PORT_BASE + ENDPOINTS))/__status" | awk 'NR==3 {print $1}')
 HZ=$(getconf CLK_TCK)
 echo "| gateway | endpoints | CPU over ${SECONDS_RUN} s (% of one core) |"
 echo "|---|---|---|"
@@ -124,6 +125,6 @@ for name in with without; do
     echo "| $name health check | $ENDPOINTS | $pct |"
 done
 echo
-echo "checks answered by nginx: $((R1 - R0)) in ${SECONDS_RUN} s ($(((R1 - R0) / SECONDS_RUN))/s)"
+echo "checks answered by nginx: $((R1 - R0)) in ${SECONDS_RUN} s ($(((R1 - R0) / SECONDS_RUN))/s), connections accepted in all: $ACC"
 unhealthy=$(curl -fs "http://127.0.0.1:${ADMIN[with]}/config" | grep -o '"health":"unhealthy"' | wc -l || true)
 echo "endpoints marked unhealthy: $unhealthy"
