@@ -239,11 +239,6 @@ impl Backend {
             Choice::NoneHealthy => None,
         }
     }
-
-    /// Every endpoint's state, in endpoint order (outlier detection reads them together).
-    pub fn endpoint_states(&self) -> Vec<&EndpointState> {
-        self.endpoints.iter().map(|e| &*e.state).collect()
-    }
 }
 
 impl Endpoints for Backend {

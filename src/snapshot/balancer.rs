@@ -20,6 +20,16 @@ pub trait Endpoints {
     fn state(&self, i: usize) -> &EndpointState;
 }
 
+/// A list of endpoint states (outlier detection's tests and sweeps).
+impl Endpoints for Vec<&EndpointState> {
+    fn endpoint_count(&self) -> usize {
+        self.len()
+    }
+    fn state(&self, i: usize) -> &EndpointState {
+        self[i]
+    }
+}
+
 #[derive(Debug)]
 pub enum Balancer {
     RoundRobin(AtomicUsize),

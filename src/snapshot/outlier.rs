@@ -4,6 +4,7 @@
 //! the sweep every `interval` returns endpoints whose ejection time is over, lets the
 //! ejection count decay, and runs the success-rate and failure-percentage detectors.
 
+use super::balancer::Endpoints;
 use super::cluster::Outlier;
 use super::endpoint_state::{now_ms, Detector, EndpointState};
 use std::sync::atomic::Ordering;
@@ -24,11 +25,14 @@ impl Outlier {
     /// one did.
     pub fn record(
         &self,
-        endpoints: &[&EndpointState],
+        endpoints: &dyn Endpoints,
         i: usize,
         outcome: Outcome,
     ) -> Option<Detector> {
-        let ep = endpoints.get(i)?;
+        if i >= endpoints.endpoint_count() {
+            return None;
+        }
+        let ep = endpoints.state(i);
         let status = match outcome {
             Outcome::Connected => {
                 if self.split_local_errors {
@@ -77,15 +81,16 @@ impl Outlier {
     /// ejected).
     fn try_eject(
         &self,
-        endpoints: &[&EndpointState],
+        endpoints: &dyn Endpoints,
         ep: &EndpointState,
         by: Detector,
     ) -> Option<Detector> {
         if ep.ejected() {
             return None;
         }
-        let ejected = endpoints.iter().filter(|e| e.ejected()).count() as u64;
-        let total = endpoints.len() as u64;
+        let total = endpoints.endpoint_count();
+        let ejected = (0..total).filter(|&i| endpoints.state(i).ejected()).count() as u64;
+        let total = total as u64;
         let within = (ejected + 1) * 100 <= total * u64::from(self.max_ejection_percent);
         if ejected > 0 && !within {
             return None;
@@ -96,10 +101,13 @@ impl Outlier {
     /// The sweep every `interval`: endpoints whose ejection is over come back (returned as
     /// `(index, false)`), the others' ejection counts decay, and the statistical detectors
     /// eject (`(index, true)`, with the detector).
-    pub fn sweep(&self, endpoints: &[&EndpointState]) -> Vec<(usize, Option<Detector>)> {
+    pub fn sweep(&self, endpoints: &dyn Endpoints) -> Vec<(usize, Option<Detector>)> {
         let now = now_ms();
         let mut changes = Vec::new();
-        for (i, ep) in endpoints.iter().enumerate() {
+        let states: Vec<&EndpointState> = (0..endpoints.endpoint_count())
+            .map(|i| endpoints.state(i))
+            .collect();
+        for (i, ep) in states.iter().enumerate() {
             match ep.ejected_until_ms(self.base_ejection_time, self.max_ejection_time) {
                 Some(until) if until <= now => {
                     ep.uneject();
@@ -113,7 +121,7 @@ impl Outlier {
                 }
             }
         }
-        let windows: Vec<(u32, u32)> = endpoints
+        let windows: Vec<(u32, u32)> = states
             .iter()
             .map(|e| {
                 (
@@ -126,7 +134,7 @@ impl Outlier {
             let rates: Vec<(usize, f64)> = windows
                 .iter()
                 .enumerate()
-                .filter(|(i, (total, _))| *total >= sr.request_volume && !endpoints[*i].ejected())
+                .filter(|(i, (total, _))| *total >= sr.request_volume && !states[*i].ejected())
                 .map(|(i, (total, failed))| {
                     (i, 100.0 * f64::from(total - failed) / f64::from(*total))
                 })
@@ -138,8 +146,7 @@ impl Outlier {
                 let threshold = mean - f64::from(sr.stdev_factor) / 1000.0 * var.sqrt();
                 for (i, rate) in rates {
                     if rate < threshold {
-                        if let Some(d) =
-                            self.try_eject(endpoints, endpoints[i], Detector::SuccessRate)
+                        if let Some(d) = self.try_eject(endpoints, states[i], Detector::SuccessRate)
                         {
                             changes.push((i, Some(d)));
                         }
@@ -151,14 +158,14 @@ impl Outlier {
             let eligible: Vec<(usize, f64)> = windows
                 .iter()
                 .enumerate()
-                .filter(|(i, (total, _))| *total >= fp.request_volume && !endpoints[*i].ejected())
+                .filter(|(i, (total, _))| *total >= fp.request_volume && !states[*i].ejected())
                 .map(|(i, (total, failed))| (i, 100.0 * f64::from(*failed) / f64::from(*total)))
                 .collect();
             if eligible.len() >= fp.minimum_hosts as usize {
                 for (i, pct) in eligible {
                     if pct >= f64::from(fp.threshold) {
                         if let Some(d) =
-                            self.try_eject(endpoints, endpoints[i], Detector::FailurePercentage)
+                            self.try_eject(endpoints, states[i], Detector::FailurePercentage)
                         {
                             changes.push((i, Some(d)));
                         }

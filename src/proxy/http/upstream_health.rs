@@ -28,8 +28,7 @@ pub fn record(ctx: &RequestCtx, outcome: Outcome) {
     let Some(outlier) = &backend.cluster.outlier else {
         return;
     };
-    let states = backend.endpoint_states();
-    if let Some(detector) = outlier.record(&states, upstream.endpoint, outcome) {
+    if let Some(detector) = outlier.record(&**backend, upstream.endpoint, outcome) {
         let addr = backend
             .endpoints
             .get(upstream.endpoint)

@@ -13,8 +13,7 @@ pub async fn run(conf: Arc<Outlier>, backend: Arc<Backend>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let states = backend.endpoint_states();
-        for (i, change) in conf.sweep(&states) {
+        for (i, change) in conf.sweep(&*backend) {
             let addr = backend.endpoints.get(i).map(|e| e.addr.to_string());
             let addr = addr.unwrap_or_default();
             match change {

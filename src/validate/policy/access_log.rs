@@ -2,7 +2,7 @@
 //! §11.2). On a gateway `to[]` (kind Mesh) logs the outbound side and `from[]`/`rules[]`
 //! add an inbound line.
 
-use super::{check_top, lower_from, lower_rules, lower_to, policy, Top, TopRules};
+use super::{check_top, lower_from, lower_rules, lower_to, policy, Top, PROXY_POLICY_TOP};
 use crate::model::policy::access_log::{AccessLogConf, FormatKind, LogBackend, LogFormat};
 use crate::model::policy::Policy;
 use crate::resources::policy::access_log::{self as raw, MeshAccessLog};
@@ -10,21 +10,9 @@ use crate::validate::messages::{schema, MUST_BE_DEFINED, MUST_NOT_BE_EMPTY};
 use crate::validate::path::FieldPath;
 use crate::validate::report::Report;
 
-const TOP: TopRules = TopRules {
-    kinds: &[
-        "Mesh",
-        "MeshSubset",
-        "MeshGateway",
-        "MeshService",
-        "MeshServiceSubset",
-        "Dataplane",
-    ],
-    listener_tags: true,
-};
-
 pub fn lower(r: &mut Report, spec: &MeshAccessLog) -> Option<Policy<AccessLogConf>> {
     let root = FieldPath::spec_of(r.meta());
-    check_top(r, &root, spec.target_ref.as_ref(), &TOP);
+    check_top(r, &root, spec.target_ref.as_ref(), &PROXY_POLICY_TOP);
     let top = Top::of(spec.target_ref.as_ref());
     let non_empty = |v: Option<usize>| v.is_some_and(|n| n > 0);
     let (to_n, from_n, rules_n) = (

@@ -3,7 +3,8 @@
 //! applies only `to[]` there).
 
 use super::{
-    check_top, duration, hundredths, lower_from, lower_rules, lower_to, policy, Sign, TopRules,
+    check_top, duration, hundredths, lower_from, lower_rules, lower_to, policy, Sign,
+    PROXY_POLICY_TOP,
 };
 use crate::model::policy::circuit_breaker::{
     CircuitBreakerConf, ConnectionLimits, Consecutive, Detectors, FailurePercentage,
@@ -14,18 +15,6 @@ use crate::resources::policy::circuit_breaker::{self as raw, MeshCircuitBreaker}
 use crate::validate::messages::{must_have_at_least_one, MUST_BE_DEFINED};
 use crate::validate::path::FieldPath;
 use crate::validate::report::Report;
-
-const TOP: TopRules = TopRules {
-    kinds: &[
-        "Mesh",
-        "MeshSubset",
-        "MeshService",
-        "MeshGateway",
-        "MeshServiceSubset",
-        "Dataplane",
-    ],
-    listener_tags: true,
-};
 
 const TO_KINDS: &[&str] = &[
     "Mesh",
@@ -38,7 +27,7 @@ const GREATER_THAN_0: &str = "must be greater than 0";
 
 pub fn lower(r: &mut Report, spec: &MeshCircuitBreaker) -> Option<Policy<CircuitBreakerConf>> {
     let root = FieldPath::spec_of(r.meta());
-    check_top(r, &root, spec.target_ref.as_ref(), &TOP);
+    check_top(r, &root, spec.target_ref.as_ref(), &PROXY_POLICY_TOP);
     let non_empty = |v: Option<usize>| v.is_some_and(|n| n > 0);
     let (to_n, from_n, rules_n) = (
         spec.to.as_ref().map(Vec::len),

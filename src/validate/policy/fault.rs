@@ -2,7 +2,7 @@
 //! spec §10.2). Kuma puts the entry's index after the fault kind:
 //! `spec.to[0].default.http.abort[1].httpStatus` is the abort of `http[1]`.
 
-use super::{check_top, gateway_to_only, policy, Top, TopRules};
+use super::{check_top, gateway_to_only, policy, Top, PROXY_POLICY_TOP};
 use crate::model::policy::fault::{Abort, Bandwidth, Delay, Fault, FaultConf};
 use crate::model::policy::Policy;
 use crate::resources::common::IntOrString;
@@ -12,21 +12,9 @@ use crate::validate::report::Report;
 use crate::validate::values;
 use std::time::Duration;
 
-const TOP: TopRules = TopRules {
-    kinds: &[
-        "Mesh",
-        "MeshSubset",
-        "MeshGateway",
-        "MeshService",
-        "MeshServiceSubset",
-        "Dataplane",
-    ],
-    listener_tags: true,
-};
-
 pub fn lower(r: &mut Report, spec: &MeshFaultInjection) -> Option<Policy<FaultConf>> {
     let root = FieldPath::spec_of(r.meta());
-    check_top(r, &root, spec.target_ref.as_ref(), &TOP);
+    check_top(r, &root, spec.target_ref.as_ref(), &PROXY_POLICY_TOP);
     let top = Top::of(spec.target_ref.as_ref());
     // `rules` select sidecars' inbound traffic: checked, never applied to a gateway.
     super::lower_rules(r, &root, spec.rules.as_ref(), conf);

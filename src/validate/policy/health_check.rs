@@ -2,8 +2,8 @@
 //! §6.3).
 
 use super::{
-    check_top, count, duration, hundredths, lower_to, no_section, policy, Sign, TopRules,
-    GREATER_THAN_ZERO,
+    check_top, count, duration, hundredths, lower_to, no_section, policy, Sign, GREATER_THAN_ZERO,
+    PROXY_POLICY_TOP,
 };
 use crate::model::policy::health_check::{
     CheckHeaders, GrpcCheck, HealthCheckConf, HttpCheck, TcpCheck,
@@ -14,18 +14,6 @@ use crate::validate::messages::{must_have_at_least_one, MUST_BE_DEFINED, MUST_NO
 use crate::validate::path::FieldPath;
 use crate::validate::report::Report;
 
-const TOP: TopRules = TopRules {
-    kinds: &[
-        "Mesh",
-        "MeshSubset",
-        "MeshGateway",
-        "MeshService",
-        "MeshServiceSubset",
-        "Dataplane",
-    ],
-    listener_tags: true,
-};
-
 const TO_KINDS: &[&str] = &[
     "Mesh",
     "MeshService",
@@ -35,7 +23,7 @@ const TO_KINDS: &[&str] = &[
 
 pub fn lower(r: &mut Report, spec: &MeshHealthCheck) -> Option<Policy<HealthCheckConf>> {
     let root = FieldPath::spec_of(r.meta());
-    check_top(r, &root, spec.target_ref.as_ref(), &TOP);
+    check_top(r, &root, spec.target_ref.as_ref(), &PROXY_POLICY_TOP);
     no_section(r, &root, "from", spec.from.as_ref());
     no_section(r, &root, "rules", spec.rules.as_ref());
     if spec.to.as_ref().is_none_or(Vec::is_empty) {

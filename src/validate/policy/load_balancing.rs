@@ -1,7 +1,7 @@
 //! MeshLoadBalancingStrategy
 //! (K:`pkg/plugins/policies/meshloadbalancingstrategy/api/v1alpha1/validator.go`; spec §8.2).
 
-use super::{check_entry_target, check_top, count, no_section, policy, Top, TopRules};
+use super::{check_entry_target, check_top, count, no_section, policy, Top, PROXY_POLICY_TOP};
 use crate::model::policy::load_balancing::{
     HashFunction, HashPolicy, HashSource, LoadBalancer, LoadBalancingConf,
 };
@@ -13,18 +13,6 @@ use crate::validate::path::FieldPath;
 use crate::validate::report::Report;
 use crate::validate::values;
 
-const TOP: TopRules = TopRules {
-    kinds: &[
-        "Mesh",
-        "MeshSubset",
-        "MeshGateway",
-        "MeshService",
-        "MeshServiceSubset",
-        "Dataplane",
-    ],
-    listener_tags: true,
-};
-
 /// Envoy's ring bounds (`RingHashLbConfig`): at most 8M entries.
 const MAX_RING: i64 = 8_388_608;
 /// Envoy's Maglev table bound (`MaglevLbConfig.table_size` < 5000011, prime).
@@ -35,7 +23,7 @@ pub fn lower(
     spec: &MeshLoadBalancingStrategy,
 ) -> Option<Policy<LoadBalancingConf>> {
     let root = FieldPath::spec_of(r.meta());
-    check_top(r, &root, spec.target_ref.as_ref(), &TOP);
+    check_top(r, &root, spec.target_ref.as_ref(), &PROXY_POLICY_TOP);
     no_section(r, &root, "from", spec.from.as_ref());
     no_section(r, &root, "rules", spec.rules.as_ref());
     let top = Top::of(spec.target_ref.as_ref());

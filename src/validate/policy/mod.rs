@@ -90,6 +90,24 @@ pub const ROUTE_POLICY_TOP: TopRules = TopRules {
     listener_tags: true,
 };
 
+/// The top-level kinds of the policies that select proxies rather than routes (MeshHealthCheck,
+/// MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshFaultInjection, MeshAccessLog,
+/// MeshTrace: no MeshHTTPRoute).
+pub const PROXY_POLICY_KINDS: &[&str] = &[
+    "Mesh",
+    "MeshSubset",
+    "MeshGateway",
+    "MeshService",
+    "MeshServiceSubset",
+    "Dataplane",
+];
+
+/// What those policies allow at the top level, listener tags included.
+pub const PROXY_POLICY_TOP: TopRules = TopRules {
+    kinds: PROXY_POLICY_KINDS,
+    listener_tags: true,
+};
+
 /// MeshTimeout's and MeshRetry's `to[]` kinds: under a gateway or route target, what a
 /// gateway route can send to; otherwise the service kinds.
 pub fn outbound_to_kinds(top: &Top) -> &'static [&'static str] {

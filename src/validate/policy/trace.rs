@@ -16,14 +16,7 @@ use crate::validate::path::FieldPath;
 use crate::validate::report::Report;
 
 const TOP: TopRules = TopRules {
-    kinds: &[
-        "Mesh",
-        "MeshSubset",
-        "MeshGateway",
-        "MeshService",
-        "MeshServiceSubset",
-        "Dataplane",
-    ],
+    kinds: super::PROXY_POLICY_KINDS,
     listener_tags: false,
 };
 
