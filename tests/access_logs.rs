@@ -7,7 +7,6 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
@@ -62,7 +61,7 @@ fn outbound_and_inbound_lines_per_request() {
 // A Tcp backend: one line per request to a real TCP collector, in Json, keys in order.
 #[test]
 fn lines_reach_a_tcp_collector() {
-    let collector = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let collector = support::bind_unique();
     let addr = collector.local_addr().expect("addr");
     let _a = EchoHttp::start("a");
     let mut files = catch_all_files("route", "a");

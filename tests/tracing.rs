@@ -8,7 +8,6 @@ mod support;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::io::{BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::http1::{read_body, read_request_head};
@@ -25,7 +24,7 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let l = support::bind_unique();
         let port = l.local_addr().expect("addr").port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();

@@ -1,7 +1,7 @@
 //! Backends that record what they receive: an HTTP/1.1 echo backend and a TCP greeter.
 
 use super::http1::{read_body, read_request_head};
-use super::{handed_out_ports, register_backend, REQUEST_TIMEOUT};
+use super::{bind_unique, register_backend, REQUEST_TIMEOUT};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -74,9 +74,8 @@ pub struct EchoHttp {
 
 impl EchoHttp {
     pub fn start(name: &str) -> EchoHttp {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo backend");
+        let listener = bind_unique();
         let port = listener.local_addr().unwrap().port();
-        handed_out_ports().lock().unwrap().insert(port);
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -324,9 +323,8 @@ pub struct EchoTcp {
 
 impl EchoTcp {
     pub fn start(name: &str) -> EchoTcp {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp backend");
+        let listener = bind_unique();
         let port = listener.local_addr().unwrap().port();
-        handed_out_ports().lock().unwrap().insert(port);
         let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (n, c, s) = (name.to_string(), connections.clone(), stop.clone());

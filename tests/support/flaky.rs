@@ -4,7 +4,7 @@
 //! apart, so a test can fail only the health check, only the traffic, or both.
 
 use super::http1::{read_body, read_request_head};
-use super::{handed_out_ports, register_backend};
+use super::{bind_unique, register_backend};
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -52,9 +52,8 @@ fn mode(v: u8) -> Mode {
 
 impl Flaky {
     pub fn start(name: &str) -> Flaky {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind flaky backend");
+        let listener = bind_unique();
         let port = listener.local_addr().expect("addr").port();
-        handed_out_ports().lock().unwrap().insert(port);
         register_backend(name, port);
         let shared = Arc::new(Shared {
             name: name.to_string(),

@@ -70,6 +70,25 @@ pub fn free_port() -> u16 {
     panic!("could not find a free port");
 }
 
+/// A listener on a fresh 127.0.0.1 port that no other test in this process was handed.
+///
+/// A plain `bind(127.0.0.1:0)` may be given a port `free_port` just handed to a gateway that has
+/// not bound it yet; the gateway's requests would then reach this test's server (seen in CI:
+/// a redirect test's backend counted a request it never caused). Ports already handed out are
+/// held until a fresh one comes up, so the kernel does not offer them again.
+pub fn bind_unique() -> TcpListener {
+    let mut rejected = Vec::new();
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        if handed_out_ports().lock().unwrap().insert(port) {
+            return l;
+        }
+        rejected.push(l);
+    }
+    panic!("could not find a port no other test was handed");
+}
+
 // ------------------------------------------------------------------------------------ backend registry
 
 thread_local! {
