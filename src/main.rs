@@ -8,10 +8,15 @@ use meshgate::compile::{CompileOptions, ListenerDefaults};
 use meshgate::config::Settings;
 use meshgate::proxy::http::HttpGateway;
 use meshgate::runtime::drain::DrainWatcher;
+use meshgate::runtime::etcd::cache as etcd_cache;
+use meshgate::runtime::etcd::read::{read_all, Revision};
+use meshgate::runtime::etcd::watch::EtcdWatcher;
+use meshgate::runtime::etcd::{EtcdAccess, EtcdStatus, EtcdTarget};
 use meshgate::runtime::listeners::ListenerManager;
 use meshgate::runtime::publish;
-use meshgate::runtime::reload::{PolicyBuilder, PolicyWatcher};
-use meshgate::runtime::state::GatewayState;
+use meshgate::runtime::reload::{Input, PolicyBuilder, PolicyWatcher};
+use meshgate::runtime::shared_limits;
+use meshgate::runtime::state::{GatewayState, PolicySource};
 use meshgate::violation::render;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -30,9 +35,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(name = "meshgate", version = meshgate::build_info::LONG_VERSION, about)]
 struct Cli {
-    /// Directory of Kuma resources (*.yaml / *.yml, recursively; hot-reloaded).
+    /// Kuma resources: a directory (*.yaml / *.yml, recursively; hot-reloaded) or an etcd
+    /// prefix, `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (watched).
+    #[arg(long, value_name = "DIR|etcd://HOST:PORT/PREFIX")]
+    policies: String,
+    /// etcd source: keep the last applied revision in DIR and start from it when etcd is
+    /// unreachable at start-up.
     #[arg(long, value_name = "DIR")]
-    policies: PathBuf,
+    policy_cache: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// Shared store for fleet-wide rate limits (MeshRateLimit labelled
+    /// `meshgate.io/rate-limit-scope: fleet`): `redis://[:PASSWORD@]HOST:PORT[/DB]`.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    rate_limit_store: Option<String>,
     /// The MeshGateway to serve (default: the only one in DIR).
     #[arg(long, value_name = "NAME")]
     gateway: Option<String>,
@@ -81,6 +97,138 @@ struct Cli {
     pingora: Opt,
 }
 
+/// How to reach etcd (an `etcd://` policy source and `meshgate publish`).
+#[derive(clap::Args, Debug, Clone)]
+struct EtcdArgs {
+    /// CA certificate (PEM) that signs etcd's server certificates; turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's mutual TLS; turns TLS on.
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user (with --etcd-password-file or MESHGATE_ETCD_PASSWORD).
+    #[arg(long, value_name = "NAME")]
+    etcd_user: Option<String>,
+    /// File holding the etcd user's password (one line).
+    #[arg(long, value_name = "FILE")]
+    etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    fn access(&self) -> Result<EtcdAccess, String> {
+        let password = match (
+            &self.etcd_password_file,
+            std::env::var("MESHGATE_ETCD_PASSWORD"),
+        ) {
+            (Some(file), _) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("--etcd-password-file {}: {e}", file.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            (None, Ok(p)) if !p.is_empty() => Some(p),
+            _ => None,
+        };
+        Ok(EtcdAccess {
+            ca: self.etcd_ca.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            user: self.etcd_user.clone(),
+            password,
+        })
+    }
+}
+
+/// `meshgate publish`: write a checked policy directory to an etcd prefix in one
+/// transaction (keys whose file is gone are deleted), printing the new revision.
+#[derive(Parser, Debug)]
+#[command(name = "meshgate publish")]
+struct PublishCli {
+    /// The directory to publish (checked first; nothing is written unless it is valid).
+    #[arg(long, value_name = "DIR")]
+    policies: PathBuf,
+    /// Where: `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
+    #[arg(long, value_name = "etcd://HOST:PORT/PREFIX")]
+    to: String,
+    /// The MeshGateway the check builds (default: the only one in DIR).
+    #[arg(long, value_name = "NAME")]
+    gateway: Option<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+}
+
+/// A current-thread runtime for the few async steps before the server runs (it is gone
+/// before `-d` forks).
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(f))
+        .map_err(|e| format!("cannot start a runtime: {e}"))
+}
+
+fn publish_main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let cli = PublishCli::parse_from(args);
+    meshgate::logging::init(meshgate::logging::LogFormat::Text);
+    let fail = |e: String| {
+        eprintln!("meshgate publish: {e}");
+        ExitCode::FAILURE
+    };
+    let target = match EtcdTarget::parse(&cli.to) {
+        Ok(Some(t)) => t,
+        Ok(None) => return fail(format!("--to {}: must be etcd://HOST:PORT/PREFIX", cli.to)),
+        Err(e) => return fail(e),
+    };
+    let access = match cli.etcd.access() {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let opts = CompileOptions {
+        gateway: cli.gateway.clone(),
+        policy_dir: cli.policies.clone(),
+        listener_defaults: ListenerDefaults::default(),
+    };
+    if let Err(rejected) = meshgate::runtime::reload::build(&cli.policies, &opts, 1) {
+        println!("{}", render(&rejected.violations));
+        return fail(format!(
+            "{} problem(s) in {}; nothing published",
+            rejected.violations.len(),
+            cli.policies.display()
+        ));
+    }
+    let files = match meshgate::runtime::reload::pipeline::read_dir(&cli.policies) {
+        Ok(f) => f,
+        Err(v) => return fail(render(&[v])),
+    };
+    match block_on(meshgate::runtime::etcd::publish::publish(
+        &files, &target, &access,
+    )) {
+        Ok(Ok(p)) => {
+            println!(
+                "{}: revision {} ({} written, {} deleted, {} unchanged)",
+                target.url(),
+                p.revision,
+                p.written,
+                p.deleted,
+                p.unchanged
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) | Err(e) => fail(e),
+    }
+}
+
+/// The first read of an etcd source.
+fn first_etcd_read(target: &EtcdTarget, access: &EtcdAccess) -> Result<Revision, String> {
+    block_on(async {
+        let mut client = access.connect(target).await?;
+        read_all(&mut client, target).await
+    })?
+}
+
 /// Pingora's defaults are unsafe for a gateway run without `-c`: a 300 s grace period slept in
 /// full and an upgrade socket in the shared /tmp. These are used when no conf file is given.
 /// The upgrade socket and pid file go to a directory only this user can enter
@@ -119,20 +267,103 @@ fn default_server_conf() -> std::io::Result<ServerConf> {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "publish") {
+        let mut rest = vec![args[0].clone()];
+        rest.extend(args[2..].iter().cloned());
+        return publish_main(rest);
+    }
     let cli = Cli::parse();
     meshgate::logging::init(if cli.log_format == "json" {
         meshgate::logging::LogFormat::Json
     } else {
         meshgate::logging::LogFormat::Text
     });
+    let etcd_target = match EtcdTarget::parse(&cli.policies) {
+        Ok(t) => t,
+        Err(e) => {
+            error!("--policies {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let access = match cli.etcd.access() {
+        Ok(a) => a,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let compile = CompileOptions {
         gateway: cli.gateway.clone(),
-        policy_dir: cli.policies.clone(),
+        // Relative certificate `file` paths: below the directory, or the working directory
+        // for an etcd source.
+        policy_dir: match &etcd_target {
+            None => PathBuf::from(&cli.policies),
+            Some(_) => PathBuf::from("."),
+        },
         listener_defaults: ListenerDefaults {
             request_headers: Duration::from_secs(cli.header_timeout.max(1)),
             idle: Duration::from_secs(cli.idle_timeout.max(1)),
             tcp_idle: Duration::from_secs(cli.tcp_idle_timeout.max(1)),
         },
+    };
+
+    // The first content: the directory, or the etcd prefix (or, with etcd unreachable, the
+    // revision `--policy-cache` kept).
+    let etcd_status = etcd_target.clone().map(|t| Arc::new(EtcdStatus::new(t)));
+    let mut first_revision = None;
+    let first_input = match (&etcd_target, &etcd_status) {
+        (Some(target), Some(status)) => match first_etcd_read(target, &access) {
+            Ok(revision) => {
+                status.set_revision(revision.revision);
+                status.set_connected();
+                let input = Input::Files(
+                    revision
+                        .files
+                        .iter()
+                        .map(|f| meshgate::compile::SourceFile {
+                            name: f.name.clone(),
+                            text: f.text.clone(),
+                        })
+                        .collect(),
+                );
+                first_revision = Some(revision);
+                input
+            }
+            Err(e) => match cli.policy_cache.as_deref().and_then(etcd_cache::latest) {
+                Some((number, dir)) if !cli.check => {
+                    warn!(
+                        "{e}; starting from revision {number} cached in {} and retrying etcd",
+                        dir.display()
+                    );
+                    status.set_revision(number);
+                    status
+                        .from_cache
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    status.set_disconnected(&e);
+                    Input::Dir(dir)
+                }
+                _ => {
+                    error!(
+                        "{e}{}",
+                        if cli.check || cli.policy_cache.is_none() {
+                            ""
+                        } else {
+                            "; and no revision in --policy-cache to start from"
+                        }
+                    );
+                    return ExitCode::FAILURE;
+                }
+            },
+        },
+        _ => Input::Dir(PathBuf::from(&cli.policies)),
+    };
+    let source_label = match &etcd_target {
+        Some(t) => match &first_revision {
+            Some(r) => format!("{} (revision {})", t.url(), r.revision),
+            None => t.url(),
+        },
+        None => cli.policies.clone(),
     };
 
     // Every snapshot, the first included, is built on the builder thread (see PolicyBuilder).
@@ -143,7 +374,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Some(first) = builder.build_blocking(&cli.policies, 1) else {
+    let Some(first) = builder.build_blocking(first_input, 1) else {
         error!("the policy builder thread stopped");
         return ExitCode::FAILURE;
     };
@@ -153,9 +384,8 @@ fn main() -> ExitCode {
             println!("{}", render(&rejected.violations));
             if !cli.check {
                 error!(
-                    "{} problem(s) in {}; not starting",
+                    "{} problem(s) in {source_label}; not starting",
                     rejected.violations.len(),
-                    cli.policies.display()
                 );
             }
             return ExitCode::FAILURE;
@@ -166,11 +396,25 @@ fn main() -> ExitCode {
             warn!("{w}");
         }
         println!(
-            "{}: valid ({} route entries)",
-            cli.policies.display(),
+            "{source_label}: valid ({} route entries)",
             built.snapshot.route_entries
         );
         return ExitCode::SUCCESS;
+    }
+    if let (Some(dir), Some(revision)) = (&cli.policy_cache, &first_revision) {
+        if let Err(e) = etcd_cache::store(dir, revision.revision, &revision.files) {
+            warn!("policy cache {}: {e}", dir.display());
+        }
+    }
+    drop(first_revision);
+    if let Some(url) = &cli.rate_limit_store {
+        match shared_limits::configure(url) {
+            Ok(store) => info!("fleet rate limits count in {}", store.display),
+            Err(e) => {
+                error!("--rate-limit-store {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     if let Err(e) = access_log::init(&cli.access_log) {
         error!("cannot open access log {}: {e}", cli.access_log);
@@ -186,7 +430,11 @@ fn main() -> ExitCode {
         reject_http10: cli.http10 == "reject",
         ..Settings::default()
     };
-    let state = GatewayState::new(built.snapshot, settings, cli.policies.clone());
+    let source = match &etcd_status {
+        Some(status) => PolicySource::Etcd(status.clone()),
+        None => PolicySource::Dir(PathBuf::from(&cli.policies)),
+    };
+    let state = GatewayState::new(built.snapshot, settings, source);
 
     let mut server = if cli.pingora.conf.is_some() {
         match Server::new(Some(cli.pingora)) {
@@ -209,10 +457,34 @@ fn main() -> ExitCode {
     let phases = server.watch_execution_phase();
     let bootstrap = server.bootstrap_as_a_service();
 
-    let watcher = server.add_service(background_service(
-        "policy-watcher",
-        PolicyWatcher::new(state.clone(), built.fingerprint, builder),
-    ));
+    let watcher = match (&etcd_status, &etcd_target) {
+        (Some(status), Some(_)) => server.add_service(background_service(
+            "policy-watcher",
+            EtcdWatcher {
+                state: state.clone(),
+                status: status.clone(),
+                access,
+                builder,
+                initial_fingerprint: built.fingerprint,
+                cache: cli.policy_cache.clone(),
+            },
+        )),
+        _ => server.add_service(background_service(
+            "policy-watcher",
+            PolicyWatcher::new(
+                state.clone(),
+                PathBuf::from(&cli.policies),
+                built.fingerprint,
+                builder,
+            ),
+        )),
+    };
+    if shared_limits::store().is_some() {
+        server.add_service(background_service(
+            "rate-limit-store",
+            shared_limits::StoreSupervisor,
+        ));
+    }
     server.add_service(background_service(
         "access-log",
         access_log::AccessLogWriter,

@@ -54,6 +54,15 @@ pub struct Metrics {
     pub health_transitions: IntCounterVec,
     /// When each listener hostname's certificate expires (the soonest of its pairs).
     pub cert_expiry: GaugeVec,
+    /// 1 while the shared rate-limit store answers (`--rate-limit-store`).
+    pub rate_limit_store_up: IntGauge,
+    /// Fleet-limited requests decided by the instance's own bucket (store unreachable).
+    pub rate_limit_store_fallbacks: IntCounter,
+    /// etcd source: the revision of the serving snapshot, and 1 while the watch is live.
+    pub etcd_revision: IntGauge,
+    pub etcd_connected: IntGauge,
+    /// etcd source: sessions lost (etcd stopped, network cut, compacted watch).
+    pub etcd_disconnects: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -311,9 +320,41 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Mirrored requests by backend and result",
             &["backend", "result"],
         ),
+        rate_limit_store_up: gauge(
+            &r,
+            "meshgate_rate_limit_store_up",
+            "1 while the shared rate-limit store (--rate-limit-store) answers",
+        ),
+        rate_limit_store_fallbacks: plain_counter(
+            &r,
+            "meshgate_rate_limit_store_fallbacks_total",
+            "Fleet-limited requests decided by this instance's own bucket because the store did not answer",
+        ),
+        etcd_revision: gauge(
+            &r,
+            "meshgate_etcd_revision",
+            "etcd revision of the serving policies (etcd source)",
+        ),
+        etcd_connected: gauge(
+            &r,
+            "meshgate_etcd_connected",
+            "1 while the etcd watch is live (etcd source)",
+        ),
+        etcd_disconnects: plain_counter(
+            &r,
+            "meshgate_etcd_disconnects_total",
+            "etcd sessions lost (etcd source)",
+        ),
         registry: r,
     }
 });
+
+fn plain_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
 
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()

@@ -71,6 +71,7 @@ impl Admin {
                 "errors": errors,
             },
             "route_entries": snap.route_entries,
+            "source": self.state.source.describe(),
             "snapshot": crate::admin::summary::describe(&snap, full),
         });
         serde_json::to_vec_pretty(&doc).unwrap_or_default()
@@ -103,7 +104,15 @@ impl ServeHttp for Admin {
                 )
             }
             "/ready" => match self.state.readiness() {
-                Ok(()) => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+                // Serving goes on while the policy source is away: still ready, but said.
+                Ok(()) => match self.state.source.degraded() {
+                    None => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+                    Some(why) => reply(
+                        StatusCode::OK,
+                        "text/plain",
+                        format!("ready; {why}\n").into_bytes(),
+                    ),
+                },
                 Err(why) => reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",

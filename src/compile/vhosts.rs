@@ -224,6 +224,7 @@ impl<'a> Build<'a> {
             let limit = scope.http_limit(
                 &policies,
                 self.registry,
+                &self.gateway.meta.name,
                 rule_identity(&self.gateway.meta.name, listener, group, rule),
             );
             let action = Arc::new(actions::action(
@@ -291,9 +292,11 @@ impl<'a> Build<'a> {
 /// What identifies a rule's rate-limit bucket across builds: the gateway, the listener and
 /// hostname group it is served in, its route and its matches as written. Anything else
 /// (another rule added to the file, a reordered directory) keeps the bucket.
+/// The identity of a rule's limit: stable across reloads and, hashed with a fixed-seed
+/// xxHash64, the same in every instance of a fleet (it names the shared counter).
 fn rule_identity(gateway: &str, listener: &ListenerInfo, group: &str, rule: &MergedRule) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = twox_hash::XxHash64::with_seed(0);
     (
         gateway,
         listener.port,

@@ -7,11 +7,13 @@
 //! other way round.
 
 pub mod drain;
+pub mod etcd;
 pub mod health;
 pub mod listeners;
 pub mod log_sinks;
 pub mod publish;
 pub mod registry;
 pub mod reload;
+pub mod shared_limits;
 pub mod state;
 pub mod tracing;

@@ -29,11 +29,39 @@ pub struct GatewayState {
     /// through [`crate::runtime::drain::start`].
     draining: AtomicBool,
     pub settings: Settings,
-    pub policy_dir: PathBuf,
+    /// Where the policies come from: the directory (watched), or an etcd prefix.
+    pub source: PolicySource,
+}
+
+/// The policy source a process serves from.
+pub enum PolicySource {
+    Dir(PathBuf),
+    Etcd(Arc<crate::runtime::etcd::EtcdStatus>),
+}
+
+impl PolicySource {
+    /// `/config`'s description of the source.
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            PolicySource::Dir(dir) => serde_json::json!({
+                "kind": "directory",
+                "path": dir.display().to_string(),
+            }),
+            PolicySource::Etcd(etcd) => etcd.describe(),
+        }
+    }
+
+    /// How the source is degraded while serving goes on (etcd unreachable), for `/ready`.
+    pub fn degraded(&self) -> Option<String> {
+        match self {
+            PolicySource::Dir(_) => None,
+            PolicySource::Etcd(etcd) => etcd.degraded(),
+        }
+    }
 }
 
 impl GatewayState {
-    pub fn new(first: Snapshot, settings: Settings, policy_dir: PathBuf) -> Arc<Self> {
+    pub fn new(first: Snapshot, settings: Settings, source: PolicySource) -> Arc<Self> {
         let generation = first.generation;
         let (changes, _) = tokio::sync::watch::channel(generation);
         Arc::new(GatewayState {
@@ -43,7 +71,7 @@ impl GatewayState {
             changes,
             draining: AtomicBool::new(false),
             settings,
-            policy_dir,
+            source,
         })
     }
 

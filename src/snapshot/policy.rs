@@ -6,7 +6,7 @@ use super::rate_limit::TokenBucket;
 use super::retry::RetryPolicy;
 use super::timeouts::{ListenerTimeouts, RouteTimeouts};
 use crate::model::policy::fault::Fault;
-use crate::model::policy::rate_limit::Rate;
+use crate::model::policy::rate_limit::{LimitScope, Rate};
 use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,7 @@ impl Default for RoutePolicies {
 #[derive(Debug, Clone)]
 pub struct RateLimitSpec {
     pub rate: Rate,
+    pub scope: LimitScope,
     pub status: u16,
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub add: Vec<(HeaderName, HeaderValue)>,

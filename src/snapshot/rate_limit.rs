@@ -80,13 +80,48 @@ impl TokenBucket {
 /// A route entry's HTTP limit: its bucket and what a rejected request gets.
 #[derive(Debug)]
 pub struct HttpLimit {
+    /// This instance's bucket: the whole limit, or (for a fleet limit) what is counted when
+    /// the shared store cannot answer.
     pub bucket: Arc<TokenBucket>,
+    /// A limit counted across the fleet (`meshgate.io/rate-limit-scope: fleet`).
+    pub fleet: Option<FleetKey>,
     /// `onRateLimit.status` (429 by default).
     pub status: u16,
     /// `onRateLimit.headers.set`, split on commas as Kuma does: the first value of a name
     /// replaces, the others are appended.
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Where a fleet-wide limit is counted in the shared store: every instance running the
+/// same policies computes the same key.
+#[derive(Debug)]
+pub struct FleetKey {
+    /// `meshgate:rl:<gateway>:<limit hash>`; the store appends the window number.
+    pub prefix: Box<str>,
+    pub num: u32,
+    pub interval_ms: u64,
+}
+
+impl FleetKey {
+    /// The key of one limit. `identity` must be the same in every instance for the same
+    /// route rule (it hashes the gateway, port, hostname, route and matches).
+    pub fn new(gateway: &str, identity: u64, num: u32, interval: Duration) -> Self {
+        use std::hash::Hasher;
+        // xxHash64 with a fixed seed: the same in every process, unlike a randomly keyed
+        // hasher.
+        let mut h = twox_hash::XxHash64::with_seed(0);
+        h.write_u64(identity);
+        h.write_u32(num);
+        h.write_u128(interval.as_millis());
+        FleetKey {
+            prefix: format!("meshgate:rl:{gateway}:{:016x}", h.finish()).into_boxed_str(),
+            num,
+            interval_ms: u64::try_from(interval.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        }
+    }
 }
 
 /// Envoy's body for a locally rate-limited request.

@@ -133,7 +133,20 @@ pub fn try_send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
-    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    try_send_to("127.0.0.1", port, method, path, host, headers, body)
+}
+
+/// [`try_send`] to a listener bound on another loopback address (`--bind 127.0.0.2`).
+pub fn try_send_to(
+    ip: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
+    let stream = TcpStream::connect((ip, port))?;
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
     let mut w = stream.try_clone()?;
@@ -181,7 +194,12 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(port: u16) -> io::Result<Conn> {
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        Conn::open_to("127.0.0.1", port)
+    }
+
+    /// A connection to a listener bound on another loopback address.
+    pub fn open_to(ip: &str, port: u16) -> io::Result<Conn> {
+        let stream = TcpStream::connect((ip, port))?;
         stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
         stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
         Ok(Conn {

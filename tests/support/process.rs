@@ -69,13 +69,21 @@ impl Gateway {
 
     /// Starts meshgate without waiting for readiness (start-failure tests).
     pub fn spawn(dir: PolicyDir, extra_args: &[&str]) -> Gateway {
-        let log_path = dir.root.join("gateway.log");
+        let policies = dir.path.display().to_string();
+        Gateway::spawn_from(dir, &policies, "127.0.0.1", extra_args)
+    }
+
+    /// Starts meshgate on another policy source (`--policies SOURCE`, e.g. an etcd prefix)
+    /// with listeners on `bind`; `dir` still gives the admin port, the listener ports and
+    /// the log's place. Does not wait for readiness.
+    pub fn spawn_from(dir: PolicyDir, source: &str, bind: &str, extra_args: &[&str]) -> Gateway {
+        let log_path = dir.root.join(format!("gateway-{}.log", dir.admin_port()));
         let log = fs::File::create(&log_path).expect("create gateway log");
         let child = Command::new(BIN)
             .arg("--policies")
-            .arg(&dir.path)
+            .arg(source)
             .arg("--bind")
-            .arg("127.0.0.1")
+            .arg(bind)
             .arg("--admin")
             .arg(format!("127.0.0.1:{}", dir.admin_port()))
             .args(extra_args)
@@ -321,7 +329,7 @@ impl Gateway {
         }
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };

@@ -16,6 +16,7 @@ mod timeouts;
 mod trace;
 
 use super::reuse::RegexCache;
+use crate::model::policy::rate_limit::LimitScope;
 use crate::model::policy::{
     AccessLogConf, CircuitBreakerConf, FaultConf, HealthCheckConf, LoadBalancingConf, Policy,
     PolicySet, RateLimitConf, RetryConf, TimeoutConf, TraceConf,
@@ -26,7 +27,7 @@ use crate::resources::Meta;
 use crate::runtime::registry::Registry;
 use crate::snapshot::cluster::ClusterConf;
 use crate::snapshot::policy::{PortPolicy, RoutePolicies};
-use crate::snapshot::rate_limit::HttpLimit;
+use crate::snapshot::rate_limit::{FleetKey, HttpLimit};
 use crate::snapshot::{GatewayIdentity, Protocol};
 use foldhash::HashMap;
 use select::{label, merged_for, merged_inbound, merged_route, Ranked};
@@ -214,11 +215,14 @@ impl<'a> PortScope<'a> {
         &self,
         policies: &RoutePolicies,
         registry: &Registry,
+        gateway: &str,
         identity: u64,
     ) -> Option<Arc<HttpLimit>> {
         let spec = policies.rate_limit.as_ref()?;
         Some(Arc::new(HttpLimit {
             bucket: registry.bucket(identity, spec.rate.num, spec.rate.interval),
+            fleet: (spec.scope == LimitScope::Fleet)
+                .then(|| FleetKey::new(gateway, identity, spec.rate.num, spec.rate.interval)),
             status: spec.status,
             set: spec.set.clone(),
             add: spec.add.clone(),

@@ -15,6 +15,7 @@ pub fn http(conf: Option<&RateLimitConf>) -> Option<RateLimitSpec> {
     let headers = on.and_then(|o| o.headers.as_ref());
     Some(RateLimitSpec {
         rate,
+        scope: http.scope.unwrap_or_default(),
         status: on.and_then(|o| o.status).unwrap_or(DEFAULT_STATUS),
         set: headers
             .and_then(|h| h.set.as_ref())

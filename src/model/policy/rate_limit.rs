@@ -21,6 +21,20 @@ pub struct HttpRateLimit {
     /// Kuma's non-mergeable struct: replaced whole.
     pub request_rate: Option<Rate>,
     pub on_rate_limit: Option<OnRateLimit>,
+    /// meshgate's extension, from the policy's `meshgate.io/rate-limit-scope` label (Kuma
+    /// ignores labels, so the file stays valid for Kuma): `Fleet` counts in the shared store
+    /// (`--rate-limit-store`) across every instance; Kuma's limits are per instance.
+    pub scope: Option<LimitScope>,
+}
+
+/// Where a limit's requests are counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum LimitScope {
+    /// In this process (Kuma's local rate limit).
+    #[default]
+    Instance,
+    /// In the shared store, so N instances together allow `num` per `interval`.
+    Fleet,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -59,7 +73,7 @@ merge_fields!(LocalRateLimit {
     nested: [http, tcp]
 });
 merge_fields!(HttpRateLimit {
-    replace: [disabled, request_rate],
+    replace: [disabled, request_rate, scope],
     nested: [on_rate_limit],
 });
 merge_fields!(TcpRateLimit {

@@ -122,7 +122,25 @@ pub async fn admit_routed(session: &Session, ctx: &mut RequestCtx) -> Option<Loc
         return None;
     }
     let port = ctx.port_label();
-    match admit(limit, faults, &port, ctx.route_label()) {
+    // A fleet limit is counted in the shared store; the instance's own bucket decides only
+    // when the store cannot answer.
+    let mut local_limit = limit;
+    if let (Some(limit), Some(store)) = (limit, crate::runtime::shared_limits::store()) {
+        if let Some(fleet) = &limit.fleet {
+            match store.try_take(fleet).await {
+                Some(true) => local_limit = None,
+                Some(false) => {
+                    METRICS
+                        .rate_limited
+                        .with_label_values(&[&port, ctx.route_label()])
+                        .inc();
+                    return Some(local(limit.status, true));
+                }
+                None => {}
+            }
+        }
+    }
+    match admit(local_limit, faults, &port, ctx.route_label()) {
         Admission::Forward { delay, bandwidth } => {
             ctx.bandwidth = bandwidth;
             if let Some(d) = delay {

@@ -1,10 +1,9 @@
 //! The thread every snapshot is built on (see [`PolicyBuilder`]).
 
 use super::pipeline::{build_with, release_freed_memory};
-use crate::compile::{Built, CompileOptions, Compiler, Rejected};
+use crate::compile::{Built, CompileOptions, Compiler, Rejected, SourceFile};
 use crate::runtime::registry::Registry;
 use log::error;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,9 +48,16 @@ pub struct PolicyBuilder {
     worker: std::sync::Mutex<(u32, std::sync::mpsc::Sender<Job>)>,
 }
 
+/// What a build reads: a policy directory (read on the builder thread) or files another
+/// source already fetched (an etcd revision).
+pub enum Input {
+    Dir(std::path::PathBuf),
+    Files(Vec<SourceFile>),
+}
+
 enum Job {
     Build {
-        dir: std::path::PathBuf,
+        input: Input,
         generation: u64,
         reply: tokio::sync::oneshot::Sender<Result<Built, Rejected>>,
     },
@@ -70,11 +76,14 @@ fn start_worker(
             for job in queue {
                 match job {
                     Job::Build {
-                        dir,
+                        input,
                         generation,
                         reply,
                     } => {
-                        let built = in_own_heap(|| build_with(&mut compiler, &dir, generation));
+                        let built = in_own_heap(|| match &input {
+                            Input::Dir(dir) => build_with(&mut compiler, dir, generation),
+                            Input::Files(files) => compiler.build(files, generation),
+                        });
                         // Reply first: the collection (~10 % of a 10,000-rule rebuild) is
                         // not something the new routes should wait for.
                         let _ = reply.send(built);
@@ -117,12 +126,12 @@ impl PolicyBuilder {
 
     fn submit(
         &self,
-        dir: &Path,
+        input: Input,
         generation: u64,
     ) -> Option<tokio::sync::oneshot::Receiver<Result<Built, Rejected>>> {
         let (reply, result) = tokio::sync::oneshot::channel();
         let job = Job::Build {
-            dir: dir.to_path_buf(),
+            input,
             generation,
             reply,
         };
@@ -131,12 +140,12 @@ impl PolicyBuilder {
     }
 
     /// For start-up, outside any runtime.
-    pub fn build_blocking(&self, dir: &Path, generation: u64) -> Option<Result<Built, Rejected>> {
-        self.submit(dir, generation)?.blocking_recv().ok()
+    pub fn build_blocking(&self, input: Input, generation: u64) -> Option<Result<Built, Rejected>> {
+        self.submit(input, generation)?.blocking_recv().ok()
     }
 
-    pub async fn build(&self, dir: &Path, generation: u64) -> Option<Result<Built, Rejected>> {
-        self.submit(dir, generation)?.await.ok()
+    pub async fn build(&self, input: Input, generation: u64) -> Option<Result<Built, Rejected>> {
+        self.submit(input, generation)?.await.ok()
     }
 
     /// Collects the builder's heap once in-flight requests have let go of a replaced

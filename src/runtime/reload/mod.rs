@@ -8,11 +8,12 @@
 //! publishes the result ([`crate::runtime::publish`]). A rejected change leaves the old
 //! snapshot serving and sets `last_error`. SIGHUP forces a re-read.
 
+pub mod apply;
 pub mod builder;
 pub mod pipeline;
 pub mod watch;
 
 pub use crate::compile::{Built, Rejected};
-pub use builder::PolicyBuilder;
+pub use builder::{Input, PolicyBuilder};
 pub use pipeline::build;
 pub use watch::PolicyWatcher;

@@ -1,11 +1,11 @@
 //! Watching the policy directory (see [`PolicyWatcher`]).
 
-use super::builder::PolicyBuilder;
+use super::apply::Applier;
+use super::builder::{Input, PolicyBuilder};
 use crate::resources::loader::policy_files;
-use crate::runtime::publish;
 use crate::runtime::state::GatewayState;
 use async_trait::async_trait;
-use log::{error, info, warn};
+use log::{info, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::path::Path;
@@ -21,6 +21,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct PolicyWatcher {
     state: Arc<GatewayState>,
+    dir: std::path::PathBuf,
     /// Fingerprint of the directory the first snapshot was built from.
     initial_fingerprint: u64,
     /// The thread that built the first snapshot (and holds its per-file cache).
@@ -28,40 +29,17 @@ pub struct PolicyWatcher {
 }
 
 impl PolicyWatcher {
-    pub fn new(state: Arc<GatewayState>, initial_fingerprint: u64, builder: PolicyBuilder) -> Self {
+    pub fn new(
+        state: Arc<GatewayState>,
+        dir: std::path::PathBuf,
+        initial_fingerprint: u64,
+        builder: PolicyBuilder,
+    ) -> Self {
         PolicyWatcher {
             state,
+            dir,
             initial_fingerprint,
             builder,
-        }
-    }
-
-    /// Rebuilds and, if the content changed and is valid, swaps the snapshot in.
-    async fn apply(&self, last_fingerprint: &mut u64) {
-        let state = &self.state;
-        let next_generation = state.snapshot.load().generation + 1;
-        let Some(result) = self.builder.build(&state.policy_dir, next_generation).await else {
-            error!("the policy builder thread is gone; policy changes are not applied");
-            return;
-        };
-        match result {
-            Ok(built) => {
-                if built.fingerprint == *last_fingerprint {
-                    return; // touched or rewritten with the same content
-                }
-                *last_fingerprint = built.fingerprint;
-                publish::applied(&self.state, built);
-                // Requests still running on the old snapshot finish within moments; then its
-                // memory can go back to the OS.
-                self.builder.collect_later(Duration::from_secs(2));
-            }
-            Err(rejected) => {
-                if rejected.fingerprint == *last_fingerprint {
-                    return;
-                }
-                *last_fingerprint = rejected.fingerprint;
-                publish::rejected(&self.state, &rejected);
-            }
         }
     }
 }
@@ -84,7 +62,7 @@ fn stat_fingerprint(dir: &Path) -> u64 {
 impl BackgroundService for PolicyWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let dir = self.state.policy_dir.clone();
+        let dir = self.dir.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Reading the files (our own rebuild included) produces access events; only
             // changes matter, or every rebuild would trigger the next one.
@@ -105,7 +83,12 @@ impl BackgroundService for PolicyWatcher {
         }
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut last_fingerprint = self.initial_fingerprint;
+        let mut applier = Applier {
+            state: &self.state,
+            builder: &self.builder,
+            last_fingerprint: self.initial_fingerprint,
+            last_rejected: false,
+        };
         let mut last_stat = stat_fingerprint(&dir);
         let mut poll = tokio::time::interval(POLL_INTERVAL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -152,7 +135,7 @@ impl BackgroundService for PolicyWatcher {
                 continue;
             }
             last_stat = now;
-            self.apply(&mut last_fingerprint).await;
+            applier.apply(Input::Dir(self.dir.clone())).await;
         }
     }
 }

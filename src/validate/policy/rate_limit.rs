@@ -2,7 +2,8 @@
 
 use super::{check_top, gateway_to_only, lower_rules, policy, Top, ROUTE_POLICY_TOP};
 use crate::model::policy::rate_limit::{
-    HttpRateLimit, LocalRateLimit, OnRateLimit, Rate, RateLimitConf, RateLimitHeaders, TcpRateLimit,
+    HttpRateLimit, LimitScope, LocalRateLimit, OnRateLimit, Rate, RateLimitConf, RateLimitHeaders,
+    TcpRateLimit,
 };
 use crate::model::policy::Policy;
 use crate::resources::http_route::HeaderValue as RawHeader;
@@ -13,6 +14,20 @@ use crate::validate::path::FieldPath;
 use crate::validate::report::Report;
 use crate::validate::values;
 use std::time::Duration;
+
+/// The label that makes a policy's HTTP limits count across the fleet (`instance`|`fleet`).
+pub const SCOPE_LABEL: &str = "meshgate.io/rate-limit-scope";
+
+/// The policy's scope label, if it has one; a value other than `instance`/`fleet` is an
+/// error (a typo must not silently leave a limit per instance).
+fn scope_of(meta: &crate::resources::Meta) -> Result<Option<LimitScope>, String> {
+    match meta.labels.get(SCOPE_LABEL).map(String::as_str) {
+        None => Ok(None),
+        Some("instance") => Ok(Some(LimitScope::Instance)),
+        Some("fleet") => Ok(Some(LimitScope::Fleet)),
+        Some(other) => Err(format!("must be one of: instance, fleet (got {other:?})")),
+    }
+}
 
 /// Kuma refuses intervals of 50 ms and less.
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -32,6 +47,14 @@ pub fn lower(r: &mut Report, spec: &MeshRateLimit) -> Option<Policy<RateLimitCon
         );
     }
     check_top(r, &root, spec.target_ref.as_ref(), &ROUTE_POLICY_TOP);
+    if let Err(e) = scope_of(r.meta()) {
+        let labels = match r.meta().form {
+            crate::resources::Form::Kubernetes => FieldPath::root().field("metadata"),
+            _ => FieldPath::root(),
+        };
+        let at = labels.field("labels").key(SCOPE_LABEL);
+        r.add(&at, e);
+    }
     let top = Top::of(spec.target_ref.as_ref());
     if non_empty(rules_n) && (top.includes_gateways || top.is_route()) {
         r.add(&root.field("rules"), MUST_NOT_BE_DEFINED);
@@ -68,6 +91,7 @@ fn http(r: &mut Report, at: &FieldPath, h: &raw::LocalHttp) -> HttpRateLimit {
         );
     }
     HttpRateLimit {
+        scope: scope_of(r.meta()).ok().flatten(),
         disabled: h.disabled,
         request_rate: h
             .request_rate
