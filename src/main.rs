@@ -317,16 +317,7 @@ fn main() -> ExitCode {
             Ok(revision) => {
                 status.set_revision(revision.revision);
                 status.set_connected();
-                let input = Input::Files(
-                    revision
-                        .files
-                        .iter()
-                        .map(|f| meshgate::compile::SourceFile {
-                            name: f.name.clone(),
-                            text: f.text.clone(),
-                        })
-                        .collect(),
-                );
+                let input = Input::Files(revision.files.clone());
                 first_revision = Some(revision);
                 input
             }

@@ -59,6 +59,7 @@ pub struct CompileOptions {
 
 /// One policy file as the source holds it: its name (relative to the policy directory, or
 /// the etcd key under the prefix) and its text, or why it could not be read.
+#[derive(Debug, Clone)]
 pub struct SourceFile {
     pub name: String,
     pub text: Result<String, String>,

@@ -6,10 +6,10 @@
 //! policy keys under the prefix that no longer have a file (other keys are left alone).
 //! Gateways watching the prefix see one revision with the whole change.
 
-use super::read::is_policy_key;
+use super::read::{is_policy_key, range};
 use super::{EtcdAccess, EtcdTarget};
 use crate::compile::SourceFile;
-use etcd_client::{GetOptions, Txn, TxnOp};
+use etcd_client::{Txn, TxnOp};
 use std::collections::BTreeMap;
 
 /// What a publish did.
@@ -33,13 +33,7 @@ pub async fn publish(
         wanted.insert(format!("{}{}", target.prefix, f.name), text);
     }
     let mut client = access.connect(target).await?;
-    let current = client
-        .get(
-            target.prefix.as_str(),
-            Some(GetOptions::new().with_prefix()),
-        )
-        .await
-        .map_err(|e| format!("{}: reading the prefix: {e}", target.url()))?;
+    let current = range(&mut client, target).await?;
     let mut ops = Vec::new();
     let mut unchanged = 0;
     let mut present: BTreeMap<String, Vec<u8>> = BTreeMap::new();

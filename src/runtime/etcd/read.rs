@@ -2,7 +2,7 @@
 
 use super::EtcdTarget;
 use crate::compile::SourceFile;
-use etcd_client::{Client, GetOptions};
+use etcd_client::{Client, GetOptions, GetResponse};
 
 /// Values larger than this are refused, as a directory's files are (etcd's own default
 /// request limit is 1.5 MiB).
@@ -48,15 +48,20 @@ fn text_of(name: &str, value: &[u8]) -> Result<String, String> {
     String::from_utf8(value.to_vec()).map_err(|_| "value is not UTF-8".to_string())
 }
 
-/// Reads every policy key under `target.prefix` in one range request (one revision).
-pub async fn read_all(client: &mut Client, target: &EtcdTarget) -> Result<Revision, String> {
-    let response = client
+/// Every key under `target.prefix`, in one range request (one revision).
+pub async fn range(client: &mut Client, target: &EtcdTarget) -> Result<GetResponse, String> {
+    client
         .get(
             target.prefix.as_str(),
             Some(GetOptions::new().with_prefix()),
         )
         .await
-        .map_err(|e| format!("{}: reading the prefix: {e}", target.url()))?;
+        .map_err(|e| format!("{}: reading the prefix: {e}", target.url()))
+}
+
+/// Reads every policy key under `target.prefix` at one revision.
+pub async fn read_all(client: &mut Client, target: &EtcdTarget) -> Result<Revision, String> {
+    let response = range(client, target).await?;
     let revision = response.header().map_or(0, |h| h.revision());
     let mut files: Vec<SourceFile> = Vec::new();
     for kv in response.kvs() {

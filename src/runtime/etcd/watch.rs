@@ -50,7 +50,7 @@ impl EtcdWatcher {
             return;
         }
         let number = revision.revision;
-        let files_for_cache = self.cache.as_ref().map(|_| clone_files(&revision));
+        let files_for_cache = self.cache.as_ref().map(|_| revision.files.clone());
         match applier.apply(Input::Files(revision.files)).await {
             Applied::Swapped | Applied::Unchanged => {
                 self.status.set_revision(number);
@@ -160,17 +160,6 @@ impl EtcdWatcher {
             }
         }
     }
-}
-
-fn clone_files(revision: &Revision) -> Vec<crate::compile::SourceFile> {
-    revision
-        .files
-        .iter()
-        .map(|f| crate::compile::SourceFile {
-            name: f.name.clone(),
-            text: f.text.clone(),
-        })
-        .collect()
 }
 
 #[async_trait]
