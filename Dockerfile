@@ -14,9 +14,10 @@
 # --- build ---------------------------------------------------------------------------
 FROM rust:1-bookworm AS build
 # cmake: pingora-core enables flate2/zlib-ng, whose libz-ng-sys build runs cmake. protoc:
-# etcd-client generates its gRPC code at build time.
+# etcd-client generates its gRPC code at build time (libprotobuf-dev: the well-known
+# types its .proto files import).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake protobuf-compiler \
+    && apt-get install -y --no-install-recommends cmake protobuf-compiler libprotobuf-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # rust-toolchain.toml: the pinned toolchain (rustup installs it on the first cargo command).

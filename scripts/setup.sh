@@ -22,7 +22,8 @@ set -euo pipefail
 #   procps (ps, pgrep -P), lsof         process and socket checks in scripts
 #   iproute2 (ss)                       upstream socket keep-alive check in tests/backends.rs
 #   chromium                            the admin page tested in a real browser (tests/admin_page.rs)
-#   protobuf-compiler (protoc)          etcd-client's gRPC code is generated at build time
+#   protobuf-compiler (protoc),         etcd-client's gRPC code is generated at build time; its
+#   libprotobuf-dev                     .proto files import Google's well-known types (descriptor.proto)
 #   etcd-server, etcd-client            a real etcd for the fleet tests (tests/fleet.rs)
 #   redis-server                        a real Redis for shared rate limits (tests/fleet.rs)
 DEFAULT_PACKAGES=(
@@ -30,7 +31,7 @@ DEFAULT_PACKAGES=(
     curl openssl python3
     nginx-light haproxy wrk nghttp2-client
     systemd procps lsof iproute2 chromium
-    protobuf-compiler etcd-server etcd-client redis-server
+    protobuf-compiler libprotobuf-dev etcd-server etcd-client redis-server
 )
 
 # Cargo tools the test command runs (from crates.io; built once, ~3 min on 2 cores). Only
