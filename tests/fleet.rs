@@ -22,10 +22,18 @@ struct Etcd {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    /// Mutual TLS on the client port: (CA, etcd's server leaf, etcdctl's client leaf).
+    tls: Option<(PathBuf, Leaf, Leaf)>,
+    /// `user:password` for etcdctl once auth is on.
+    ctl_user: Option<String>,
 }
 
 impl Etcd {
     fn start() -> Etcd {
+        Etcd::start_with(None)
+    }
+
+    fn start_with(tls: Option<(PathBuf, Leaf, Leaf)>) -> Etcd {
         let data = std::env::temp_dir().join(format!(
             "meshgate-etcd-{}-{}",
             std::process::id(),
@@ -36,6 +44,8 @@ impl Etcd {
             client_port: free_port(),
             peer_port: free_port(),
             child: None,
+            tls,
+            ctl_user: None,
         };
         etcd.run();
         etcd
@@ -46,9 +56,24 @@ impl Etcd {
     }
 
     fn run(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some((ca, server, _)) = &self.tls {
+            command
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--cert-file")
+                .arg(&server.cert)
+                .arg("--key-file")
+                .arg(&server.key)
+                .arg("--client-cert-auth")
+                // Auth tokens expire after 2 s idle (300 s by default), so a test sees a
+                // gateway outlive its token.
+                .args(["--auth-token-ttl", "2"]);
+        }
+        let child = command
             .args(["--name", "t", "--data-dir"])
             .arg(&self.data)
             .args([
@@ -89,7 +114,20 @@ impl Etcd {
 
     /// `etcdctl --endpoints … ARGS`: its stdout, or its stderr as the error.
     fn ctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("etcdctl")
+        let mut command = Command::new("etcdctl");
+        if let Some((ca, _, client)) = &self.tls {
+            command
+                .arg("--cacert")
+                .arg(ca)
+                .arg("--cert")
+                .arg(&client.cert)
+                .arg("--key")
+                .arg(&client.key);
+        }
+        if let Some(user) = &self.ctl_user {
+            command.args(["--user", user]);
+        }
+        let out = command
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.endpoint(), "--dial-timeout", "2s"])
             .args(args)
@@ -168,10 +206,15 @@ impl Drop for Redis {
 
 /// `meshgate publish --policies DIR --to URL`: exit code and output.
 fn publish(dir: &Path, url: &str) -> (i32, String) {
+    publish_with(dir, url, &[])
+}
+
+fn publish_with(dir: &Path, url: &str, extra: &[&str]) -> (i32, String) {
     let out = Command::new(BIN)
         .args(["publish", "--policies"])
         .arg(dir)
         .args(["--to", url])
+        .args(extra)
         .output()
         .expect("meshgate publish");
     let text = format!(
@@ -397,6 +440,143 @@ fn a_gateway_starts_from_its_policy_cache_when_etcd_is_down() {
         || (backend_at("127.0.0.5", port).as_deref() == Some("echo-b")).then_some(()),
     );
     assert_eq!(config(cached.admin_port())["source"]["from_cache"], false);
+}
+
+/// etcd with mutual TLS and auth on: `root` may write, `reader` may only read the prefix.
+/// Returns etcd and the files a gateway needs (CA, its client leaf, password files).
+struct SecureEtcd {
+    etcd: Etcd,
+    ca: PathBuf,
+    client: Leaf,
+    _dir: TempDir,
+}
+
+impl SecureEtcd {
+    fn start(prefix: &str) -> SecureEtcd {
+        let dir = tempdir("etcd-tls");
+        let ca = TestCa::new(&dir);
+        let server = ca.leaf("etcd-server", "IP:127.0.0.1");
+        // etcdctl's leaf is named after etcd's root user; meshgate's after no user at all,
+        // so only its password can authenticate it.
+        let ctl = ca.leaf("root", "IP:127.0.0.1");
+        let client = ca.leaf("meshgate-gw", "IP:127.0.0.1");
+        let mut etcd = Etcd::start_with(Some((ca.cert.clone(), server, ctl)));
+        for args in [
+            &["user", "add", "root", "--new-user-password", "root-pw"][..],
+            &["user", "grant-role", "root", "root"],
+            &["role", "add", "fleet-reader"],
+            &[
+                "role",
+                "grant-permission",
+                "fleet-reader",
+                "read",
+                prefix,
+                "--prefix=true",
+            ],
+            &["user", "add", "reader", "--new-user-password", "reader-pw"],
+            &["user", "grant-role", "reader", "fleet-reader"],
+            &["auth", "enable"],
+        ] {
+            etcd.ctl(args)
+                .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"));
+        }
+        etcd.ctl_user = Some("root:root-pw".into());
+        for (name, password) in [
+            ("root", "root-pw"),
+            ("reader", "reader-pw"),
+            ("wrong", "nope"),
+        ] {
+            fs::write(
+                dir.join(format!("{name}.password")),
+                format!("{password}\n"),
+            )
+            .unwrap();
+        }
+        SecureEtcd {
+            etcd,
+            ca: ca.cert,
+            client,
+            _dir: dir,
+        }
+    }
+
+    /// `--etcd-*` flags for `user` (its password from a file).
+    fn flags(&self, user: &str) -> Vec<String> {
+        let password = self._dir.join(format!("{user}.password"));
+        [
+            ("--etcd-ca", self.ca.display().to_string()),
+            ("--etcd-cert", self.client.cert.display().to_string()),
+            ("--etcd-key", self.client.key.display().to_string()),
+            ("--etcd-user", user.to_string()),
+            ("--etcd-password-file", password.display().to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect()
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn etcd_with_mutual_tls_and_password_auth() {
+    let _a = EchoHttp::start("echo-a");
+    let _b = EchoHttp::start("echo-b");
+    let secure = SecureEtcd::start("/meshgate/secure/");
+    let url = format!("etcd://{}/meshgate/secure", secure.etcd.endpoint());
+    let dir = PolicyDir::new(&route_files("echo-a"));
+    let port = dir.lport(1);
+
+    // Publishing needs write access: the read-only user is refused, and says why.
+    let (code, out) = publish_with(&dir.path, &url, &strs(&secure.flags("reader")));
+    assert_ne!(code, 0, "a read-only user must not publish: {out}");
+    assert!(out.contains("permission denied"), "{out}");
+    let (code, out) = publish_with(&dir.path, &url, &strs(&secure.flags("root")));
+    assert_eq!(code, 0, "publish as root: {out}");
+
+    // A gateway reads with the read-only user over mutual TLS.
+    let reader = secure.flags("reader");
+    let gw = start_member(&url, "127.0.0.10", &strs(&reader));
+    assert_eq!(backend_at("127.0.0.10", port).as_deref(), Some("echo-a"));
+    let c = config(gw.admin_port());
+    assert_eq!(c["source"]["connected"], true);
+    assert!(c["source"]["endpoints"]
+        .to_string()
+        .contains(&secure.etcd.endpoint()));
+    // The password is not shown anywhere the admin port answers.
+    assert!(!c.to_string().contains("reader-pw"));
+
+    // Changes arrive through the authenticated watch, also after the gateway's auth token
+    // expired while nothing changed.
+    thread::sleep(Duration::from_secs(3));
+    dir.write_atomic("routes/route.yaml", &catch_all_route("route", "echo-b"));
+    let (code, out) = publish_with(&dir.path, &url, &strs(&secure.flags("root")));
+    assert_eq!(code, 0, "publish as root: {out}");
+    wait_for("the change through TLS", RELOAD_TIMEOUT, || {
+        (backend_at("127.0.0.10", port).as_deref() == Some("echo-b")).then_some(())
+    });
+    let metrics = admin_get(gw.admin_port(), "/metrics")
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("meshgate_etcd_disconnects_total 0"),
+        "an expired token is renewed, not a lost session: {metrics}"
+    );
+
+    // A wrong password, or no TLS to a TLS-only etcd, and the gateway does not start
+    // (no cache to start from); the log says which etcd refused it.
+    let wrong = secure.flags("wrong");
+    let mut refused = Gateway::spawn_from(PolicyDir::new(&[]), &url, "127.0.0.11", &strs(&wrong));
+    let status = refused.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(!status.success());
+    let log = refused.log();
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(log.contains("meshgate/secure"), "{log}");
+    let mut plain = Gateway::spawn_from(PolicyDir::new(&[]), &url, "127.0.0.11", &[]);
+    let status = plain.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(!status.success(), "{}", plain.log());
 }
 
 // ------------------------------------------------------------------------------ redis

@@ -72,3 +72,108 @@ pub fn tempdir(tag: &str) -> TempDir {
     std::fs::create_dir_all(&d).unwrap();
     TempDir(d)
 }
+
+/// A private CA and the leaves it signs (etcd's mutual TLS needs a chain, not self-signed
+/// leaves). Files live in `dir`.
+pub struct TestCa {
+    pub cert: PathBuf,
+    key: PathBuf,
+    dir: PathBuf,
+}
+
+/// A leaf signed by a [`TestCa`]: certificate and key paths.
+pub struct Leaf {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `openssl ARGS…` must succeed.
+fn openssl<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl must be installed (scripts/setup.sh)");
+    assert!(status.success(), "openssl {:?} failed", args[0].as_ref());
+}
+
+const P256: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+
+impl TestCa {
+    pub fn new(dir: &Path) -> TestCa {
+        let cert = dir.join("ca.crt");
+        let key = dir.join("ca.key");
+        let mut args: Vec<std::ffi::OsString> = ["req", "-x509", "-nodes", "-days", "2"]
+            .iter()
+            .chain(&P256)
+            .map(Into::into)
+            .collect();
+        for a in [
+            "-subj",
+            "/CN=meshgate test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+        ] {
+            args.push(a.into());
+        }
+        args.extend([key.clone().into(), "-out".into(), cert.clone().into()]);
+        openssl(&args);
+        TestCa {
+            cert,
+            key,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// A leaf named `cn`, valid for `san` (e.g. `IP:127.0.0.1`), usable by a server and a
+    /// client alike.
+    pub fn leaf(&self, cn: &str, san: &str) -> Leaf {
+        let file = |ext: &str| self.dir.join(format!("{cn}.{ext}"));
+        let (key, csr, cert, ext) = (file("key"), file("csr"), file("crt"), file("ext"));
+        std::fs::write(
+            &ext,
+            format!(
+                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={san}\n"
+            ),
+        )
+        .unwrap();
+        let mut req: Vec<std::ffi::OsString> = ["req", "-new", "-nodes"]
+            .iter()
+            .chain(&P256)
+            .map(Into::into)
+            .collect();
+        req.extend([
+            "-subj".into(),
+            format!("/CN={cn}").into(),
+            "-keyout".into(),
+            key.clone().into(),
+            "-out".into(),
+            csr.clone().into(),
+        ]);
+        openssl(&req);
+        let sign: Vec<std::ffi::OsString> = vec![
+            "x509".into(),
+            "-req".into(),
+            "-days".into(),
+            "2".into(),
+            "-in".into(),
+            csr.into(),
+            "-CA".into(),
+            self.cert.clone().into(),
+            "-CAkey".into(),
+            self.key.clone().into(),
+            "-CAcreateserial".into(),
+            "-extfile".into(),
+            ext.into(),
+            "-out".into(),
+            cert.clone().into(),
+        ];
+        openssl(&sign);
+        Leaf { cert, key }
+    }
+}

@@ -115,7 +115,11 @@ impl EtcdAccess {
             .with_keep_alive(KEEP_ALIVE.0, KEEP_ALIVE.1)
             .with_keep_alive_while_idle(true);
         if let (Some(user), Some(password)) = (&self.user, &self.password) {
-            options = options.with_user(user.clone(), password.clone());
+            // etcd's auth token expires after 5 idle minutes (`--auth-token-ttl`): a quiet
+            // prefix must not look like a lost etcd, so the client logs in again and retries.
+            options = options
+                .with_user(user.clone(), password.clone())
+                .with_auto_token_refresh(true);
         } else if self.user.is_some() {
             return Err(
                 "--etcd-user needs a password (--etcd-password-file or MESHGATE_ETCD_PASSWORD)"
