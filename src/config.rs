@@ -13,10 +13,6 @@ pub struct Settings {
     pub max_connections: usize,
     /// Envoy in Kuma's gateway rejects header names containing `_`; this lets them through.
     pub allow_underscore_headers: bool,
-    /// Largest request head accepted, in bytes (431 above it).
-    pub max_header_bytes: usize,
-    /// Most header fields accepted (431 above it).
-    pub max_header_count: usize,
     /// gzip responses as Kuma's gateway does (`--compression off` turns it off).
     pub compression: bool,
     /// Answer HTTP/1.0 requests 426 as Kuma's gateway (Envoy) does; meshgate serves them
@@ -30,8 +26,6 @@ impl Default for Settings {
             header_timeout: Duration::from_secs(10),
             max_connections: 0,
             allow_underscore_headers: false,
-            max_header_bytes: 64 * 1024,
-            max_header_count: 100,
             compression: true,
             reject_http10: false,
         }

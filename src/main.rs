@@ -419,7 +419,6 @@ fn main() -> ExitCode {
         allow_underscore_headers: cli.allow_underscore_headers,
         compression: cli.compression == "gzip",
         reject_http10: cli.http10 == "reject",
-        ..Settings::default()
     };
     let source = match &etcd_status {
         Some(status) => PolicySource::Etcd(status.clone()),
@@ -525,5 +524,8 @@ fn main() -> ExitCode {
         state.snapshot.load().gateway.name,
         cli.admin
     );
-    server.run_forever();
+    server.run(pingora::server::RunArgs::default());
+    // Lines still queued in the access-log writers reach their files before the exit.
+    meshgate::runtime::log_sinks::flush_all(Duration::from_secs(2));
+    std::process::exit(0)
 }

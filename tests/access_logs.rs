@@ -135,3 +135,51 @@ fn tcp_connections_are_logged_in_kumas_format() {
     .expect("regex");
     assert!(re.is_match(&line), "{line}");
 }
+
+// %PROTOCOL% as Envoy spells it ("HTTP/1.1", "HTTP/2"), over one plain-text port.
+#[test]
+fn protocol_is_logged_as_envoy_spells_it() {
+    let dir = tempdir("al-proto");
+    let out = dir.join("proto.log");
+    let _a = EchoHttp::start("a");
+    let mut files = catch_all_files("route", "a");
+    files.push(access_log(&format!(
+        "targetRef: {{kind: Mesh}}\nto:\n- targetRef: {{kind: Mesh}}\n  default: {{backends: [{{type: File, file: {{path: {}, format: {{type: Plain, plain: '%PROTOCOL% %RESPONSE_CODE%'}}}}}}]}}\n",
+        out.display()
+    )));
+    let gw = Gateway::start(&files, &[]);
+    let url = format!("http://127.0.0.1:{}/p", gw.lport(1));
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let status = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", version, &url])
+            .status()
+            .expect("curl");
+        assert!(status.success());
+    }
+    assert_eq!(wait_lines(&out, 2), vec!["HTTP/1.1 200", "HTTP/2 200"]);
+}
+
+// Lines are written in batches; the ones still queued when the process is told to stop
+// reach the file before it exits.
+#[test]
+fn queued_lines_are_written_before_exit() {
+    let dir = tempdir("al-exit");
+    let out = dir.join("exit.log");
+    let _a = EchoHttp::start("a");
+    let mut files = catch_all_files("route", "a");
+    files.push(access_log(&format!(
+        "targetRef: {{kind: Mesh}}\nto:\n- targetRef: {{kind: Mesh}}\n  default: {{backends: [{{type: File, file: {{path: {}, format: {{type: Plain, plain: '%REQ(:PATH)%'}}}}}}]}}\n",
+        out.display()
+    )));
+    let mut gw = Gateway::start(&files, &[]);
+    for i in 0..20 {
+        gw.assert_routed(1, &format!("/n{i}"), "a.test", "a");
+    }
+    // SIGINT: Pingora's fast shutdown, no grace period.
+    gw.signal(libc::SIGINT);
+    let status = gw.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{}", gw.log());
+    let lines = std::fs::read_to_string(&out).unwrap_or_default();
+    let want: Vec<String> = (0..20).map(|i| format!("/n{i}")).collect();
+    assert_eq!(lines.lines().collect::<Vec<_>>(), want);
+}

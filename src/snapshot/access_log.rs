@@ -214,36 +214,39 @@ impl Template {
                 entries,
                 omit_empty,
             } => {
-                // Written by hand: keys keep the policy's order (a JSON map would sort them).
+                // Written by hand, straight into the line: keys keep the policy's order (a
+                // JSON map would sort them), and no value is copied on the way.
                 let mut out = String::with_capacity(256);
                 out.push('{');
-                let mut first = true;
                 for (key, pieces) in entries {
-                    let mut value = String::new();
+                    let entry_start = out.len();
+                    if entry_start > 1 {
+                        out.push(',');
+                    }
+                    push_json_str(&mut out, key);
+                    out.push(':');
+                    let value_start = out.len();
+                    out.push('"');
                     let mut missing = false;
                     for p in pieces {
                         match p {
-                            Piece::Text(t) => value.push_str(t),
+                            Piece::Text(t) => push_json_escaped(&mut out, t),
                             Piece::Op(op) => match f.value(op) {
-                                Some(v) if !v.is_empty() => value.push_str(&v),
+                                Some(v) if !v.is_empty() => push_json_escaped(&mut out, &v),
                                 _ => missing = true,
                             },
                         }
                     }
                     let whole_op = pieces.len() == 1 && matches!(pieces[0], Piece::Op(_));
-                    let null = missing && whole_op;
-                    if null && *omit_empty {
-                        continue;
-                    }
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    let _ = write!(out, "{}:", serde_json::Value::String(key.clone()));
-                    if null {
-                        out.push_str("null");
+                    if missing && whole_op {
+                        if *omit_empty {
+                            out.truncate(entry_start);
+                        } else {
+                            out.truncate(value_start);
+                            out.push_str("null");
+                        }
                     } else {
-                        let _ = write!(out, "{}", serde_json::Value::String(value));
+                        out.push('"');
                     }
                 }
                 out.push_str("}\n");
@@ -251,6 +254,38 @@ impl Template {
             }
         }
     }
+}
+
+/// `s` as a JSON string, quotes included.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    push_json_escaped(out, s);
+    out.push('"');
+}
+
+/// `s` escaped for the inside of a JSON string (RFC 8259 §7: quote, backslash and control
+/// characters).
+fn push_json_escaped(out: &mut String, s: &str) {
+    let mut plain_from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain_from..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        plain_from = i + 1;
+    }
+    out.push_str(&s[plain_from..]);
 }
 
 #[cfg(test)]
@@ -289,6 +324,24 @@ mod tests {
         );
         let (t, _) = Template::json(&entries, true);
         assert_eq!(t.render(&F), "{\"m\":\"GET\",\"s\":\"code=200\"}\n");
+    }
+
+    #[test]
+    fn json_values_and_keys_are_escaped() {
+        struct Hostile;
+        impl Fields for Hostile {
+            fn value(&self, _: &Op) -> Option<Cow<'_, str>> {
+                Some("a\"b\\c\n\u{1}é\u{7f}".into())
+            }
+        }
+        let entries = vec![(
+            "k\"ey".to_string(),
+            "%REQ(USER-AGENT)% %RESPONSE_CODE%".to_string(),
+        )];
+        let (t, _) = Template::json(&entries, false);
+        let line = t.render(&Hostile);
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).expect("valid JSON");
+        assert_eq!(v["k\"ey"], "a\"b\\c\n\u{1}é\u{7f} a\"b\\c\n\u{1}é\u{7f}");
     }
 
     #[test]

@@ -101,13 +101,13 @@ impl Fields for LogFields<'_> {
         let req = self.session.req_header();
         let ctx = self.ctx;
         let gateway = ctx.snapshot.as_ref().map(|s| &s.gateway);
-        let header = |names: &[String], map: &'_ http::HeaderMap| {
+        fn header<'h>(names: &[String], map: &'h http::HeaderMap) -> Option<Cow<'h, str>> {
             names.iter().find_map(|n| {
                 map.get(n.as_str())
                     .and_then(|v| v.to_str().ok())
-                    .map(|v| Cow::Owned(v.to_string()))
+                    .map(Cow::Borrowed)
             })
-        };
+        }
         Some(match op {
             Op::StartTime => Cow::Owned(access_log::timestamp(
                 std::time::SystemTime::now() - self.elapsed,
@@ -131,7 +131,13 @@ impl Fields for LogFields<'_> {
                     .response_written()
                     .and_then(|r| header(names, &r.headers))
             }
-            Op::Protocol => Cow::Owned(format!("{:?}", req.version)),
+            Op::Protocol => Cow::Borrowed(match req.version {
+                http::Version::HTTP_09 => "HTTP/0.9",
+                http::Version::HTTP_10 => "HTTP/1.0",
+                http::Version::HTTP_2 => "HTTP/2",
+                http::Version::HTTP_3 => "HTTP/3",
+                _ => "HTTP/1.1",
+            }),
             Op::ResponseCode => Cow::Owned(self.status.to_string()),
             Op::ResponseFlags => Cow::Borrowed(ctx.flag.as_str()),
             Op::BytesReceived => Cow::Owned(self.session.body_bytes_read().to_string()),
