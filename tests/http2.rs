@@ -270,8 +270,50 @@ fn http2_abuse_is_cut_off_and_other_clients_are_served() {
         "the backend saw {} of the reset streams",
         a.count()
     );
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.contains("meshgate_http2_connections_cut_total{reason=\"ENHANCE_YOUR_CALM\"} 1"),
+        "the cut-off is counted: {m}"
+    );
     let p = h2_peer(gw.lport(1), "ping_flood");
     assert_eq!(p["sent"], true, "{p}");
+    gw.assert_routed(1, "/after", "a.test", "a");
+}
+
+// A header list over 64 KiB is answered 431 on its own stream and the connection's next
+// stream is served (Envoy answers the one stream, too); a header block far beyond it
+// (over 256 KiB) ends the connection with GOAWAY, the abuse cut-off of `h2`, counted.
+#[test]
+fn an_oversized_header_list_is_refused_on_its_stream() {
+    let a = EchoHttp::start("a");
+    let gw = catch_all_gateway("route", "a");
+    let r = h2_peer(gw.lport(1), "oversized_100");
+    assert_eq!(r["big"], "431", "{r}");
+    assert_eq!(r["small"], "200", "{r}");
+    assert!(r["goaway"].is_null(), "{r}");
+    assert_eq!(a.count(), 1, "only the normal stream reached the backend");
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("meshgate_http_requests_rejected_total")
+                && l.contains("header_too_large")
+                && l.ends_with(" 1")),
+        "{m}"
+    );
+    let r = h2_peer(gw.lport(1), "oversized_1024");
+    // GOAWAY (`h2` counts the CONTINUATION frames first: ENHANCE_YOUR_CALM), or a reset the
+    // client saw first when it was cut off while still sending.
+    assert!(
+        r["goaway"] == "ENHANCE_YOUR_CALM" || r["closed"] == true,
+        "{r}"
+    );
+    assert!(r["small"].is_null(), "{r}");
+    assert_eq!(a.count(), 1);
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.contains("meshgate_http2_connections_cut_total{reason=\"ENHANCE_YOUR_CALM\"} 1"),
+        "{m}"
+    );
     gw.assert_routed(1, "/after", "a.test", "a");
 }
 

@@ -22,6 +22,8 @@ pub struct Metrics {
     process_fds: Gauge,
     process_cpu: Gauge,
     pub http_rejected: IntCounterVec,
+    /// HTTP/2 connections meshgate ended with GOAWAY for a protocol violation or abuse.
+    pub http2_connections_cut: IntCounterVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_connect_failures: IntCounterVec,
     pub upstream_timeouts: IntCounterVec,
@@ -248,6 +250,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "meshgate_http_requests_rejected_total",
             "Requests refused before routing, by reason",
             &["listener", "reason"],
+        ),
+        http2_connections_cut: counter(
+            &r,
+            "meshgate_http2_connections_cut_total",
+            "HTTP/2 connections ended with GOAWAY for a protocol violation or abuse (rapid reset, CONTINUATION flood, oversized header block...), by HTTP/2 error code",
+            &["reason"],
         ),
         upstream_requests: counter(
             &r,

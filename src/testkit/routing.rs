@@ -145,6 +145,7 @@ impl Routing {
         let rules = CheckRules {
             allow_underscore_headers: false,
             max_header_fields: crate::proxy::conn::MAX_HEAD_FIELDS,
+            max_header_bytes: crate::proxy::conn::MAX_HEAD_BYTES,
             reject_http10: false,
         };
         if let Some(refusal) = refusal(&req, None, rules) {

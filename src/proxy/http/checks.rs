@@ -8,8 +8,10 @@
 //!   forward escaped,
 //! - `Transfer-Encoding` together with `Content-Length` (Pingora drops `Content-Length` and
 //!   closes afterwards, RFC 9112 §6.1; Envoy refuses the request),
-//! - more header fields than meshgate allows (for HTTP/2; Pingora's HTTP/1 reader applies the
-//!   same limit),
+//! - more header fields, or more header bytes, than meshgate allows (for HTTP/2; Pingora's
+//!   HTTP/1 reader applies the same limits to the head). `h2` itself only cuts off header
+//!   blocks far beyond them (see `crate::proxy::h2`), with a GOAWAY that ends every stream of
+//!   the connection; this answers the one stream 431, as Envoy does,
 //! - header names containing `_` (Envoy's `headers_with_underscores_action: REJECT_REQUEST`),
 //! - a missing (HTTP/1.1) or malformed `Host`.
 //!
@@ -35,7 +37,8 @@ impl Refusal {
     pub const MISSING_HOST: Refusal = Refusal::bad("missing_host");
     pub const DUPLICATE_HOST: Refusal = Refusal::bad("duplicate_host");
     pub const INVALID_HOST: Refusal = Refusal::bad("invalid_host");
-    pub const TOO_MANY_FIELDS: Refusal = Refusal {
+    /// Too many header fields or bytes.
+    pub const HEADERS_TOO_LARGE: Refusal = Refusal {
         status: 431,
         reason: "header_too_large",
     };
@@ -58,6 +61,9 @@ impl Refusal {
 pub struct CheckRules {
     pub allow_underscore_headers: bool,
     pub max_header_fields: usize,
+    /// HTTP/2 header lists, measured as Envoy measures `max_request_headers_kb`: the bytes
+    /// of every name and value, pseudo-headers included.
+    pub max_header_bytes: usize,
     pub reject_http10: bool,
 }
 
@@ -68,24 +74,47 @@ pub fn refusal(
     facts: Option<RequestHeadFacts>,
     rules: CheckRules,
 ) -> Option<Refusal> {
-    if let Some(facts) = facts {
-        if facts.target_escaped {
-            return Some(Refusal::BAD_TARGET);
+    match facts {
+        Some(facts) => {
+            if facts.target_escaped {
+                return Some(Refusal::BAD_TARGET);
+            }
+            if facts.te_with_content_length {
+                return Some(Refusal::BAD_FRAMING);
+            }
         }
-        if facts.te_with_content_length {
-            return Some(Refusal::BAD_FRAMING);
+        None => {
+            if header_list_bytes(req) > rules.max_header_bytes {
+                return Some(Refusal::HEADERS_TOO_LARGE);
+            }
         }
     }
     if rules.reject_http10 && req.version == Version::HTTP_10 {
         return Some(Refusal::HTTP10);
     }
     if req.headers.len() > rules.max_header_fields {
-        return Some(Refusal::TOO_MANY_FIELDS);
+        return Some(Refusal::HEADERS_TOO_LARGE);
     }
     if !rules.allow_underscore_headers && req.headers.keys().any(|n| n.as_str().contains('_')) {
         return Some(Refusal::UNDERSCORE);
     }
     check_host(req).err()
+}
+
+/// The bytes of a request's header list: names and values, with the pseudo-headers
+/// (`:method`, `:scheme`, `:authority`, `:path`) an HTTP/2 request carries them in.
+fn header_list_bytes(req: &RequestHeader) -> usize {
+    let pseudo = ":method".len()
+        + req.method.as_str().len()
+        + ":scheme".len()
+        + req.uri.scheme_str().map_or(0, str::len)
+        + ":authority".len()
+        + req.uri.authority().map_or(0, |a| a.as_str().len())
+        + ":path".len()
+        + req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    req.headers.iter().fold(pseudo, |n, (name, value)| {
+        n + name.as_str().len() + value.len()
+    })
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one valid `Host` (HTTP/2 may carry
@@ -163,6 +192,7 @@ mod tests {
     const RULES: CheckRules = CheckRules {
         allow_underscore_headers: false,
         max_header_fields: 100,
+        max_header_bytes: 1000,
         reject_http10: false,
     };
 
@@ -231,6 +261,22 @@ mod tests {
         let mut with_host = vec![("host", "a.test")];
         with_host.extend(many);
         assert_eq!(check("/a", &with_host), Some("header_too_large"));
+    }
+
+    #[test]
+    fn http2_header_lists_are_measured_as_envoy_does() {
+        // 1000 bytes allowed: ":method" "GET" ":scheme" ":authority" ":path" "/a" take 34.
+        let fits = "v".repeat(1000 - 34 - "host".len() - "a.test".len() - "x-big".len());
+        let mut req = request("/a", &[("host", "a.test"), ("x-big", &fits)]);
+        req.set_version(Version::HTTP_2);
+        assert_eq!(refusal(&req, None, RULES), None);
+        req.append_header("x", "").expect("header");
+        assert_eq!(refusal(&req, None, RULES), Some(Refusal::HEADERS_TOO_LARGE));
+        // HTTP/1 heads are measured by Pingora's reader (the facts say it read them).
+        assert_eq!(
+            refusal(&req, Some(RequestHeadFacts::default()), RULES),
+            None
+        );
     }
 
     #[test]

@@ -105,6 +105,25 @@ impl ProxyHttp for HttpGateway {
         local::header(&response).ok().map(|h| (h, Bytes::new()))
     }
 
+    /// Runs when an HTTP/2 connection ended with an error: counts the ones `h2` cut off
+    /// with a GOAWAY of its own (rapid reset and CONTINUATION floods are
+    /// `ENHANCE_YOUR_CALM`, a header block past [`crate::proxy::h2::HEADER_BLOCK_CUTOFF`] is
+    /// `ENHANCE_YOUR_CALM` when it came in too many CONTINUATION frames, else
+    /// `COMPRESSION_ERROR`). A client that goes away is not counted.
+    fn h2_connection_error(&self, e: &Error) {
+        let cut = e
+            .root_cause()
+            .downcast_ref::<h2::Error>()
+            .filter(|h2| h2.is_go_away() && h2.is_library())
+            .and_then(h2::Error::reason);
+        if let Some(reason) = cut {
+            METRICS
+                .http2_connections_cut
+                .with_label_values(&[&format!("{reason:?}")])
+                .inc();
+        }
+    }
+
     /// Runs first for every parsed request: takes the snapshot the request will see, refuses
     /// what Kuma's gateway refuses and Pingora accepts ([`checks`]), and applies the port's
     /// listener timeouts (keep-alive wait, request body silence). A refusal becomes an error
@@ -140,6 +159,7 @@ impl ProxyHttp for HttpGateway {
         let rules = CheckRules {
             allow_underscore_headers: self.state.settings.allow_underscore_headers,
             max_header_fields: crate::proxy::conn::MAX_HEAD_FIELDS,
+            max_header_bytes: crate::proxy::conn::MAX_HEAD_BYTES,
             reject_http10: self.state.settings.reject_http10,
         };
         if let Some(refusal) = checks::refusal(session.req_header(), facts, rules) {

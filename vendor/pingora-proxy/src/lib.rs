@@ -1609,6 +1609,11 @@ where
     fn h2_options(&self) -> Option<H2Options> {
         self.h2_options.clone()
     }
+
+    fn h2_connection_error(&self, error: &Error) {
+        self.inner.h2_connection_error(error)
+    }
+
     async fn process_custom_session(
         self: Arc<Self>,
         stream: Stream,

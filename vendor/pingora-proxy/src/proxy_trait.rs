@@ -114,6 +114,11 @@ pub trait ProxyHttp {
         }
     }
 
+    /// Called when a downstream HTTP/2 connection ends with an error (see
+    /// [`pingora_core::apps::HttpServerApp::h2_connection_error`]): the place to count
+    /// the connections `h2` cut off for abuse. By default it does nothing.
+    fn h2_connection_error(&self, _error: &Error) {}
+
     /// Handle the incoming request.
     ///
     /// In this phase, users can parse, validate, rate limit, perform access control and/or

@@ -237,6 +237,13 @@ pub trait HttpServerApp {
         None
     }
 
+    /// Called when an HTTP/2 connection ends with an error: a GOAWAY this side sent
+    /// for a protocol violation or an abuse limit of `h2` (its cause is the
+    /// [`h2::Error`]), the peer's GOAWAY or reset, or a broken socket. Not called
+    /// for connections that close cleanly or time out idle. By default it does
+    /// nothing (the error is logged at debug level).
+    fn h2_connection_error(&self, _error: &pingora_error::Error) {}
+
     /// Provide HTTP server options used to override default behavior. This function will be called
     /// every time a new connection is processed.
     ///
@@ -321,7 +328,7 @@ where
             let app = self.clone();
             let shutdown_for_session = shutdown.clone();
             let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
-            server::accept_downstream_sessions(
+            let ended_by = server::accept_downstream_sessions(
                 h2_conn,
                 digest,
                 shutdown.clone(),
@@ -340,6 +347,9 @@ where
                 },
             )
             .await;
+            if let Some(e) = ended_by {
+                self.h2_connection_error(&e);
+            }
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {

@@ -98,6 +98,9 @@ pub async fn handshake(io: Stream, options: Option<H2Options>) -> Result<H2Conne
 /// Drive a server-side HTTP/2 connection's accept loop, dispatching each new
 /// stream to `on_session` until the connection closes.
 ///
+/// Returns the error that ended the connection, if one did (a GOAWAY this side
+/// sent for a protocol violation, the peer's GOAWAY or reset, a broken socket).
+///
 /// This loop ends when:
 ///   * the client closes the H2 connection cleanly ([`HttpSession::from_h2_conn`]
 ///     returns `Ok(None)` after the final GOAWAY is flushed),
@@ -136,7 +139,8 @@ pub(crate) async fn accept_downstream_sessions<F>(
     mut shutdown: ShutdownWatch,
     idle_timeout: Option<Duration>,
     mut on_session: F,
-) where
+) -> Option<Box<Error>>
+where
     F: FnMut(HttpSession, StreamGuard),
 {
     let mut shutdown_initiated = false;
@@ -175,7 +179,7 @@ pub(crate) async fn accept_downstream_sessions<F>(
                     // Idle with nothing in flight: drop `conn` to close the
                     // socket now (no graceful GOAWAY wait that could hang on
                     // a dead peer).
-                    return;
+                    return None;
                 }
             }
         };
@@ -184,10 +188,10 @@ pub(crate) async fn accept_downstream_sessions<F>(
                 // It is common for the client to just disconnect TCP without
                 // properly closing H2. So we don't log the errors here
                 debug!("H2 error when accepting new stream {e}");
-                return;
+                return Some(e);
             }
             // None means the connection is ready to be closed
-            Ok(None) => return,
+            Ok(None) => return None,
             // The offending stream was already answered or reset; keep the
             // connection alive and continue accepting sibling streams.
             Ok(Some(H2Accept::Rejected)) => continue,
