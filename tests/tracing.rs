@@ -55,44 +55,49 @@ impl Receiver {
     fn spans(&self, n: usize, limit: Duration) -> Vec<SpanView> {
         let deadline = Instant::now() + limit;
         loop {
-            let mut out = Vec::new();
-            for req in self.got.lock().unwrap().iter() {
-                for rs in &req.resource_spans {
-                    let service = rs
-                        .resource
-                        .as_ref()
-                        .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
-                        .and_then(|a| a.value.as_ref())
-                        .map(|v| format!("{:?}", v.value))
-                        .unwrap_or_default();
-                    for ss in &rs.scope_spans {
-                        for s in &ss.spans {
-                            let attrs = s
-                                .attributes
-                                .iter()
-                                .map(|a| {
-                                    (
-                                        a.key.clone(),
-                                        a.value
-                                            .as_ref()
-                                            .map(|v| format!("{:?}", v.value))
-                                            .unwrap_or_default(),
-                                    )
-                                })
-                                .collect();
-                            let trace: String =
-                                s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
-                            out.push((service.clone(), trace, s.kind, attrs));
-                        }
-                    }
-                }
-            }
+            let out = span_views(&self.got.lock().unwrap());
             if out.len() >= n || Instant::now() > deadline {
                 return out;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The spans of some export requests, flattened.
+fn span_views(requests: &[ExportTraceServiceRequest]) -> Vec<SpanView> {
+    let mut out = Vec::new();
+    for req in requests {
+        for rs in &req.resource_spans {
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+                .and_then(|a| a.value.as_ref())
+                .map(|v| format!("{:?}", v.value))
+                .unwrap_or_default();
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    let attrs = s
+                        .attributes
+                        .iter()
+                        .map(|a| {
+                            (
+                                a.key.clone(),
+                                a.value
+                                    .as_ref()
+                                    .map(|v| format!("{:?}", v.value))
+                                    .unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    let trace: String = s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+                    out.push((service.clone(), trace, s.kind, attrs));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn files(otel_port: u16, sampling: &str) -> Vec<(&'static str, String)> {
@@ -160,6 +165,54 @@ fn spans_reach_the_collector_and_the_trace_is_continued() {
     assert!(get("http.route").contains("route"), "{attrs:?}");
     assert!(
         get("http.response.status_code").contains("200"),
+        "{attrs:?}"
+    );
+}
+
+// Kuma's default form: an inline `endpoint: host:port` is OTLP over gRPC (Envoy's
+// OpenTelemetry tracer), here to a real grpcio server.
+#[test]
+fn spans_reach_an_otlp_grpc_collector() {
+    let collector = support::otlp_grpc::GrpcReceiver::start();
+    let _a = EchoHttp::start("a");
+    let mut f = catch_all_files("route", "a");
+    f.push((
+        "trace.yaml",
+        policy(
+            "MeshTrace",
+            "trace",
+            &format!("targetRef: {{kind: Mesh}}\ndefault:\n  backends:\n  - type: OpenTelemetry\n    openTelemetry:\n      endpoint: 127.0.0.1:{}\n", collector.port),
+        ),
+    ));
+    let gw = Gateway::start(&f, &[]);
+    let incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let r = gw.send(
+        1,
+        "GET",
+        "/grpc-traced",
+        "a.test",
+        &[("traceparent", incoming)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let bodies = collector.calls(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        1,
+        Duration::from_secs(15),
+    );
+    let requests: Vec<ExportTraceServiceRequest> = bodies
+        .iter()
+        .map(|b| ExportTraceServiceRequest::decode(b.as_slice()).expect("an OTLP trace export"))
+        .collect();
+    let spans = span_views(&requests);
+    let (service, trace, kind, attrs) = spans.first().cloned().expect("a span over gRPC");
+    assert!(service.contains("edge-gateway"), "{service}");
+    assert_eq!(trace, "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(kind, 2, "SERVER");
+    assert!(
+        attrs
+            .iter()
+            .any(|(k, v)| k == "url.path" && v.contains("/grpc-traced")),
         "{attrs:?}"
     );
 }

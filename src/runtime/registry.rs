@@ -13,7 +13,7 @@
 //! compile time only (a lock here never touches the request path).
 
 use crate::runtime::log_sinks::{Sink, Target};
-use crate::runtime::tracing::Exporter;
+use crate::runtime::tracing::{Exporter, OtlpProtocol};
 use crate::snapshot::backends::{EndpointId, StateSource};
 use crate::snapshot::endpoint_state::{ClusterState, EndpointState};
 use crate::snapshot::rate_limit::TokenBucket;
@@ -28,7 +28,7 @@ pub struct Registry {
     endpoints: Mutex<HashMap<EndpointId, Weak<EndpointState>>>,
     clusters: Mutex<HashMap<String, Weak<ClusterState>>>,
     log_sinks: Mutex<HashMap<String, Weak<Sink>>>,
-    exporters: Mutex<HashMap<(String, String), Weak<Exporter>>>,
+    exporters: Mutex<HashMap<(String, OtlpProtocol, String), Weak<Exporter>>>,
 }
 
 /// The live entry under `key`, or a new one from `make`; dead entries are swept now and
@@ -62,10 +62,10 @@ impl Registry {
     }
 
     /// The span exporter to the OTLP `url` for the gateway `service`.
-    pub fn exporter(&self, url: &str, service: &str) -> Arc<Exporter> {
-        let key = (url.to_string(), service.to_string());
+    pub fn exporter(&self, url: &str, protocol: OtlpProtocol, service: &str) -> Arc<Exporter> {
+        let key = (url.to_string(), protocol, service.to_string());
         shared(&self.exporters, key, || {
-            Exporter::new(url.to_string(), service.to_string())
+            Exporter::new(url.to_string(), protocol, service.to_string())
         })
     }
 }

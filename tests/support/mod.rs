@@ -22,6 +22,7 @@ pub mod client;
 pub mod echo;
 pub mod flaky;
 pub mod http1;
+pub mod otlp_grpc;
 pub mod policy;
 pub mod process;
 

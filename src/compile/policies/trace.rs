@@ -3,6 +3,7 @@
 use crate::model::policy::trace::{OtelBackend, TraceBackend, TraceConf};
 use crate::model::Valid;
 use crate::runtime::registry::Registry;
+use crate::runtime::tracing::OtlpProtocol;
 use crate::snapshot::tracing::Tracing;
 
 pub fn compile(
@@ -12,11 +13,11 @@ pub fn compile(
     registry: &Registry,
 ) -> Option<Tracing> {
     let conf = conf?;
-    let backend = otel_backend(conf, backends)?;
+    let (url, protocol) = traces_target(conf, backends)?;
     let sampling = conf.sampling.clone().unwrap_or_default();
     let fraction = |p: Option<f64>| p.unwrap_or(100.0) / 100.0;
     Some(Tracing {
-        exporter: registry.exporter(&backend.traces_url(), service),
+        exporter: registry.exporter(&url, protocol, service),
         overall: fraction(sampling.overall),
         client: fraction(sampling.client),
         random: fraction(sampling.random),
@@ -24,20 +25,23 @@ pub fn compile(
     })
 }
 
-/// The MeshOpenTelemetryBackend a conf's backend names (by labels; the first in file order
-/// wins, as Kuma takes the oldest), when it speaks OTLP/HTTP.
-fn otel_backend<'a>(
+/// Where a conf's spans go: an inline `host:port` (OTLP/gRPC, as Envoy's OpenTelemetry
+/// tracer sends), or the MeshOpenTelemetryBackend its labels select (the first in file
+/// order, as Kuma takes the oldest).
+fn traces_target(
     conf: &TraceConf,
-    backends: &'a [Valid<OtelBackend>],
-) -> Option<&'a OtelBackend> {
-    let TraceBackend::OtelRef(labels) = conf.backends.as_ref()?.first()? else {
-        return None;
-    };
-    backends
-        .iter()
-        .find(|b| labels.iter().all(|(k, v)| b.meta.labels.get(k) == Some(v)))
-        .map(|b| &b.spec)
-        .filter(|b| b.http)
+    backends: &[Valid<OtelBackend>],
+) -> Option<(String, OtlpProtocol)> {
+    match conf.backends.as_ref()?.first()? {
+        TraceBackend::OtelEndpoint(address) => {
+            Some((format!("http://{address}"), OtlpProtocol::Grpc))
+        }
+        TraceBackend::OtelRef(labels) => backends
+            .iter()
+            .find(|b| labels.iter().all(|(k, v)| b.meta.labels.get(k) == Some(v)))
+            .map(|b| b.spec.traces_target()),
+        TraceBackend::Zipkin | TraceBackend::Datadog => None,
+    }
 }
 
 /// What of MeshTrace meshgate does not apply: for `--check` and the log.
@@ -54,19 +58,19 @@ pub fn warnings(out: &mut Vec<String>, set: &crate::model::policy::PolicySet) {
                         .iter()
                         .find(|o| labels.iter().all(|(k, v)| o.meta.labels.get(k) == Some(v)))
                     {
-                        None => Some("its backendRef labels select no MeshOpenTelemetryBackend".to_string()),
-                        Some(o) if !o.spec.http => Some(format!(
-                            "{} uses protocol grpc; meshgate exports OTLP over HTTP only (protocol: http)",
-                            o.meta.display_name()
-                        )),
+                        None => Some(
+                            "its backendRef labels select no MeshOpenTelemetryBackend".to_string(),
+                        ),
                         Some(_) => None,
                     }
                 }
-                TraceBackend::OtelEndpoint(_) => Some(
-                    "an inline endpoint means OTLP/gRPC; meshgate exports OTLP over HTTP only (use a MeshOpenTelemetryBackend with protocol: http)".to_string(),
-                ),
-                TraceBackend::Zipkin => Some("Zipkin backends are not applied by meshgate yet".to_string()),
-                TraceBackend::Datadog => Some("Datadog backends are not applied by meshgate".to_string()),
+                TraceBackend::OtelEndpoint(_) => None,
+                TraceBackend::Zipkin => {
+                    Some("Zipkin backends are not applied by meshgate yet".to_string())
+                }
+                TraceBackend::Datadog => {
+                    Some("Datadog backends are not applied by meshgate".to_string())
+                }
             };
             if let Some(why) = why {
                 out.push(format!(

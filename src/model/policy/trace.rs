@@ -16,7 +16,7 @@ pub struct TraceConf {
 pub enum TraceBackend {
     /// OTLP to the MeshOpenTelemetryBackend with these labels.
     OtelRef(BTreeMap<String, String>),
-    /// OTLP/gRPC to `host:port` (not applied yet).
+    /// OTLP/gRPC to `host:port`.
     OtelEndpoint(String),
     /// Validated loosely, not applied.
     Zipkin,
@@ -55,21 +55,41 @@ merge_fields!(Sampling {
     nested: []
 });
 
+/// How spans travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC to `http://host:port`.
+    Grpc,
+    /// OTLP/HTTP (protobuf) to the full `/v1/traces` URL.
+    Http,
+}
+
 /// A MeshOpenTelemetryBackend: where OTLP goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtelBackend {
     pub address: String,
     pub port: u16,
     pub path: String,
-    /// `http`; `grpc` (Kuma's default) is validated and not applied yet.
+    /// `protocol: http`; else OTLP/gRPC (Kuma's default).
     pub http: bool,
 }
 
 impl OtelBackend {
-    /// OTLP/HTTP's traces URL (`https` on port 443).
-    pub fn traces_url(&self) -> String {
-        let scheme = if self.port == 443 { "https" } else { "http" };
-        let path = self.path.trim_end_matches('/');
-        format!("{scheme}://{}:{}{path}/v1/traces", self.address, self.port)
+    /// Where traces go: OTLP/HTTP's traces URL (`https` on port 443), or the gRPC
+    /// collector's address (plain text).
+    pub fn traces_target(&self) -> (String, OtlpProtocol) {
+        if self.http {
+            let scheme = if self.port == 443 { "https" } else { "http" };
+            let path = self.path.trim_end_matches('/');
+            (
+                format!("{scheme}://{}:{}{path}/v1/traces", self.address, self.port),
+                OtlpProtocol::Http,
+            )
+        } else {
+            (
+                format!("http://{}:{}", self.address, self.port),
+                OtlpProtocol::Grpc,
+            )
+        }
     }
 }
