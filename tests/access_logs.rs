@@ -183,3 +183,191 @@ fn queued_lines_are_written_before_exit() {
     let want: Vec<String> = (0..20).map(|i| format!("/n{i}")).collect();
     assert_eq!(lines.lines().collect::<Vec<_>>(), want);
 }
+
+// The OpenTelemetry backend: one OTLP log record per request over gRPC to a real grpcio
+// server, with the policy's body (an AnyValue kvlist) and attributes substituted and the
+// gateway's service as `service.name`; a backend without `body` sends Kuma's default line.
+#[test]
+fn records_reach_an_otlp_grpc_collector() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message;
+    let collector = support::otlp_grpc::GrpcReceiver::start();
+    let _a = EchoHttp::start("a");
+    let mut files = catch_all_files("route", "a");
+    files.push(access_log(&format!(
+        "targetRef: {{kind: Mesh}}
+to:
+- targetRef: {{kind: Mesh}}
+  default:
+    backends:
+    - type: OpenTelemetry
+      openTelemetry:
+        endpoint: 127.0.0.1:{port}
+        body:
+          kvlistValue:
+            values:
+            - key: mesh
+              value: {{stringValue: '%KUMA_MESH%'}}
+            - key: request
+              value: {{stringValue: '%REQ(:METHOD)% %REQ(:PATH)%'}}
+            - key: sampled
+              value: {{boolValue: true}}
+        attributes:
+        - {{key: status, value: '%RESPONSE_CODE%'}}
+        - {{key: route, value: '%ROUTE_NAME%'}}
+from:
+- targetRef: {{kind: Mesh}}
+  default:
+    backends:
+    - type: OpenTelemetry
+      openTelemetry: {{endpoint: '127.0.0.1:{port}'}}
+",
+        port = collector.port
+    )));
+    let gw = Gateway::start(&files, &[]);
+    gw.assert_routed(1, "/otel?x=1", "a.test", "a");
+    let method = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let records = loop {
+        let records: Vec<_> = collector
+            .calls(method, 1, Duration::from_secs(1))
+            .iter()
+            .map(|b| ExportLogsServiceRequest::decode(b.as_slice()).expect("an OTLP logs export"))
+            .flat_map(|req| req.resource_logs)
+            .flat_map(|rl| {
+                let service = rl
+                    .resource
+                    .as_ref()
+                    .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+                    .and_then(|a| a.value.clone())
+                    .and_then(|v| v.value);
+                rl.scope_logs
+                    .into_iter()
+                    .flat_map(|sl| sl.log_records)
+                    .map(move |r| (service.clone(), r))
+            })
+            .collect();
+        if records.len() >= 2 || Instant::now() > deadline {
+            break records;
+        }
+    };
+    assert_eq!(records.len(), 2, "one record per direction: {records:?}");
+    let text = |v: &Option<Value>| match v {
+        Some(Value::StringValue(s)) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    for (service, _) in &records {
+        assert_eq!(text(service), "edge-gateway");
+    }
+    // The outbound record: the policy's body and attributes.
+    let (_, out) = records
+        .iter()
+        .find(|(_, r)| {
+            matches!(
+                r.body.as_ref().and_then(|b| b.value.as_ref()),
+                Some(Value::KvlistValue(_))
+            )
+        })
+        .expect("the record with the kvlist body");
+    let Some(Value::KvlistValue(kv)) = out.body.as_ref().and_then(|b| b.value.clone()) else {
+        unreachable!()
+    };
+    let get = |k: &str| {
+        kv.values
+            .iter()
+            .find(|e| e.key == k)
+            .and_then(|e| e.value.clone())
+            .and_then(|v| v.value)
+    };
+    assert_eq!(text(&get("mesh")), "default");
+    assert_eq!(text(&get("request")), "GET /otel?x=1");
+    assert_eq!(get("sampled"), Some(Value::BoolValue(true)));
+    let attr = |k: &str| {
+        out.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    assert_eq!(text(&attr("status")), "200");
+    assert_eq!(text(&attr("route")), "route");
+    assert!(out.time_unix_nano > 0);
+    // The inbound record: no body given, so Kuma's default HTTP line.
+    let (_, inbound) = records
+        .iter()
+        .find(|(_, r)| {
+            matches!(
+                r.body.as_ref().and_then(|b| b.value.as_ref()),
+                Some(Value::StringValue(_))
+            )
+        })
+        .expect("the record with the default line");
+    let line = text(&inbound.body.as_ref().and_then(|b| b.value.clone()));
+    assert!(
+        line.contains("default \"GET /otel?x=1 HTTP/1.1\" 200"),
+        "{line}"
+    );
+    assert!(line.contains("\"unknown\" \"edge-gateway\""), "{line}");
+}
+
+// Through a MeshOpenTelemetryBackend with `protocol: http`: records are POSTed as OTLP/HTTP
+// protobuf to `<path>/v1/logs`.
+#[test]
+fn records_reach_an_otlp_http_collector_through_a_backend_ref() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use prost::Message;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    let listener = support::bind_unique();
+    let port = listener.local_addr().expect("addr").port();
+    // (request-target, body) of every POST received.
+    type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+    let got: Received = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().expect("clone");
+                let mut r = BufReader::new(conn);
+                while let Ok(Some(head)) = support::http1::read_request_head(&mut r) {
+                    let Ok(body) = support::http1::read_body(&mut r, &head, false) else {
+                        return;
+                    };
+                    g.lock()
+                        .unwrap()
+                        .push((head.target_or_status.clone(), body));
+                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    let _a = EchoHttp::start("a");
+    let mut files = catch_all_files("route", "a");
+    files.push((
+        "otel.yaml",
+        format!("type: MeshOpenTelemetryBackend\nname: otel\nmesh: default\nlabels:\n  collector: logs\nspec:\n  endpoint: {{address: 127.0.0.1, port: {port}, path: /otlp}}\n  protocol: http\n"),
+    ));
+    files.push(access_log(
+        "targetRef: {kind: Mesh}\nto:\n- targetRef: {kind: Mesh}\n  default:\n    backends:\n    - type: OpenTelemetry\n      openTelemetry:\n        backendRef: {kind: MeshOpenTelemetryBackend, labels: {collector: logs}}\n        body: '%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE%'\n",
+    ));
+    let gw = Gateway::start(&files, &[]);
+    gw.assert_routed(1, "/over-http", "a.test", "a");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (path, body) = loop {
+        if let Some(first) = got.lock().unwrap().first().cloned() {
+            break first;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no OTLP/HTTP logs export arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(path, "/otlp/v1/logs");
+    let req = ExportLogsServiceRequest::decode(body.as_slice()).expect("OTLP logs protobuf");
+    let record = &req.resource_logs[0].scope_logs[0].log_records[0];
+    let body = format!("{:?}", record.body);
+    assert!(body.contains("GET /over-http 200"), "{body}");
+}

@@ -193,12 +193,13 @@ async fn proxy<S>(
             received: sent,
             direction: Direction::Outbound,
         };
+        let began = std::time::SystemTime::now() - fields.elapsed;
         for log in policy.access_logs.iter() {
             let fields = TcpFields {
                 direction: log.direction,
                 ..fields
             };
-            log.sink.send(log.template.render(&fields));
+            log.write(&fields, began);
         }
     } else if access_log::enabled() {
         let upstream = upstream_addr.map(|a| a.to_string()).unwrap_or_default();

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod health;
 pub mod listeners;
 pub mod log_sinks;
+pub mod otel_logs;
 pub mod publish;
 pub mod registry;
 pub mod reload;

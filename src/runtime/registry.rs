@@ -13,6 +13,7 @@
 //! compile time only (a lock here never touches the request path).
 
 use crate::runtime::log_sinks::{Sink, Target};
+use crate::runtime::otel_logs::OtelLogSink;
 use crate::runtime::tracing::{Exporter, OtlpProtocol};
 use crate::snapshot::backends::{EndpointId, StateSource};
 use crate::snapshot::endpoint_state::{ClusterState, EndpointState};
@@ -29,6 +30,7 @@ pub struct Registry {
     clusters: Mutex<HashMap<String, Weak<ClusterState>>>,
     log_sinks: Mutex<HashMap<String, Weak<Sink>>>,
     exporters: Mutex<HashMap<(String, OtlpProtocol, String), Weak<Exporter>>>,
+    otel_log_sinks: Mutex<HashMap<(String, OtlpProtocol, String), Weak<OtelLogSink>>>,
 }
 
 /// The live entry under `key`, or a new one from `make`; dead entries are swept now and
@@ -59,6 +61,19 @@ impl Registry {
     pub fn log_sink(&self, target: Target) -> Arc<Sink> {
         let key = format!("{target:?}");
         shared(&self.log_sinks, key, || Sink::new(target))
+    }
+
+    /// The OpenTelemetry access log exporter to the OTLP `url` for the gateway `service`.
+    pub fn otel_log_sink(
+        &self,
+        url: &str,
+        protocol: OtlpProtocol,
+        service: &str,
+    ) -> Arc<OtelLogSink> {
+        let key = (url.to_string(), protocol, service.to_string());
+        shared(&self.otel_log_sinks, key, || {
+            OtelLogSink::new(url.to_string(), protocol, service.to_string())
+        })
     }
 
     /// The span exporter to the OTLP `url` for the gateway `service`.

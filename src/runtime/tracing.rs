@@ -58,12 +58,7 @@ impl Exporter {
                 None,
             ),
             OtlpProtocol::Grpc => {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("otlp-grpc")
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start a runtime: {e}"))?;
+                let runtime = grpc_runtime()?;
                 let exporter = {
                     let _entered = runtime.enter();
                     opentelemetry_otlp::SpanExporter::builder()
@@ -109,6 +104,16 @@ impl Exporter {
     pub fn url(&self) -> &str {
         &self.url
     }
+}
+
+/// The runtime a gRPC exporter's client (tonic) runs on: one thread of its own.
+pub(crate) fn grpc_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-grpc")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))
 }
 
 impl Drop for Exporter {

@@ -1,6 +1,7 @@
 //! MeshAccessLog as the request path reads it (spec §11): per port, the logs to write, each
-//! a template of Envoy command operators compiled once per snapshot and a sink (a file or a
-//! TCP collector) that outlives snapshots (`runtime::log_sinks`).
+//! a template of Envoy command operators compiled once per snapshot and a sink that outlives
+//! snapshots: lines to a file or a TCP collector (`runtime::log_sinks`), or OpenTelemetry log
+//! records to an OTLP collector (`runtime::otel_logs`).
 
 use http::HeaderName;
 use std::borrow::Cow;
@@ -25,11 +26,136 @@ pub enum Direction {
     Inbound,
 }
 
+/// An OpenTelemetry log record, rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    pub body: LogValue,
+    pub attributes: Vec<(String, String)>,
+    /// When the request started.
+    pub time: std::time::SystemTime,
+}
+
+/// An OTLP `AnyValue`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogValue {
+    String(String),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
+    Array(Vec<LogValue>),
+    KvList(Vec<(String, LogValue)>),
+}
+
+/// Where OpenTelemetry log records go; `send` never blocks (a full queue drops the record).
+pub trait RecordSink: Send + Sync + std::fmt::Debug {
+    fn send(&self, record: LogRecord);
+}
+
+/// A body whose strings are templates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyTemplate {
+    Text(Vec<Piece>),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
+    Array(Vec<BodyTemplate>),
+    KvList(Vec<(String, BodyTemplate)>),
+}
+
+#[derive(Debug)]
+pub enum LogOutput {
+    /// Formatted lines.
+    Lines {
+        template: Template,
+        sink: Arc<dyn LogSink>,
+    },
+    /// OpenTelemetry log records (body and attributes).
+    Records {
+        body: BodyTemplate,
+        attributes: Vec<(String, Vec<Piece>)>,
+        sink: Arc<dyn RecordSink>,
+    },
+}
+
 #[derive(Debug)]
 pub struct AccessLog {
     pub direction: Direction,
-    pub template: Template,
-    pub sink: Arc<dyn LogSink>,
+    pub output: LogOutput,
+}
+
+impl AccessLog {
+    /// Writes the entry of one request or connection; `started` is when it began.
+    pub fn write(&self, f: &dyn Fields, started: std::time::SystemTime) {
+        match &self.output {
+            LogOutput::Lines { template, sink } => sink.send(template.render(f)),
+            LogOutput::Records {
+                body,
+                attributes,
+                sink,
+            } => sink.send(LogRecord {
+                body: body.render(f),
+                attributes: attributes
+                    .iter()
+                    .map(|(k, pieces)| (k.clone(), render_text(pieces, f)))
+                    .collect(),
+                time: started,
+            }),
+        }
+    }
+}
+
+/// Text with operators substituted; one without a value is `-` (as in Plain lines).
+fn render_text(pieces: &[Piece], f: &dyn Fields) -> String {
+    let mut out = String::new();
+    for p in pieces {
+        match p {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Op(op) => match f.value(op) {
+                Some(v) if !v.is_empty() => out.push_str(&v),
+                _ => out.push('-'),
+            },
+        }
+    }
+    out
+}
+
+impl BodyTemplate {
+    /// The template of `text` (unknown operators kept as text, added to `unknown`).
+    pub fn text(text: &str, unknown: &mut Vec<String>) -> BodyTemplate {
+        BodyTemplate::Text(pieces(text, unknown))
+    }
+
+    fn render(&self, f: &dyn Fields) -> LogValue {
+        match self {
+            BodyTemplate::Text(pieces) => LogValue::String(render_text(pieces, f)),
+            BodyTemplate::Bool(b) => LogValue::Bool(*b),
+            BodyTemplate::Int(i) => LogValue::Int(*i),
+            BodyTemplate::Double(d) => LogValue::Double(*d),
+            BodyTemplate::Bytes(b) => LogValue::Bytes(b.clone()),
+            BodyTemplate::Array(items) => {
+                LogValue::Array(items.iter().map(|i| i.render(f)).collect())
+            }
+            BodyTemplate::KvList(items) => LogValue::KvList(
+                items
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.render(f)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Attribute templates (unknown operators kept as text, added to `unknown`).
+pub fn attribute_templates(
+    attributes: &[(String, String)],
+    unknown: &mut Vec<String>,
+) -> Vec<(String, Vec<Piece>)> {
+    attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), pieces(v, unknown)))
+        .collect()
 }
 
 /// An Envoy command operator.

@@ -146,8 +146,12 @@ impl<'a> PortScope<'a> {
         let access_logs = access_log::compile(
             merged_route(&self.access_logs.port, &[]).as_ref(),
             merged_inbound(&self.access_logs.port).as_ref(),
-            self.protocol,
-            registry,
+            &access_log::LogContext {
+                protocol: self.protocol,
+                service: &gateway.service,
+                otel_backends: self.otel_backends,
+                registry,
+            },
         );
         PortPolicy {
             access_logs,
@@ -343,7 +347,7 @@ pub fn warnings(set: &crate::model::ValidSet) -> Vec<String> {
     external_entries(&mut out, &p.timeouts);
     external_entries(&mut out, &p.retries);
     not_applied_parts(&mut out, p);
-    access_log::warnings(&mut out, &p.access_logs);
+    access_log::warnings(&mut out, &p.access_logs, &p.otel_backends);
     trace::warnings(&mut out, p);
     out
 }

@@ -18,8 +18,38 @@ pub enum LogBackend {
         address: String,
         format: Option<LogFormat>,
     },
-    /// Validated, not applied yet.
-    OpenTelemetry,
+    OpenTelemetry(OtelLog),
+}
+
+/// OTLP logs: where to, the record's body and attributes (templates).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OtelLog {
+    pub target: OtelTarget,
+    /// `None`: Kuma's default line for the listener's protocol.
+    pub body: Option<BodyValue>,
+    /// (key, value template), in order.
+    pub attributes: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OtelTarget {
+    /// `host:port`, OTLP/gRPC.
+    Endpoint(String),
+    /// The MeshOpenTelemetryBackend these labels select.
+    Labels(std::collections::BTreeMap<String, String>),
+}
+
+/// An OTLP `AnyValue` whose strings are templates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BodyValue {
+    String(String),
+    Bool(bool),
+    Int(i64),
+    /// Kept as written (validated as a number), so the model stays `Eq`.
+    Double(String),
+    Bytes(Vec<u8>),
+    Array(Vec<BodyValue>),
+    KvList(Vec<(String, BodyValue)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -55,12 +55,12 @@ merge_fields!(Sampling {
     nested: []
 });
 
-/// How spans travel to the collector.
+/// How spans and log records travel to the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OtlpProtocol {
     /// OTLP/gRPC to `http://host:port`.
     Grpc,
-    /// OTLP/HTTP (protobuf) to the full `/v1/traces` URL.
+    /// OTLP/HTTP (protobuf) to the signal's full URL (`…/v1/traces`, `…/v1/logs`).
     Http,
 }
 
@@ -75,14 +75,24 @@ pub struct OtelBackend {
 }
 
 impl OtelBackend {
-    /// Where traces go: OTLP/HTTP's traces URL (`https` on port 443), or the gRPC
-    /// collector's address (plain text).
+    /// Where spans go: OTLP/HTTP's `/v1/traces` URL, or the gRPC collector.
     pub fn traces_target(&self) -> (String, OtlpProtocol) {
+        self.target("/v1/traces")
+    }
+
+    /// Where access log records go: OTLP/HTTP's `/v1/logs` URL, or the gRPC collector.
+    pub fn logs_target(&self) -> (String, OtlpProtocol) {
+        self.target("/v1/logs")
+    }
+
+    /// OTLP/HTTP: `http://address:port<path><signal>` (`https` on port 443); gRPC: the
+    /// collector's address (plain text).
+    fn target(&self, signal: &str) -> (String, OtlpProtocol) {
         if self.http {
             let scheme = if self.port == 443 { "https" } else { "http" };
             let path = self.path.trim_end_matches('/');
             (
-                format!("{scheme}://{}:{}{path}/v1/traces", self.address, self.port),
+                format!("{scheme}://{}:{}{path}{signal}", self.address, self.port),
                 OtlpProtocol::Http,
             )
         } else {

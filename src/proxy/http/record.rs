@@ -71,12 +71,13 @@ pub fn request(session: &Session, ctx: &mut RequestCtx) {
             elapsed,
             direction: Direction::Outbound,
         };
+        let began = std::time::SystemTime::now() - elapsed;
         for log in policy_logs {
             let fields = LogFields {
                 direction: log.direction,
                 ..fields
             };
-            log.sink.send(log.template.render(&fields));
+            log.write(&fields, began);
         }
     } else if access_log::enabled() {
         log_access(session, ctx, status, elapsed);

@@ -17,7 +17,19 @@ pub struct Backend {
     pub kind: Option<String>,
     pub file: Option<FileBackend>,
     pub tcp: Option<TcpBackend>,
-    pub open_telemetry: Option<serde_norway::Value>,
+    pub open_telemetry: Option<OtelBackend>,
+}
+
+/// `openTelemetry`: OTLP logs to a collector.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OtelBackend {
+    /// `host:port`, OTLP/gRPC.
+    pub endpoint: Option<String>,
+    pub backend_ref: Option<super::trace::BackendRef>,
+    pub attributes: Option<Vec<JsonEntry>>,
+    /// A string, or an OTLP `AnyValue` (`stringValue`, `kvlistValue`, ...).
+    pub body: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -3,7 +3,9 @@
 //! add an inbound line.
 
 use super::{check_top, lower_from, lower_rules, lower_to, policy, Top, PROXY_POLICY_TOP};
-use crate::model::policy::access_log::{AccessLogConf, FormatKind, LogBackend, LogFormat};
+use crate::model::policy::access_log::{
+    AccessLogConf, BodyValue, FormatKind, LogBackend, LogFormat, OtelLog, OtelTarget,
+};
 use crate::model::policy::Policy;
 use crate::resources::policy::access_log::{self as raw, MeshAccessLog};
 use crate::validate::messages::{schema, MUST_BE_DEFINED, MUST_NOT_BE_EMPTY};
@@ -93,10 +95,11 @@ fn backend(r: &mut Report, at: &FieldPath, b: &raw::Backend) -> Option<LogBacken
             valid_address(&address).then_some(LogBackend::Tcp { address, format })
         }
         Some("OpenTelemetry") => {
-            if b.open_telemetry.is_none() {
+            let Some(o) = &b.open_telemetry else {
                 r.add(&at.field("openTelemetry"), MUST_BE_DEFINED);
-            }
-            Some(LogBackend::OpenTelemetry)
+                return None;
+            };
+            otel(r, &at.field("openTelemetry"), o).map(LogBackend::OpenTelemetry)
         }
         None => {
             r.add(&at.field("type"), schema::REQUIRED);
@@ -110,6 +113,175 @@ fn backend(r: &mut Report, at: &FieldPath, b: &raw::Backend) -> Option<LogBacken
             None
         }
     }
+}
+
+fn otel(r: &mut Report, at: &FieldPath, o: &raw::OtelBackend) -> Option<OtelLog> {
+    let target = match (&o.endpoint, &o.backend_ref) {
+        (Some(_), Some(_)) => {
+            r.add(
+                at,
+                "openTelemetry must have only one type defined: endpoint, backendRef",
+            );
+            None
+        }
+        (None, None) => {
+            r.add(
+                at,
+                "openTelemetry must have exactly one defined: endpoint, backendRef",
+            );
+            None
+        }
+        (Some(e), None) if e.contains("://") => {
+            r.add(
+                &at.field("endpoint"),
+                "must be in host:port format, not a URL",
+            );
+            None
+        }
+        (Some(e), None) => {
+            // Kuma: an empty port is 4317.
+            let endpoint = if e.contains(':') {
+                e.clone()
+            } else {
+                format!("{e}:4317")
+            };
+            if valid_address(&endpoint) {
+                Some(OtelTarget::Endpoint(endpoint))
+            } else {
+                r.add(&at.field("endpoint"), "must be a valid host:port");
+                None
+            }
+        }
+        (None, Some(b)) => match &b.labels {
+            Some(l) if !l.is_empty() => Some(OtelTarget::Labels(l.clone())),
+            _ => {
+                r.add(
+                    &at.field("backendRef"),
+                    "backendRef must have exactly one defined: labels",
+                );
+                None
+            }
+        },
+    };
+    let mut attributes = Vec::new();
+    for (k, a) in o.attributes.iter().flatten().enumerate() {
+        let at = at.field("attributes").index(k);
+        match (a.key.as_deref(), a.value.as_deref()) {
+            (Some(key), Some(value)) if !key.is_empty() && !value.is_empty() => {
+                attributes.push((key.to_string(), value.to_string()));
+            }
+            (key, value) => {
+                if key.is_none_or(str::is_empty) {
+                    r.add(&at.field("key"), "key cannot be empty");
+                }
+                if value.is_none_or(str::is_empty) {
+                    r.add(&at.field("value"), "value cannot be empty");
+                }
+            }
+        }
+    }
+    let body = match &o.body {
+        None => None,
+        Some(v) => Some(body_value(r, &at.field("body"), v, true)?),
+    };
+    Some(OtelLog {
+        target: target?,
+        body,
+        attributes,
+    })
+}
+
+const BODY_FORMS: &str = "must be a string or an OTLP AnyValue with one of: stringValue, boolValue, intValue, doubleValue, bytesValue, arrayValue, kvlistValue";
+
+/// A body: at the top a plain string is the text itself; everywhere an OTLP `AnyValue` in
+/// its JSON form (`{stringValue: …}`, `{kvlistValue: {values: [{key, value}]}}`, …).
+fn body_value(
+    r: &mut Report,
+    at: &FieldPath,
+    v: &serde_norway::Value,
+    top: bool,
+) -> Option<BodyValue> {
+    use serde_norway::Value;
+    if let (true, Value::String(s)) = (top, v) {
+        return Some(BodyValue::String(s.clone()));
+    }
+    let one = match v {
+        Value::Mapping(m) if m.len() == 1 => m.iter().next(),
+        _ => None,
+    };
+    let Some((Value::String(kind), inner)) = one else {
+        r.add(at, BODY_FORMS);
+        return None;
+    };
+    let here = at.field(kind);
+    match (kind.as_str(), inner) {
+        ("stringValue", Value::String(s)) => Some(BodyValue::String(s.clone())),
+        ("boolValue", Value::Bool(b)) => Some(BodyValue::Bool(*b)),
+        ("intValue", Value::Number(n)) if n.as_i64().is_some() => n.as_i64().map(BodyValue::Int),
+        // The protobuf JSON mapping writes 64-bit integers as strings.
+        ("intValue", Value::String(s)) if s.parse::<i64>().is_ok() => {
+            s.parse().ok().map(BodyValue::Int)
+        }
+        ("doubleValue", Value::Number(n)) => Some(BodyValue::Double(n.to_string())),
+        ("bytesValue", Value::String(s)) => {
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(s) {
+                Ok(b) => Some(BodyValue::Bytes(b)),
+                Err(_) => refuse(r, &here, "must be base64"),
+            }
+        }
+        ("arrayValue", _) => {
+            let values = inner.get("values").and_then(Value::as_sequence);
+            let Some(values) = values else {
+                return refuse(r, &here, "must have values (a list of AnyValue)");
+            };
+            let items: Vec<Option<BodyValue>> = values
+                .iter()
+                .enumerate()
+                .map(|(i, x)| body_value(r, &here.field("values").index(i), x, false))
+                .collect();
+            items
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .map(BodyValue::Array)
+        }
+        ("kvlistValue", _) => {
+            let values = inner.get("values").and_then(Value::as_sequence);
+            let Some(values) = values else {
+                return refuse(r, &here, "must have values (a list of {key, value})");
+            };
+            let mut out = Some(Vec::new());
+            for (i, kv) in values.iter().enumerate() {
+                let at = here.field("values").index(i);
+                let key = kv
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .filter(|k| !k.is_empty());
+                let value = kv.get("value");
+                let item = match (key, value) {
+                    (Some(k), Some(v)) => {
+                        body_value(r, &at.field("value"), v, false).map(|v| (k.to_string(), v))
+                    }
+                    (None, _) => refuse(r, &at.field("key"), "key cannot be empty"),
+                    (_, None) => refuse(r, &at.field("value"), MUST_BE_DEFINED),
+                };
+                match (item, out.as_mut()) {
+                    (Some(item), Some(list)) => list.push(item),
+                    _ => out = None,
+                }
+            }
+            out.map(BodyValue::KvList)
+        }
+        _ => {
+            r.add(at, BODY_FORMS);
+            None
+        }
+    }
+}
+
+fn refuse<T>(r: &mut Report, at: &FieldPath, what: &str) -> Option<T> {
+    r.add(at, what);
+    None
 }
 
 /// `host:port` (a name or an IP, Kuma's URL-like check).
@@ -198,6 +370,23 @@ mod tests {
         assert_yaml(
             &doc("{kind: Mesh}", "{backends: [{type: File, file: {path: /tmp/a.log, format: {type: Json, json: [{key: m, value: '%REQ(:METHOD)%'}]}}}, {type: Tcp, tcp: {address: 'logs.internal:5170', format: {type: Plain, plain: '%START_TIME%'}}}]}"),
             &[],
+        );
+    }
+
+    #[test]
+    fn open_telemetry_backends() {
+        assert_yaml(
+            &doc("{kind: Mesh}", "{backends: [{type: OpenTelemetry, openTelemetry: {endpoint: 'otel:4317', body: {kvlistValue: {values: [{key: m, value: {stringValue: '%KUMA_MESH%'}}, {key: n, value: {arrayValue: {values: [{intValue: '7'}, {doubleValue: 1.5}, {bytesValue: aGk=}]}}}]}}, attributes: [{key: s, value: '%RESPONSE_CODE%'}]}}, {type: OpenTelemetry, openTelemetry: {backendRef: {kind: MeshOpenTelemetryBackend, labels: {a: b}}, body: 'plain %KUMA_MESH%'}}]}"),
+            &[],
+        );
+        assert_yaml(
+            &doc("{kind: Mesh}", "{backends: [{type: OpenTelemetry, openTelemetry: {}}, {type: OpenTelemetry, openTelemetry: {endpoint: 'http://otel:4317'}}, {type: OpenTelemetry, openTelemetry: {endpoint: 'otel:4317', body: {kvlistValue: {values: [{key: m, value: {mapValue: 1}}]}}, attributes: [{key: '', value: x}]}}]}"),
+            &[
+                "spec.to[0].default.backends[0].openTelemetry: openTelemetry must have exactly one defined: endpoint, backendRef",
+                "spec.to[0].default.backends[1].openTelemetry.endpoint: must be in host:port format, not a URL",
+                "spec.to[0].default.backends[2].openTelemetry.attributes[0].key: key cannot be empty",
+                "spec.to[0].default.backends[2].openTelemetry.body.kvlistValue.values[0].value: must be a string or an OTLP AnyValue with one of: stringValue, boolValue, intValue, doubleValue, bytesValue, arrayValue, kvlistValue",
+            ],
         );
     }
 
