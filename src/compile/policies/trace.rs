@@ -65,9 +65,10 @@ pub fn warnings(out: &mut Vec<String>, set: &crate::model::policy::PolicySet) {
                     }
                 }
                 TraceBackend::OtelEndpoint(_) => None,
-                TraceBackend::Zipkin => {
-                    Some("Zipkin backends are not applied by meshgate yet".to_string())
-                }
+                // The Rust OpenTelemetry Zipkin exporter is deprecated (Zipkin takes OTLP).
+                TraceBackend::Zipkin => Some(
+                    "Zipkin backends are not applied by meshgate; Zipkin accepts OTLP, use an OpenTelemetry backend".to_string(),
+                ),
                 TraceBackend::Datadog => {
                     Some("Datadog backends are not applied by meshgate".to_string())
                 }

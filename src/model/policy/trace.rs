@@ -18,7 +18,7 @@ pub enum TraceBackend {
     OtelRef(BTreeMap<String, String>),
     /// OTLP/gRPC to `host:port`.
     OtelEndpoint(String),
-    /// Validated loosely, not applied.
+    /// Validated (Kuma's rules), not applied.
     Zipkin,
     Datadog,
 }

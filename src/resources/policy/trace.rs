@@ -27,8 +27,18 @@ pub struct Backend {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub open_telemetry: Option<OpenTelemetry>,
-    pub zipkin: Option<serde_norway::Value>,
+    pub zipkin: Option<Zipkin>,
     pub datadog: Option<serde_norway::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Zipkin {
+    pub url: Option<String>,
+    #[serde(rename = "traceId128bit")]
+    pub trace_id_128bit: Option<bool>,
+    pub api_version: Option<String>,
+    pub shared_span_context: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -137,10 +137,35 @@ fn backend(r: &mut Report, at: &FieldPath, b: &raw::Backend) -> Option<TraceBack
             }
         }
         Some("Zipkin") => {
-            if b.zipkin.is_none() {
+            let Some(z) = &b.zipkin else {
                 r.add(&at.field("zipkin"), MUST_BE_DEFINED);
+                return None;
+            };
+            let at = at.field("zipkin");
+            if let Some(v) = z.api_version.as_deref() {
+                if v != "httpJson" && v != "httpProto" {
+                    r.add(
+                        &at.field("apiVersion"),
+                        crate::validate::messages::schema::one_of(&["httpJson", "httpProto"]),
+                    );
+                }
             }
-            Some(TraceBackend::Zipkin)
+            match z.url.as_deref() {
+                None | Some("") => {
+                    r.add(&at.field("url"), MUST_BE_DEFINED);
+                    None
+                }
+                Some(u)
+                    if u.parse::<http::Uri>()
+                        .is_ok_and(|u| u.scheme().is_some() && u.host().is_some()) =>
+                {
+                    Some(TraceBackend::Zipkin)
+                }
+                Some(_) => {
+                    r.add(&at.field("url"), "must be a valid url");
+                    None
+                }
+            }
         }
         Some("Datadog") => Some(TraceBackend::Datadog),
         _ => {
@@ -251,6 +276,17 @@ mod tests {
                 "spec.default.backends[0].openTelemetry.endpoint: must be in host:port format, not a URL",
                 "spec.default.sampling.random: must be between 0 and 100",
                 "spec.default.tags[0]: tag must have only one type defined: header, literal",
+            ],
+        );
+        assert_yaml(
+            &doc("{backends: [{type: Zipkin, zipkin: {url: 'http://zipkin:9411/api/v2/spans', traceId128bit: true, apiVersion: httpJson}}]}"),
+            &[],
+        );
+        assert_yaml(
+            &doc("{backends: [{type: Zipkin, zipkin: {apiVersion: grpc}}]}"),
+            &[
+                "spec.default.backends[0].zipkin.apiVersion: in body should be one of [httpJson httpProto]",
+                "spec.default.backends[0].zipkin.url: must be defined",
             ],
         );
     }
