@@ -280,6 +280,69 @@ fn http2_abuse_is_cut_off_and_other_clients_are_served() {
     gw.assert_routed(1, "/after", "a.test", "a");
 }
 
+// A CONTINUATION flood (a header block that never ends) is cut off with GOAWAY
+// ENHANCE_YOUR_CALM long before its 5,000th frame and counted; a SETTINGS flood does not
+// take the gateway down or grow it without bound; other clients are served all along.
+#[test]
+fn continuation_and_settings_floods_are_contained() {
+    let a = EchoHttp::start("a");
+    let gw = catch_all_gateway("route", "a");
+    let rss = |gw: &Gateway| {
+        let m = gw.admin_get("/metrics").text();
+        m.lines()
+            .find(|l| l.starts_with("process_resident_memory_bytes "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = rss(&gw);
+    let r = h2_peer(gw.lport(1), "continuation_flood");
+    assert!(
+        r["goaway"] == "ENHANCE_YOUR_CALM" || r["closed"] == true,
+        "{r}"
+    );
+    assert!(
+        r["sent"].as_u64().unwrap_or(5000) < 5000,
+        "cut off early: {r}"
+    );
+    assert_eq!(
+        a.count(),
+        0,
+        "the endless header block never reached the backend"
+    );
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.contains("meshgate_http2_connections_cut_total{reason=\"ENHANCE_YOUR_CALM\"} 1"),
+        "{m}"
+    );
+    let s = h2_peer(gw.lport(1), "settings_flood");
+    assert!(s["sent"].as_u64().unwrap_or(0) > 0, "{s}");
+    gw.assert_routed(1, "/after", "a.test", "a");
+    let after = rss(&gw);
+    assert!(before > 0.0, "RSS is exported");
+    assert!(
+        after - before < 64.0 * 1024.0 * 1024.0,
+        "RSS grew {} MiB",
+        (after - before) / 1048576.0
+    );
+}
+
+// CONNECT is not routed on Kuma's gateway listeners (Envoy has no CONNECT route there):
+// refused on its own stream, the connection's next stream served.
+#[test]
+fn http2_connect_is_refused_on_its_stream() {
+    let a = EchoHttp::start("a");
+    let gw = catch_all_gateway("route", "a");
+    let r = h2_peer(gw.lport(1), "connect");
+    let refused = r["connect"].as_str().unwrap_or_default();
+    assert!(
+        refused == "reset" || refused.starts_with('4'),
+        "CONNECT refused: {r}"
+    );
+    assert_eq!(r["normal"], "200", "{r}");
+    assert_eq!(a.count(), 1, "only the normal request reached the backend");
+}
+
 // A header list over 64 KiB is answered 431 on its own stream and the connection's next
 // stream is served (Envoy answers the one stream, too); a header block far beyond it
 // (over 256 KiB) ends the connection with GOAWAY, the abuse cut-off of `h2`, counted.

@@ -9,6 +9,9 @@ Cases:
                 connection ended and how many responses came
   ping_flood    sends 5,000 PINGs without reading; reports whether the connection was cut
   oversized_KIB one stream with a KIB KiB header value, then a normal one
+  continuation_flood  HEADERS without END_HEADERS, then 5,000 empty CONTINUATION frames
+  settings_flood      20,000 SETTINGS frames without reading the ACKs
+  connect       CONNECT on one stream, a normal request on the next
   zero_window   asks for a response with a zero stream window and never opens it; reports
                 when (seconds) and how the stream ended
 """
@@ -137,6 +140,62 @@ def main(port, case):
         out["small"] = outcome(small)
         goaway = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
         out["goaway"] = goaway[0].error_code.name if goaway else None
+        out["closed"] = closed
+    elif case == "continuation_flood":
+        # A header block that never ends: HEADERS without END_HEADERS, then thousands of
+        # empty CONTINUATION frames (CVE-2024-27316 and its kin).
+        import hyperframe.frame as hf
+        block = c.encoder.encode(headers("/flood"))
+        frames = [hf.HeadersFrame(1, data=block, flags=["END_STREAM"])]
+        frames += [hf.ContinuationFrame(1, data=b"") for _ in range(5000)]
+        sent = 0
+        try:
+            for i in range(0, len(frames), 100):
+                s.sendall(b"".join(f.serialize() for f in frames[i:i + 100]))
+                sent += 100
+        except OSError:
+            pass
+        out["sent"] = sent
+        events, closed = pump(s, c, lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev), 5)
+        goaway = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        out["goaway"] = goaway[0].error_code.name if goaway else None
+        out["closed"] = closed
+    elif case == "settings_flood":
+        # SETTINGS frames sent as fast as possible without reading the ACKs.
+        sent = 0
+        try:
+            for i in range(20000):
+                c.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100 + i % 2})
+                if i % 500 == 499:
+                    s.sendall(c.data_to_send())
+                    sent = i + 1
+            s.sendall(c.data_to_send())
+            sent = 20000
+        except Exception:
+            pass
+        out["sent"] = sent
+        events, closed = pump(s, c, lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev), 3)
+        goaway = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        out["goaway"] = goaway[0].error_code.name if goaway else None
+        out["closed"] = closed
+    elif case == "connect":
+        # CONNECT (RFC 9113 §8.5) on one stream, a normal request on the next.
+        tunnel = c.get_next_available_stream_id()
+        c.send_headers(tunnel, [(":method", "CONNECT"), (":authority", "backend.test:443")], end_stream=False)
+        normal = c.get_next_available_stream_id()
+        c.send_headers(normal, headers("/after-connect"), end_stream=True)
+        s.sendall(c.data_to_send())
+        ended = lambda ev: {e.stream_id for e in ev if isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))}
+        events, closed = pump(s, c, lambda ev: {tunnel, normal} <= ended(ev), 5)
+        def outcome(sid):
+            for e in events:
+                if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
+                    return dict(e.headers).get(":status")
+                if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
+                    return "reset"
+            return None
+        out["connect"] = outcome(tunnel)
+        out["normal"] = outcome(normal)
         out["closed"] = closed
     elif case == "zero_window":
         c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
