@@ -183,6 +183,44 @@ fn service_without_dataplanes_answers_503() {
     assert_eq!(backend_of(&r), None);
 }
 
+// An HTTP/1.0 backend: the client still gets an HTTP/1.1 status line (Envoy's codec writes
+// its own), and an HTTP/1.0 client an HTTP/1.0 one.
+#[test]
+fn an_http10_backends_version_is_not_passed_on() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = bind_unique();
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn);
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let mut c = r.into_inner();
+                let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                let _ = c.read(&mut [0u8; 1]);
+            });
+        }
+    });
+    let gw = start_with(
+        &catch_all_rule("old"),
+        &dataplane("old-1", "old", &port.to_string()),
+    );
+    let status_line = |version: &str| {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", gw.lport(1))).expect("connect");
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        write!(c, "GET / {version}\r\nHost: a.test\r\n\r\n").expect("send");
+        let mut line = String::new();
+        BufReader::new(c).read_line(&mut line).expect("status line");
+        line.trim_end().to_string()
+    };
+    assert_eq!(status_line("HTTP/1.1"), "HTTP/1.1 200 OK");
+    assert_eq!(status_line("HTTP/1.0"), "HTTP/1.0 200 OK");
+}
+
 // Appendix A: a backend that refuses connections answers 503 (after retries).
 #[test]
 fn backend_refusing_connections_answers_503() {

@@ -575,6 +575,16 @@ impl ProxyHttp for HttpGateway {
             session.set_keepalive(None);
         }
         edit::response(resp, ctx, draining)?;
+        if matches!(session.as_downstream(), ServerSession::H1(_)) {
+            // Envoy's codec writes its own status line: HTTP/1.1, or HTTP/1.0 to an HTTP/1.0
+            // client; an HTTP/1.0 backend's version is not passed on to an HTTP/1.1 client.
+            let http10 = session.req_header().version == http::Version::HTTP_10;
+            resp.set_version(if http10 {
+                http::Version::HTTP_10
+            } else {
+                http::Version::HTTP_11
+            });
+        }
         if self.state.settings.compression {
             let req = session.req_header();
             let http11 = req.version == http::Version::HTTP_11
