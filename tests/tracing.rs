@@ -217,6 +217,76 @@ fn spans_reach_an_otlp_grpc_collector() {
     );
 }
 
+// A request with B3 headers (no traceparent) continues its Zipkin trace: the span has its
+// trace id, the backend gets B3 headers naming the gateway's span (and the incoming span as
+// parent) and a W3C traceparent of the same trace; a W3C tracestate reaches the backend.
+#[test]
+fn b3_contexts_are_continued_and_tracestate_is_kept() {
+    let otel = Receiver::start();
+    let a = EchoHttp::start("a");
+    let gw = Gateway::start(&files(otel.port, ""), &[]);
+    let r = gw.send(
+        1,
+        "GET",
+        "/b3",
+        "a.test",
+        &[
+            ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+            ("x-b3-spanid", "a2fb4a1d1a96d312"),
+            ("x-b3-sampled", "1"),
+            ("x-test-id", "b3"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = a.find("b3").expect("backend got it");
+    assert_eq!(
+        seen.header("x-b3-traceid").as_deref(),
+        Some("463ac35c9f6413ad48485a3953bb6124")
+    );
+    assert_eq!(
+        seen.header("x-b3-parentspanid").as_deref(),
+        Some("a2fb4a1d1a96d312")
+    );
+    let own = seen.header("x-b3-spanid").expect("the gateway's span id");
+    assert_ne!(own, "a2fb4a1d1a96d312");
+    assert_eq!(
+        seen.header("traceparent"),
+        Some(format!("00-463ac35c9f6413ad48485a3953bb6124-{own}-01"))
+    );
+    let spans = otel.spans(1, Duration::from_secs(10));
+    assert!(
+        spans
+            .iter()
+            .any(|(_, trace, _, _)| trace == "463ac35c9f6413ad48485a3953bb6124"),
+        "{spans:?}"
+    );
+    gw.send(
+        1,
+        "GET",
+        "/w3c",
+        "a.test",
+        &[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "congo=t61rcWkgMzE"),
+            ("x-test-id", "ts"),
+        ],
+        b"",
+    );
+    let seen = a.find("ts").expect("backend got it");
+    assert_eq!(
+        seen.header("tracestate").as_deref(),
+        Some("congo=t61rcWkgMzE")
+    );
+    assert!(
+        seen.header("x-b3-traceid").is_none(),
+        "no B3 unless the request used it"
+    );
+}
+
 // `overall: 0` traces nothing; every request still gets an x-request-id when it has none,
 // and keeps its own when it has one.
 #[test]

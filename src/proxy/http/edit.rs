@@ -16,7 +16,6 @@ const X_KUMA_TAGS: HeaderName = HeaderName::from_static("x-kuma-tags");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// Room reserved before editing: `x-kuma-tags`, `x-forwarded-for`, `x-forwarded-proto`, plus
 /// a route's own header filters (more only grow the map once).
 const ADDED_REQUEST_HEADERS: usize = 4;
@@ -98,7 +97,9 @@ pub fn upstream_request(
         headers.insert(X_REQUEST_ID, request_id());
     }
     if let Some(span) = &ctx.span {
-        headers.insert(TRACEPARENT, span.traceparent.clone());
+        for (name, value) in &span.headers {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     plain.put_back(upstream)
 }

@@ -24,6 +24,7 @@ pub mod local;
 pub mod normalize;
 pub mod outcome;
 pub mod plain_header;
+mod propagation;
 mod record;
 mod slots;
 mod trace;

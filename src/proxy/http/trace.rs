@@ -1,17 +1,16 @@
 //! MeshTrace on the request path (spec §12.1): one SERVER span per sampled request,
-//! continuing an incoming W3C `traceparent`, with the route, backend, endpoint, status and
-//! retries as attributes and the policy's tags; the request to the backend carries a
-//! `traceparent` naming the gateway's span. Spans go to the port's exporter
+//! continuing an incoming trace context (W3C, or B3: `propagation`), with the route,
+//! backend, endpoint, status and retries as attributes and the policy's tags; the request to
+//! the backend carries a `traceparent` naming the gateway's span (and B3 headers when the
+//! request used B3). Spans go to the port's exporter
 //! (`runtime::tracing`), which batches them off the request path.
 
 use super::ctx::RequestCtx;
+use super::propagation;
 use crate::model::policy::trace::TagValue;
 use crate::snapshot::tracing::Tracing;
-use http::HeaderValue;
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
-    Tracer as _,
-};
+use http::{HeaderName, HeaderValue};
+use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use pingora::http::RequestHeader;
 use std::time::SystemTime;
@@ -19,58 +18,26 @@ use std::time::SystemTime;
 /// The span of a request being traced.
 pub struct ActiveSpan {
     span: opentelemetry_sdk::trace::Span,
-    /// `traceparent` for the backend: the trace, the gateway's span, sampled.
-    pub traceparent: HeaderValue,
-}
-
-/// A W3C `traceparent` (version 00): trace id, parent span id, flags.
-fn parse_traceparent(v: &str) -> Option<SpanContext> {
-    let mut parts = v.trim().split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if version.len() != 2
-        || version == "ff"
-        || trace.len() != 32
-        || span.len() != 16
-        || flags.len() != 2
-    {
-        return None;
-    }
-    let trace_id = TraceId::from_hex(trace)
-        .ok()
-        .filter(|t| *t != TraceId::INVALID)?;
-    let span_id = SpanId::from_hex(span)
-        .ok()
-        .filter(|s| *s != SpanId::INVALID)?;
-    let flags = u8::from_str_radix(flags, 16).ok()?;
-    Some(SpanContext::new(
-        trace_id,
-        span_id,
-        TraceFlags::new(flags & 1),
-        true,
-        TraceState::default(),
-    ))
+    /// Trace headers for the backend: `traceparent` naming the gateway's span, and B3 when
+    /// the request came with B3 (`propagation`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Starts the request's span when the port traces and the request is sampled (Envoy: an
 /// incoming sampled context with probability `client`, others with `random`, all capped by
 /// `overall`).
 pub fn begin(tracing: &Tracing, req: &RequestHeader, ctx: &RequestCtx) -> Option<ActiveSpan> {
-    let incoming = req
-        .headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent);
+    let incoming = propagation::extract(&req.headers);
     let chance = match &incoming {
-        Some(c) if c.is_sampled() => tracing.client,
+        Some((c, _)) if c.is_sampled() => tracing.client,
         _ => tracing.random,
     };
     if fastrand::f64() >= chance.min(tracing.overall) {
         return None;
     }
     let tracer = tracing.exporter.tracer()?;
-    let parent = match incoming {
-        Some(c) => Context::new().with_remote_span_context(c),
+    let parent = match &incoming {
+        Some((c, _)) => Context::new().with_remote_span_context(c.clone()),
         None => Context::new(),
     };
     let started = SystemTime::now() - ctx.started.elapsed();
@@ -80,10 +47,8 @@ pub fn begin(tracing: &Tracing, req: &RequestHeader, ctx: &RequestCtx) -> Option
         .with_kind(SpanKind::Server)
         .with_start_time(started)
         .start_with_context(tracer, &parent);
-    let sc = span.span_context().clone();
-    let traceparent =
-        HeaderValue::from_str(&format!("00-{}-{}-01", sc.trace_id(), sc.span_id())).ok()?;
-    Some(ActiveSpan { span, traceparent })
+    let headers = propagation::inject(span.span_context(), incoming.as_ref().map(|(c, f)| (c, *f)));
+    Some(ActiveSpan { span, headers })
 }
 
 /// Ends the span with what happened to the request.
@@ -133,24 +98,4 @@ pub fn end(
         )));
     }
     span.end();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traceparent_parsing() {
-        let c = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-            .expect("valid");
-        assert_eq!(c.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert!(c.is_sampled());
-        assert!(
-            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none()
-        );
-        assert!(
-            parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none()
-        );
-        assert!(parse_traceparent("00-xyz").is_none());
-    }
 }
