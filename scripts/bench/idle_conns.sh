@@ -15,7 +15,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${MESHGATE_BIN:-$ROOT/target/release/meshgate}
 COUNTS=${COUNTS:-5000 19000}
-BASE=${PORT_BASE:-43500}
+# Below the ephemeral range (32768-60999 here): thousands of client sockets must not take
+# a port a proxy is about to listen on.
+BASE=${PORT_BASE:-24500}
 [[ -x $BIN ]] || { echo "idle_conns.sh: no meshgate binary at $BIN" >&2; exit 1; }
 command -v nginx >/dev/null || { echo "idle_conns.sh: nginx is needed" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"

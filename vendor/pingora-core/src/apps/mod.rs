@@ -148,6 +148,16 @@ impl HttpPersistentSettings {
         self.pipelined_prefix = Some(prefix);
     }
 
+    /// The keep-alive wait the next request gets (`Some(0)`: no limit; `None`: off).
+    pub fn keepalive_timeout(&self) -> Option<u64> {
+        self.keepalive_timeout
+    }
+
+    /// Whether bytes of the next request were already read (pipelining).
+    pub fn has_pipelined_prefix(&self) -> bool {
+        self.pipelined_prefix.as_ref().is_some_and(|p| !p.is_empty())
+    }
+
     pub fn apply_to_session(self, session: &mut ServerSession) {
         let Self {
             keepalive_timeout,
