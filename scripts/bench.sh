@@ -16,7 +16,8 @@
 # cost, PAIRS="mgpol10000:mg10000"), mghc10000 (mg10000 plus a MeshHealthCheck, a
 # MeshCircuitBreaker and a RingHash MeshLoadBalancingStrategy on every backend,
 # PAIRS="mghc10000:mg10000"), mgobs10000 (mg10000 plus a Json MeshAccessLog to a file and a
-# MeshTrace sampling 1 %, PAIRS="mgobs10000:mg10000"). All behind one nginx
+# MeshTrace sampling 1 %, PAIRS="mgobs10000:mg10000"), mg100000 (100,000 rules: lookup,
+# memory and hot reload at that size, RELOAD_PEER=mg100000). All behind one nginx
 # `return 200` backend. Every proxy is pinned to PROXY_CPU, wrk and the backend to LOAD_CPU,
 # and each round runs every peer once (A B C A B C ...), so ratios are taken within a round.
 # Then each pair in PAIRS runs side by side: both proxies on PROXY_CPU at the same time, one wrk
@@ -68,19 +69,19 @@ done
 ((PORT_BASE >= 1024 && PORT_BASE <= 65000)) || die "PORT_BASE must be in 1024..65000"
 read -ra PEER_LIST <<<"$PEERS"
 ((${#PEER_LIST[@]} > 0)) || die "PEERS is empty"
-declare -A ROUTES=([mg1]=1 [mg1000]=1000 [mg10000]=10000 [mgbase10000]=10000 [mgpol10000]=10000 [mghc10000]=10000 [mgobs10000]=10000)
+declare -A ROUTES=([mg1]=1 [mg1000]=1000 [mg10000]=10000 [mgbase10000]=10000 [mgpol10000]=10000 [mghc10000]=10000 [mgobs10000]=10000 [mg100000]=100000)
 declare -A PORT=([nginx]=$((PORT_BASE + 1)) [bare]=$((PORT_BASE + 2)) [baretuned]=$((PORT_BASE + 3))
     [mg1]=$((PORT_BASE + 11)) [mg1000]=$((PORT_BASE + 12)) [mg10000]=$((PORT_BASE + 13))
     [mgbase10000]=$((PORT_BASE + 14)) [mgpol10000]=$((PORT_BASE + 15)) [mghc10000]=$((PORT_BASE + 16))
-    [mgobs10000]=$((PORT_BASE + 17)))
+    [mgobs10000]=$((PORT_BASE + 17)) [mg100000]=$((PORT_BASE + 18)))
 declare -A ADMIN=([mg1]=$((PORT_BASE + 21)) [mg1000]=$((PORT_BASE + 22)) [mg10000]=$((PORT_BASE + 23))
     [mgbase10000]=$((PORT_BASE + 24)) [mgpol10000]=$((PORT_BASE + 25)) [mghc10000]=$((PORT_BASE + 26))
-    [mgobs10000]=$((PORT_BASE + 27)))
+    [mgobs10000]=$((PORT_BASE + 27)) [mg100000]=$((PORT_BASE + 28)))
 BACKEND_PORT=$PORT_BASE
 WANT_MESHGATE=0
 for peer in "${PEER_LIST[@]}"; do
     [[ -n ${PORT[$peer]:-} ]] ||
-        die "unknown peer '$peer' (known: nginx bare baretuned mg1 mg1000 mg10000 mgbase10000 mgpol10000 mghc10000 mgobs10000)"
+        die "unknown peer '$peer' (known: nginx bare baretuned mg1 mg1000 mg10000 mgbase10000 mgpol10000 mghc10000 mgobs10000 mg100000)"
     [[ $peer != mgbase10000 || -x ${MESHGATE_BASE_BIN:-} ]] ||
         die "peer mgbase10000 needs MESHGATE_BASE_BIN, an earlier meshgate binary to compare with"
     [[ $peer == mg* ]] && WANT_MESHGATE=1
