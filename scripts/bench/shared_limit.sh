@@ -14,7 +14,8 @@ BIN=${MESHGATE_BIN:-$ROOT/target/release/meshgate}
 ROUNDS=${ROUNDS:-3}
 SECONDS_RUN=${SECONDS_RUN:-5}
 CONNECTIONS=${CONNECTIONS:-16}
-BASE=${PORT_BASE:-43100}
+# Below the ephemeral range (32768-60999 here), so no client socket holds a port it needs.
+BASE=${PORT_BASE:-24100}
 [[ -x $BIN ]] || { echo "shared_limit.sh: no meshgate binary at $BIN" >&2; exit 1; }
 for tool in nginx wrk redis-server; do
     command -v $tool >/dev/null || { echo "shared_limit.sh: $tool is needed" >&2; exit 1; }
