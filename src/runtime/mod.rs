@@ -12,6 +12,7 @@ pub mod health;
 pub mod listeners;
 pub mod log_sinks;
 pub mod otel_logs;
+pub mod otlp;
 pub mod publish;
 pub mod registry;
 pub mod reload;

@@ -5,11 +5,10 @@
 //! per collector and gateway service, shared across snapshots (registry); built by the first
 //! record, so `--check` and a daemonizing start start nothing.
 
-use super::tracing::{grpc_runtime, OtlpProtocol};
+use super::otlp::{self, GrpcRuntime, OtlpProtocol};
 use crate::snapshot::access_log::{LogRecord as Record, LogValue, RecordSink};
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::Key;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::Resource;
 use std::sync::OnceLock;
@@ -18,7 +17,8 @@ use std::time::Duration;
 struct Built {
     provider: SdkLoggerProvider,
     logger: SdkLogger,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Kept as long as the exporter (gRPC only).
+    _runtime: GrpcRuntime,
 }
 
 pub struct OtelLogSink {
@@ -46,31 +46,14 @@ impl OtelLogSink {
     }
 
     fn build(&self) -> Result<Built, String> {
-        let (exporter, runtime) = match self.protocol {
-            OtlpProtocol::Http => (
-                opentelemetry_otlp::LogExporter::builder()
-                    .with_http()
-                    .with_endpoint(&self.url)
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_timeout(Duration::from_secs(5))
-                    .build(),
-                None,
-            ),
-            OtlpProtocol::Grpc => {
-                let runtime = grpc_runtime()?;
-                let exporter = {
-                    let _entered = runtime.enter();
-                    opentelemetry_otlp::LogExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(&self.url)
-                        .with_timeout(Duration::from_secs(5))
-                        .build()
-                };
-                (exporter, Some(runtime))
-            }
-        };
+        let (exporter, runtime) = otlp::build(
+            self.protocol,
+            &self.url,
+            || opentelemetry_otlp::LogExporter::builder().with_http(),
+            || opentelemetry_otlp::LogExporter::builder().with_tonic(),
+        )?;
         let provider = SdkLoggerProvider::builder()
-            .with_batch_exporter(exporter.map_err(|e| e.to_string())?)
+            .with_batch_exporter(exporter)
             .with_resource(
                 Resource::builder_empty()
                     .with_service_name(self.service.clone())
@@ -81,7 +64,7 @@ impl OtelLogSink {
         Ok(Built {
             provider,
             logger,
-            runtime,
+            _runtime: runtime,
         })
     }
 
@@ -137,12 +120,8 @@ impl RecordSink for OtelLogSink {
 impl Drop for OtelLogSink {
     fn drop(&mut self) {
         if let Some(Some(built)) = self.built.take() {
-            // Sends what is queued; the processor's thread ends.
+            // Sends what is queued; the processor's thread ends (then the runtime, if any).
             let _ = built.provider.shutdown_with_timeout(Duration::from_secs(2));
-            if let Some(runtime) = built.runtime {
-                // Dropped from a reload task, inside Pingora's runtime: a blocking drop panics.
-                runtime.shutdown_background();
-            }
         }
     }
 }

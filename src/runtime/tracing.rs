@@ -3,13 +3,10 @@
 //! default) or OTLP/HTTP with the SDK's batch processor (its own thread, a bounded queue:
 //! spans beyond it are dropped, the request path never waits). Built by the first span, so
 //! `--check` and a daemonizing start start nothing.
-//!
-//! The gRPC client (tonic) needs a Tokio runtime for its connection: each gRPC exporter owns
-//! a one-thread runtime rather than borrowing a Pingora request thread's.
 
+use super::otlp::{self, GrpcRuntime};
 pub use crate::model::policy::trace::OtlpProtocol;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::sync::OnceLock;
@@ -19,7 +16,8 @@ use std::time::Duration;
 struct Built {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Kept as long as the exporter (gRPC only).
+    _runtime: GrpcRuntime,
 }
 
 impl std::fmt::Debug for Built {
@@ -47,30 +45,12 @@ impl Exporter {
     }
 
     fn build(&self) -> Result<Built, String> {
-        let (exporter, runtime) = match self.protocol {
-            OtlpProtocol::Http => (
-                opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_endpoint(&self.url)
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_timeout(Duration::from_secs(5))
-                    .build(),
-                None,
-            ),
-            OtlpProtocol::Grpc => {
-                let runtime = grpc_runtime()?;
-                let exporter = {
-                    let _entered = runtime.enter();
-                    opentelemetry_otlp::SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(&self.url)
-                        .with_timeout(Duration::from_secs(5))
-                        .build()
-                };
-                (exporter, Some(runtime))
-            }
-        };
-        let exporter = exporter.map_err(|e| e.to_string())?;
+        let (exporter, runtime) = otlp::build(
+            self.protocol,
+            &self.url,
+            || opentelemetry_otlp::SpanExporter::builder().with_http(),
+            || opentelemetry_otlp::SpanExporter::builder().with_tonic(),
+        )?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(
@@ -83,7 +63,7 @@ impl Exporter {
         Ok(Built {
             provider,
             tracer,
-            runtime,
+            _runtime: runtime,
         })
     }
 
@@ -106,25 +86,11 @@ impl Exporter {
     }
 }
 
-/// The runtime a gRPC exporter's client (tonic) runs on: one thread of its own.
-pub(crate) fn grpc_runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("otlp-grpc")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))
-}
-
 impl Drop for Exporter {
     fn drop(&mut self) {
         if let Some(Some(built)) = self.tracer.take() {
-            // Sends what is queued; the provider's thread ends.
+            // Sends what is queued; the provider's thread ends (then the runtime, if any).
             let _ = built.provider.shutdown_with_timeout(Duration::from_secs(2));
-            if let Some(runtime) = built.runtime {
-                // Dropped from a reload task, inside Pingora's runtime: a blocking drop panics.
-                runtime.shutdown_background();
-            }
         }
     }
 }

@@ -70,6 +70,16 @@ def headers(path, extra=()):
     return [(":method", "GET"), (":scheme", "http"), (":authority", "a.test"), (":path", path)] + list(extra)
 
 
+def outcome(events, sid):
+    """The :status a stream got, "reset" if it was reset first, None if neither."""
+    for e in events:
+        if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
+            return dict(e.headers).get(":status")
+        if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
+            return "reset"
+    return None
+
+
 def main(port, case):
     out = {"case": case}
     s, c = connect(port)
@@ -129,15 +139,8 @@ def main(port, case):
         except OSError:
             pass  # cut off while sending: what was received still says how
         events, closed = pump(s, c, lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev) or len([e for e in ev if isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))]) >= 2, 5)
-        def outcome(sid):
-            for e in events:
-                if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
-                    return dict(e.headers).get(":status")
-                if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
-                    return "reset"
-            return None
-        out["big"] = outcome(big)
-        out["small"] = outcome(small)
+        out["big"] = outcome(events, big)
+        out["small"] = outcome(events, small)
         goaway = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
         out["goaway"] = goaway[0].error_code.name if goaway else None
         out["closed"] = closed
@@ -187,15 +190,8 @@ def main(port, case):
         s.sendall(c.data_to_send())
         ended = lambda ev: {e.stream_id for e in ev if isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))}
         events, closed = pump(s, c, lambda ev: {tunnel, normal} <= ended(ev), 5)
-        def outcome(sid):
-            for e in events:
-                if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
-                    return dict(e.headers).get(":status")
-                if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
-                    return "reset"
-            return None
-        out["connect"] = outcome(tunnel)
-        out["normal"] = outcome(normal)
+        out["connect"] = outcome(events, tunnel)
+        out["normal"] = outcome(events, normal)
         out["closed"] = closed
     elif case == "zero_window":
         c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
