@@ -22,23 +22,14 @@ BASE=${PORT_BASE:-24500}
 command -v nginx >/dev/null || { echo "idle_conns.sh: nginx is needed" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
 
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$ROOT/scripts/bench/lib.sh"
+bench_scratch
 
 BACKEND=$BASE NG_HTTP=$((BASE + 1)) NG_HTTPS=$((BASE + 2))
 MG_HTTP=$((BASE + 11)) MG_HTTPS=$((BASE + 12)) MG_ADMIN=$((BASE + 13))
 
-openssl req -x509 -nodes -days 2 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-    -subj /CN=bench.test -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
-    -addext basicConstraints=critical,CA:FALSE \
-    -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
-mkdir -p "$RUN/tmp"
+test_certificate "$RUN"
 # The backend (its own nginx, up the whole run) and nginx as the gateway under test.
 cat >"$RUN/backend.conf" <<CONF
 worker_processes 1; pid $RUN/backend.pid; error_log $RUN/backend.err warn;
@@ -64,48 +55,7 @@ server {
 CONF
 
 mkdir -p "$RUN/mg"
-{
-    cat <<YAML
-type: MeshGateway
-mesh: default
-name: edge
-selectors:
-- match: {kuma.io/service: edge}
-conf:
-  listeners:
-  - {port: $MG_HTTP, protocol: HTTP}
-  - port: $MG_HTTPS
-    protocol: HTTPS
-    tls:
-      mode: TERMINATE
-      certificates:
-      - inlineString: |
-YAML
-    sed 's/^/          /' "$RUN/cert.pem" "$RUN/key.pem"
-    cat <<YAML
----
-type: MeshHTTPRoute
-mesh: default
-name: all
-spec:
-  targetRef: {kind: MeshGateway, name: edge}
-  to:
-  - targetRef: {kind: Mesh}
-    rules:
-    - matches: [{path: {type: PathPrefix, value: /}}]
-      default:
-        backendRefs: [{kind: MeshService, name: backend}]
----
-type: Dataplane
-mesh: default
-name: backend
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: $BACKEND
-    tags: {kuma.io/service: backend, kuma.io/protocol: http}
-YAML
-} >"$RUN/mg/policies.yaml"
+gateway_policies $MG_HTTP $BACKEND $MG_HTTPS "$RUN/cert.pem" "$RUN/key.pem" >"$RUN/mg/policies.yaml"
 
 # Each measurement gets fresh processes: memory freed by an earlier run's connections stays
 # in the allocator and would hide the next run's growth.

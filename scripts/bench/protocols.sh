@@ -36,27 +36,18 @@ for tool in nginx wrk h2load openssl taskset; do
 done
 ulimit -n 65536 2>/dev/null || true
 
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$ROOT/scripts/bench/lib.sh"
+bench_scratch
 
 BACKEND=$BASE
 NG_HTTP=$((BASE + 1)) NG_HTTPS=$((BASE + 2)) NG_H2C=$((BASE + 3))
 MG_HTTP=$((BASE + 11)) MG_HTTPS=$((BASE + 12)) MG_ADMIN=$((BASE + 13))
 MZ_HTTP=$((BASE + 21)) MZ_ADMIN=$((BASE + 23))
 
-openssl req -x509 -nodes -days 2 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-    -subj /CN=bench.test -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
-    -addext basicConstraints=critical,CA:FALSE \
-    -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
+test_certificate "$RUN"
 
 # The backend: nginx answering every request itself (4 KiB of text for /text).
-mkdir -p "$RUN/tmp"
 head -c 4096 /dev/zero | tr '\0' 'a' >"$RUN/text.txt"
 cat >"$RUN/backend.conf" <<CONF
 worker_processes 1; pid $RUN/backend.pid; error_log $RUN/backend.err warn;
@@ -90,53 +81,9 @@ PIDS+=("$!")
 
 # meshgate alike: one HTTP listener (HTTP/1.1 and h2c) and one HTTPS listener (TLS 1.3
 # offered first, ALPN h2 and http/1.1); a second meshgate with --compression off.
-policies() { # dir http_port [https_port]
-    mkdir -p "$1"
-    {
-        echo "type: MeshGateway"
-        echo "mesh: default"
-        echo "name: edge"
-        echo "selectors:"
-        echo "- match: {kuma.io/service: edge}"
-        echo "conf:"
-        echo "  listeners:"
-        echo "  - {port: $2, protocol: HTTP}"
-        if [[ -n ${3:-} ]]; then
-            echo "  - port: $3"
-            echo "    protocol: HTTPS"
-            echo "    tls:"
-            echo "      mode: TERMINATE"
-            echo "      certificates:"
-            echo "      - inlineString: |"
-            sed 's/^/          /' "$RUN/cert.pem" "$RUN/key.pem"
-        fi
-        cat <<YAML
----
-type: MeshHTTPRoute
-mesh: default
-name: all
-spec:
-  targetRef: {kind: MeshGateway, name: edge}
-  to:
-  - targetRef: {kind: Mesh}
-    rules:
-    - matches: [{path: {type: PathPrefix, value: /}}]
-      default:
-        backendRefs: [{kind: MeshService, name: backend}]
----
-type: Dataplane
-mesh: default
-name: backend
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: $BACKEND
-    tags: {kuma.io/service: backend, kuma.io/protocol: http}
-YAML
-    } >"$1/policies.yaml"
-}
-policies "$RUN/mg" $MG_HTTP $MG_HTTPS
-policies "$RUN/mz" $MZ_HTTP
+mkdir -p "$RUN/mg" "$RUN/mz"
+gateway_policies $MG_HTTP $BACKEND $MG_HTTPS "$RUN/cert.pem" "$RUN/key.pem" >"$RUN/mg/policies.yaml"
+gateway_policies $MZ_HTTP $BACKEND >"$RUN/mz/policies.yaml"
 taskset -c "$PROXY_CPU" "$BIN" --policies "$RUN/mg" --bind 127.0.0.1 --admin 127.0.0.1:$MG_ADMIN \
     >"$RUN/mg.log" 2>&1 &
 PIDS+=("$!")

@@ -21,16 +21,10 @@ for tool in nginx wrk redis-server; do
     command -v $tool >/dev/null || { echo "shared_limit.sh: $tool is needed" >&2; exit 1; }
 done
 
-RUN=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$ROOT/scripts/bench/lib.sh"
+bench_scratch
 
-mkdir -p "$RUN/tmp"
 cat >"$RUN/nginx.conf" <<CONF
 worker_processes 1; pid $RUN/nginx.pid; error_log $RUN/nginx.err warn;
 events { worker_connections 4096; }
@@ -48,36 +42,9 @@ for scope in instance fleet; do
     port=$((BASE + 10)); admin=$((BASE + 20))
     [[ $scope == fleet ]] && { port=$((BASE + 11)); admin=$((BASE + 21)); }
     mkdir -p "$RUN/$scope"
-    cat >"$RUN/$scope/policies.yaml" <<YAML
-type: MeshGateway
-mesh: default
-name: edge
-selectors:
-- match: {kuma.io/service: edge}
-conf:
-  listeners:
-  - {port: $port, protocol: HTTP}
----
-type: MeshHTTPRoute
-mesh: default
-name: all
-spec:
-  targetRef: {kind: MeshGateway, name: edge}
-  to:
-  - targetRef: {kind: Mesh}
-    rules:
-    - matches: [{path: {type: PathPrefix, value: /}}]
-      default:
-        backendRefs: [{kind: MeshService, name: backend}]
----
-type: Dataplane
-mesh: default
-name: backend
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: $BASE
-    tags: {kuma.io/service: backend, kuma.io/protocol: http}
+    {
+        gateway_policies $port $BASE
+        cat <<YAML
 ---
 type: MeshRateLimit
 mesh: default
@@ -92,6 +59,7 @@ spec:
         http:
           requestRate: {num: 1000000000, interval: 1s}
 YAML
+    } >"$RUN/$scope/policies.yaml"
     "$BIN" --policies "$RUN/$scope" --bind 127.0.0.1 --admin 127.0.0.1:$admin \
         --rate-limit-store redis://127.0.0.1:$((BASE + 1)) >"$RUN/$scope.log" 2>&1 &
     PIDS+=("$!")
