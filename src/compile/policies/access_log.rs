@@ -2,10 +2,8 @@
 //! `to` conf logs the outbound side, the inbound conf (`from`, `rules`) a second line (or
 //! record).
 
-use crate::model::policy::access_log::{
-    AccessLogConf, BodyValue, FormatKind, LogBackend, OtelLog, OtelTarget,
-};
-use crate::model::policy::trace::{OtelBackend, OtlpProtocol};
+use crate::model::policy::access_log::{AccessLogConf, BodyValue, FormatKind, LogBackend, OtelLog};
+use crate::model::policy::trace::OtelBackend;
 use crate::model::policy::Policy;
 use crate::model::Valid;
 use crate::runtime::log_sinks::Target;
@@ -67,7 +65,9 @@ pub fn compile(
 /// to the collector the backend names. `None` when its labels select no backend (a
 /// `--check` warning).
 fn records(otel: &OtelLog, default_line: &str, cx: &LogContext<'_>) -> Option<LogOutput> {
-    let (url, protocol) = otel_target(&otel.target, cx.otel_backends)?;
+    let (url, protocol) = otel
+        .target
+        .resolve(cx.otel_backends, OtelBackend::logs_target)?;
     let mut unknown = Vec::new();
     let body = match &otel.body {
         Some(b) => body_template(b, &mut unknown),
@@ -78,19 +78,6 @@ fn records(otel: &OtelLog, default_line: &str, cx: &LogContext<'_>) -> Option<Lo
         attributes: attribute_templates(&otel.attributes, &mut unknown),
         sink: cx.registry.otel_log_sink(&url, protocol, cx.service),
     })
-}
-
-fn otel_target(
-    target: &OtelTarget,
-    backends: &[Valid<OtelBackend>],
-) -> Option<(String, OtlpProtocol)> {
-    match target {
-        OtelTarget::Endpoint(address) => Some((format!("http://{address}"), OtlpProtocol::Grpc)),
-        OtelTarget::Labels(labels) => backends
-            .iter()
-            .find(|b| labels.iter().all(|(k, v)| b.meta.labels.get(k) == Some(v)))
-            .map(|b| b.spec.logs_target()),
-    }
 }
 
 fn body_template(b: &BodyValue, unknown: &mut Vec<String>) -> BodyTemplate {
@@ -145,7 +132,11 @@ pub fn warnings(
                         };
                     }
                     LogBackend::OpenTelemetry(otel) => {
-                        if otel_target(&otel.target, otel_backends).is_none() {
+                        if otel
+                            .target
+                            .resolve(otel_backends, OtelBackend::logs_target)
+                            .is_none()
+                        {
                             out.push(format!(
                                 "{}: {}: no access log records are exported: its backendRef labels select no MeshOpenTelemetryBackend",
                                 p.meta.origin,

@@ -25,21 +25,13 @@ pub fn compile(
     })
 }
 
-/// Where a conf's spans go: an inline `host:port` (OTLP/gRPC, as Envoy's OpenTelemetry
-/// tracer sends), or the MeshOpenTelemetryBackend its labels select (the first in file
-/// order, as Kuma takes the oldest).
+/// Where a conf's spans go (the first backend; Zipkin and Datadog are not applied).
 fn traces_target(
     conf: &TraceConf,
     backends: &[Valid<OtelBackend>],
 ) -> Option<(String, OtlpProtocol)> {
     match conf.backends.as_ref()?.first()? {
-        TraceBackend::OtelEndpoint(address) => {
-            Some((format!("http://{address}"), OtlpProtocol::Grpc))
-        }
-        TraceBackend::OtelRef(labels) => backends
-            .iter()
-            .find(|b| labels.iter().all(|(k, v)| b.meta.labels.get(k) == Some(v)))
-            .map(|b| b.spec.traces_target()),
+        TraceBackend::Otel(target) => target.resolve(backends, OtelBackend::traces_target),
         TraceBackend::Zipkin | TraceBackend::Datadog => None,
     }
 }
@@ -52,19 +44,12 @@ pub fn warnings(out: &mut Vec<String>, set: &crate::model::policy::PolicySet) {
                 continue;
             };
             let why = match b {
-                TraceBackend::OtelRef(labels) => {
-                    match set
-                        .otel_backends
-                        .iter()
-                        .find(|o| labels.iter().all(|(k, v)| o.meta.labels.get(k) == Some(v)))
-                    {
-                        None => Some(
-                            "its backendRef labels select no MeshOpenTelemetryBackend".to_string(),
-                        ),
-                        Some(_) => None,
-                    }
-                }
-                TraceBackend::OtelEndpoint(_) => None,
+                TraceBackend::Otel(target) => target
+                    .resolve(&set.otel_backends, OtelBackend::traces_target)
+                    .is_none()
+                    .then(|| {
+                        "its backendRef labels select no MeshOpenTelemetryBackend".to_string()
+                    }),
                 // The Rust OpenTelemetry Zipkin exporter is deprecated (Zipkin takes OTLP).
                 TraceBackend::Zipkin => Some(
                     "Zipkin backends are not applied by meshgate; Zipkin accepts OTLP, use an OpenTelemetry backend".to_string(),

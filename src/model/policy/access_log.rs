@@ -1,5 +1,6 @@
 //! MeshAccessLog `default` (K:`pkg/plugins/policies/meshaccesslog/api/v1alpha1`; spec §11).
 
+pub use super::trace::OtelTarget;
 use crate::merge_fields;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -29,14 +30,6 @@ pub struct OtelLog {
     pub body: Option<BodyValue>,
     /// (key, value template), in order.
     pub attributes: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum OtelTarget {
-    /// `host:port`, OTLP/gRPC.
-    Endpoint(String),
-    /// The MeshOpenTelemetryBackend these labels select.
-    Labels(std::collections::BTreeMap<String, String>),
 }
 
 /// An OTLP `AnyValue` whose strings are templates.

@@ -14,10 +14,7 @@ pub struct TraceConf {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceBackend {
-    /// OTLP to the MeshOpenTelemetryBackend with these labels.
-    OtelRef(BTreeMap<String, String>),
-    /// OTLP/gRPC to `host:port`.
-    OtelEndpoint(String),
+    Otel(OtelTarget),
     /// Validated (Kuma's rules), not applied.
     Zipkin,
     Datadog,
@@ -54,6 +51,36 @@ merge_fields!(Sampling {
     replace: [overall, client, random],
     nested: []
 });
+
+/// Where an OpenTelemetry backend of MeshTrace or MeshAccessLog sends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OtelTarget {
+    /// `host:port`, OTLP/gRPC (as Envoy's OpenTelemetry tracer and access logger send).
+    Endpoint(String),
+    /// The MeshOpenTelemetryBackend these labels select.
+    Labels(BTreeMap<String, String>),
+}
+
+impl OtelTarget {
+    /// The collector's URL and protocol for one signal (`OtelBackend::traces_target` or
+    /// `logs_target`); with labels, the first backend in file order they select (Kuma takes
+    /// the oldest), `None` when they select none.
+    pub fn resolve(
+        &self,
+        backends: &[crate::model::Valid<OtelBackend>],
+        signal: fn(&OtelBackend) -> (String, OtlpProtocol),
+    ) -> Option<(String, OtlpProtocol)> {
+        match self {
+            OtelTarget::Endpoint(address) => {
+                Some((format!("http://{address}"), OtlpProtocol::Grpc))
+            }
+            OtelTarget::Labels(labels) => backends
+                .iter()
+                .find(|b| labels.iter().all(|(k, v)| b.meta.labels.get(k) == Some(v)))
+                .map(|b| signal(&b.spec)),
+        }
+    }
+}
 
 /// How spans and log records travel to the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

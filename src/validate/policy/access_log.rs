@@ -116,53 +116,24 @@ fn backend(r: &mut Report, at: &FieldPath, b: &raw::Backend) -> Option<LogBacken
 }
 
 fn otel(r: &mut Report, at: &FieldPath, o: &raw::OtelBackend) -> Option<OtelLog> {
-    let target = match (&o.endpoint, &o.backend_ref) {
-        (Some(_), Some(_)) => {
-            r.add(
-                at,
-                "openTelemetry must have only one type defined: endpoint, backendRef",
-            );
-            None
-        }
-        (None, None) => {
-            r.add(
-                at,
-                "openTelemetry must have exactly one defined: endpoint, backendRef",
-            );
-            None
-        }
-        (Some(e), None) if e.contains("://") => {
-            r.add(
-                &at.field("endpoint"),
-                "must be in host:port format, not a URL",
-            );
-            None
-        }
-        (Some(e), None) => {
+    let target =
+        match super::trace::otel_target(r, at, o.endpoint.as_deref(), o.backend_ref.as_ref()) {
             // Kuma: an empty port is 4317.
-            let endpoint = if e.contains(':') {
-                e.clone()
-            } else {
-                format!("{e}:4317")
-            };
-            if valid_address(&endpoint) {
-                Some(OtelTarget::Endpoint(endpoint))
-            } else {
-                r.add(&at.field("endpoint"), "must be a valid host:port");
-                None
+            Some(OtelTarget::Endpoint(e)) => {
+                let endpoint = if e.contains(':') {
+                    e
+                } else {
+                    format!("{e}:4317")
+                };
+                if valid_address(&endpoint) {
+                    Some(OtelTarget::Endpoint(endpoint))
+                } else {
+                    r.add(&at.field("endpoint"), "must be a valid host:port");
+                    None
+                }
             }
-        }
-        (None, Some(b)) => match &b.labels {
-            Some(l) if !l.is_empty() => Some(OtelTarget::Labels(l.clone())),
-            _ => {
-                r.add(
-                    &at.field("backendRef"),
-                    "backendRef must have exactly one defined: labels",
-                );
-                None
-            }
-        },
-    };
+            other => other,
+        };
     let mut attributes = Vec::new();
     for (k, a) in o.attributes.iter().flatten().enumerate() {
         let at = at.field("attributes").index(k);

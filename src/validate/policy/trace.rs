@@ -4,7 +4,7 @@
 
 use super::{check_top, policy, TopRules};
 use crate::model::policy::trace::{
-    OtelBackend, Sampling, TagValue, TraceBackend, TraceConf, TraceTag,
+    OtelBackend, OtelTarget, Sampling, TagValue, TraceBackend, TraceConf, TraceTag,
 };
 use crate::model::policy::Policy;
 use crate::resources::common::IntOrString;
@@ -99,42 +99,8 @@ fn backend(r: &mut Report, at: &FieldPath, b: &raw::Backend) -> Option<TraceBack
                 return None;
             };
             let at = at.field("openTelemetry");
-            match (&o.endpoint, &o.backend_ref) {
-                (Some(_), Some(_)) => {
-                    r.add(
-                        &at,
-                        "openTelemetry must have only one type defined: endpoint, backendRef",
-                    );
-                    None
-                }
-                (None, None) => {
-                    r.add(
-                        &at,
-                        "openTelemetry must have exactly one defined: endpoint, backendRef",
-                    );
-                    None
-                }
-                (Some(e), None) => {
-                    if e.contains("://") {
-                        r.add(
-                            &at.field("endpoint"),
-                            "must be in host:port format, not a URL",
-                        );
-                        return None;
-                    }
-                    Some(TraceBackend::OtelEndpoint(e.clone()))
-                }
-                (None, Some(b)) => match &b.labels {
-                    Some(l) if !l.is_empty() => Some(TraceBackend::OtelRef(l.clone())),
-                    _ => {
-                        r.add(
-                            &at.field("backendRef"),
-                            "backendRef must have exactly one defined: labels",
-                        );
-                        None
-                    }
-                },
-            }
+            otel_target(r, &at, o.endpoint.as_deref(), o.backend_ref.as_ref())
+                .map(TraceBackend::Otel)
         }
         Some("Zipkin") => {
             let Some(z) = &b.zipkin else {
@@ -211,6 +177,50 @@ fn tag(r: &mut Report, at: &FieldPath, t: &raw::Tag) -> Option<TraceTag> {
         }
     };
     (!name.is_empty()).then_some(TraceTag { name, value })
+}
+
+/// Kuma's rules for an OpenTelemetry backend's target (MeshTrace and MeshAccessLog alike):
+/// exactly one of `endpoint` (`host:port`, not a URL) and `backendRef` (with labels).
+pub(super) fn otel_target(
+    r: &mut Report,
+    at: &FieldPath,
+    endpoint: Option<&str>,
+    backend_ref: Option<&raw::BackendRef>,
+) -> Option<OtelTarget> {
+    match (endpoint, backend_ref) {
+        (Some(_), Some(_)) => {
+            r.add(
+                at,
+                "openTelemetry must have only one type defined: endpoint, backendRef",
+            );
+            None
+        }
+        (None, None) => {
+            r.add(
+                at,
+                "openTelemetry must have exactly one defined: endpoint, backendRef",
+            );
+            None
+        }
+        (Some(e), None) if e.contains("://") => {
+            r.add(
+                &at.field("endpoint"),
+                "must be in host:port format, not a URL",
+            );
+            None
+        }
+        (Some(e), None) => Some(OtelTarget::Endpoint(e.to_string())),
+        (None, Some(b)) => match &b.labels {
+            Some(l) if !l.is_empty() => Some(OtelTarget::Labels(l.clone())),
+            _ => {
+                r.add(
+                    &at.field("backendRef"),
+                    "backendRef must have exactly one defined: labels",
+                );
+                None
+            }
+        },
+    }
 }
 
 /// MeshOpenTelemetryBackend's rules.
