@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine lacks for building and testing meshgate.
 #
-# Usage: scripts/setup.sh [PACKAGE...]
+# Usage: scripts/setup.sh [--skip-cargo-tools | --cargo-tools-only] [PACKAGE...]
 #   no arguments: the full list below; with arguments: only those apt packages.
+#   --skip-cargo-tools: everything but the cargo tools; --cargo-tools-only: only them
+#   (scripts/test.sh builds them while the tests run: they take minutes of both cores).
 #
 # Idempotent: packages already installed are skipped; `apt-get update` runs once, and only
 # when something is missing. Uses sudo only when not root. Talks to nothing but apt.
@@ -20,12 +22,12 @@ set -euo pipefail
 #   nghttp2-client (h2load)
 #   systemd (systemd-analyze)           scripts/ops/check_systemd_unit.sh
 #   procps (ps, pgrep -P), lsof         process and socket checks in scripts
-#   iproute2 (ss)                       upstream socket keep-alive check in tests/backends.rs
-#   chromium                            the admin page tested in a real browser (tests/admin_page.rs)
+#   iproute2 (ss)                       upstream socket keep-alive check in tests/integration/backends.rs
+#   chromium                            the admin page tested in a real browser (tests/integration/admin_page.rs)
 #   protobuf-compiler (protoc),         etcd-client's gRPC code is generated at build time; its
 #   libprotobuf-dev                     .proto files import Google's well-known types (descriptor.proto)
-#   etcd-server, etcd-client            a real etcd for the fleet tests (tests/fleet.rs)
-#   redis-server                        a real Redis for shared rate limits (tests/fleet.rs)
+#   etcd-server, etcd-client            a real etcd for the fleet tests (tests/integration/fleet.rs)
+#   redis-server                        a real Redis for shared rate limits (tests/integration/fleet.rs)
 DEFAULT_PACKAGES=(
     build-essential pkg-config cmake ca-certificates
     curl openssl python3
@@ -37,7 +39,7 @@ DEFAULT_PACKAGES=(
 # Cargo tools the test command runs (from crates.io; built once, ~3 min on 2 cores). Only
 # with the full list: `setup.sh PACKAGE...` installs just those packages.
 cargo_tools() {
-    if [[ $FULL == 1 ]] && ! command -v cargo-deny >/dev/null 2>&1; then
+    if [[ $FULL == 1 && $CARGO_TOOLS == 1 ]] && ! command -v cargo-deny >/dev/null 2>&1; then
         echo "setup.sh: installing cargo-deny"
         cargo install --locked --quiet cargo-deny
     fi
@@ -54,6 +56,19 @@ python_packages() {
     python3 -m pip install --quiet "${PYTHON_PACKAGES[@]}" 2>/dev/null ||
         python3 -m pip install --quiet --break-system-packages "${PYTHON_PACKAGES[@]}"
 }
+
+CARGO_TOOLS=1
+case "${1:-}" in
+--skip-cargo-tools)
+    CARGO_TOOLS=0
+    shift
+    ;;
+--cargo-tools-only)
+    FULL=1
+    cargo_tools
+    exit 0
+    ;;
+esac
 
 FULL=1
 if [[ $# -gt 0 ]]; then

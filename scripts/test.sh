@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI via .ci/run). Runs:
-#   setup        scripts/setup.sh (missing apt packages, cargo-deny)
+#   setup        scripts/setup.sh (missing apt and Python packages; cargo-deny comes later)
 #   fmt          cargo fmt --check
-#   deny         scripts/build/deny.sh (advisories, licences, duplicates, sources)
 #   clippy       cargo clippy --all-targets -D warnings
-#   build        cargo build --release with the PGO profile (scripts/build/release_flags.sh),
-#                in the background from the start: its link-time optimisation is one long
-#                single-threaded step the other steps overlap
-#   cargo test   unit tests, in-process semantics tests and black-box tests (tests/), built
-#                in the dev profile into target/ci (quick to link; the release binary is for
-#                the steps below)
+#   build        cargo test --no-run: meshgate and the tests in the dev profile, into
+#                target/ci
+#   cargo test   unit tests, then tests/integration (one binary: in-process semantics tests
+#                and black-box tests against real meshgate processes) with more threads than
+#                cores, because those tests mostly wait on timers and sockets
 #   pingora      scripts/build/pingora-patch.sh check (vendor/ = Pingora + vendor/pingora.patch)
 #   smoke, upgrade, systemd-unit, install, dockerfile
 #                scripts/ops/*: curl checks of conf/policies, zero-downtime upgrade and reload
 #                under load, the systemd unit, the installer, the Dockerfile
-#   acceptance   python3 ../shared/acceptance/run.py on the release binary, in parallel shards
-#                (the scenarios mostly wait on timers), if ../shared/acceptance/run.py exists
+#   acceptance   python3 ../shared/acceptance/run.py, in parallel shards (the scenarios mostly
+#                wait on timers), if ../shared/acceptance/run.py exists
+#   deny         scripts/build/deny.sh (advisories, licences, duplicates, sources); cargo-deny
+#                is built at low priority while the tests run, when it is missing
+# The ops steps and the acceptance scenarios run the dev-profile binary the tests ran: the
+# same code as the release build, with overflow checks and debug assertions on. The release
+# build (fat LTO, PGO) costs ~15 CPU-minutes, two thirds of what CI spends; RELEASE=1 builds
+# it in the background from the start and runs those steps on it instead.
 # Every step runs even when an earlier one failed (one run shows every problem), except that
-# steps needing the release binary are skipped when its build failed. Ends with one line per
-# step and `N passed, M failed`; exits non-zero when any step failed.
+# steps needing the binary are skipped when its build failed. Ends with one line per step and
+# `N passed, M failed`; exits non-zero when any step failed.
 #
 # Environment:
 #   SKIP_SETUP=1          skip setup
+#   RELEASE=1             ops and acceptance steps on the release build (see above)
+#   TEST_THREADS=N        test threads for cargo test (default 12: 190 tests finish in ~90 s
+#                         on two cores, ~520 s one binary per file at two threads)
 #   ACCEPTANCE_ARGS="..." arguments for the acceptance runner instead of the default (every
 #                         scenario of the kinds built so far), e.g. "--filter seed"
-#   ACCEPTANCE_SHARDS=N   parallel acceptance runners (default 4)
+#   ACCEPTANCE_SHARDS=N   parallel acceptance runners (default 8)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,20 +78,22 @@ started=$SECONDS
 if [[ "${SKIP_SETUP:-}" == 1 ]]; then
     skip setup "SKIP_SETUP=1"
 else
-    step setup scripts/setup.sh || true
+    step setup scripts/setup.sh --skip-cargo-tools || true
 fi
 
-# The release build, in the background. Only it gets the PGO flags: RUSTFLAGS are part of
-# every crate's fingerprint, and the dev-profile build below must not be rebuilt for them.
-echo
-echo "==== build (background, log: $LOGS/build.log): cargo build --release"
-build_started=$SECONDS
-(
-    # shellcheck source=build/release_flags.sh
-    source scripts/build/release_flags.sh
-    cargo build --release
-) >"$LOGS/build.log" 2>&1 &
-build_pid=$!
+if [[ "${RELEASE:-}" == 1 ]]; then
+    # Only the release build gets the PGO flags: RUSTFLAGS are part of every crate's
+    # fingerprint, and the dev-profile build below must not be rebuilt for them.
+    echo
+    echo "==== release build (background, log: $LOGS/build.log): cargo build --release"
+    release_started=$SECONDS
+    (
+        # shellcheck source=build/release_flags.sh
+        source scripts/build/release_flags.sh
+        cargo build --release
+    ) >"$LOGS/build.log" 2>&1 &
+    release_pid=$!
+fi
 
 # rustfmt and clippy are rustup components (rust-toolchain.toml asks for both).
 if cargo fmt --version >/dev/null 2>&1; then
@@ -92,7 +101,6 @@ if cargo fmt --version >/dev/null 2>&1; then
 else
     skip fmt "rustfmt not installed: rustup component add rustfmt"
 fi
-step deny scripts/build/deny.sh || true
 # The dev-profile steps build into their own directory, so they never wait for the release
 # build's lock on target/.
 export CARGO_TARGET_DIR="$ROOT/target/ci"
@@ -101,31 +109,47 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
     skip clippy "clippy not installed: rustup component add clippy"
 fi
-step "cargo test" cargo test || true
-unset CARGO_TARGET_DIR
-
-echo
-echo "==== build: waiting for the release build"
 built=0
-if wait "$build_pid"; then
-    built=1
-    tail -2 "$LOGS/build.log"
-    record "build ($((SECONDS - build_started)) s, in the background)" PASS
+step build cargo test --no-run && built=1 || true
+
+# cargo-deny, when missing, is built now: the tests below leave the cores mostly idle.
+tools_log="$LOGS/cargo-tools.log"
+nice -n 19 scripts/setup.sh --cargo-tools-only >"$tools_log" 2>&1 &
+tools_pid=$!
+
+if [[ "$built" -eq 1 ]]; then
+    step "cargo test" cargo test -- --test-threads "${TEST_THREADS:-12}" || true
 else
-    tail -40 "$LOGS/build.log"
-    record "build (see $LOGS/build.log)" FAIL
+    skip "cargo test" "build failed"
+fi
+unset CARGO_TARGET_DIR
+BIN="$ROOT/target/ci/debug/meshgate"
+
+if [[ "${RELEASE:-}" == 1 ]]; then
+    echo
+    echo "==== release build: waiting"
+    built=0
+    if wait "$release_pid"; then
+        built=1
+        tail -2 "$LOGS/build.log"
+        record "release build ($((SECONDS - release_started)) s, in the background)" PASS
+    else
+        tail -40 "$LOGS/build.log"
+        record "release build (see $LOGS/build.log)" FAIL
+    fi
+    BIN="$ROOT/target/release/meshgate"
 fi
 
 step pingora scripts/build/pingora-patch.sh check || true
 
 if [[ "$built" -eq 1 ]]; then
-    step smoke scripts/ops/smoke.sh || true
-    step upgrade scripts/ops/upgrade_test.sh || true
+    step smoke scripts/ops/smoke.sh --bin "$BIN" || true
+    step upgrade scripts/ops/upgrade_test.sh --bin "$BIN" || true
     step systemd-unit scripts/ops/check_systemd_unit.sh || true
     install_root="$(mktemp -d)"
-    step install scripts/ops/install.sh --root "$install_root" --bin "$ROOT/target/release/meshgate" --no-start || true
+    step install scripts/ops/install.sh --root "$install_root" --bin "$BIN" --no-start || true
     rm -rf "$install_root"
-    step dockerfile scripts/ops/check_dockerfile.sh || true
+    step dockerfile scripts/ops/check_dockerfile.sh --bin "$BIN" || true
 
     ACCEPTANCE="$ROOT/../shared/acceptance/run.py"
     # The policy scenarios are marked pending in the suite; every kind they cover is applied,
@@ -133,15 +157,24 @@ if [[ "$built" -eq 1 ]]; then
     DEFAULT_ACCEPTANCE_ARGS="--pending"
     if [[ -f "$ACCEPTANCE" ]]; then
         # shellcheck disable=SC2086 # the arguments are a list of words on purpose
-        step acceptance scripts/ops/acceptance.sh "$ACCEPTANCE" "$ROOT/target/release/meshgate" \
-            "${ACCEPTANCE_SHARDS:-4}" ${ACCEPTANCE_ARGS:-$DEFAULT_ACCEPTANCE_ARGS} || true
+        step acceptance scripts/ops/acceptance.sh "$ACCEPTANCE" "$BIN" \
+            "${ACCEPTANCE_SHARDS:-8}" ${ACCEPTANCE_ARGS:-$DEFAULT_ACCEPTANCE_ARGS} || true
     else
         skip acceptance "no ../shared/acceptance/run.py beside the clone"
     fi
 else
     for s in smoke upgrade systemd-unit install dockerfile acceptance; do
-        skip "$s" "release build failed"
+        skip "$s" "no meshgate binary"
     done
+fi
+
+echo
+echo "==== deny: waiting for cargo-deny (log: $tools_log)"
+if wait "$tools_pid"; then
+    step deny scripts/build/deny.sh || true
+else
+    tail -20 "$tools_log"
+    record "deny (cargo-deny could not be installed, see $tools_log)" FAIL
 fi
 
 echo

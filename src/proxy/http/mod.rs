@@ -8,9 +8,9 @@
 //! `request_body_filter` (mirror copy, time limits) → `upstream_response_filter` (a
 //! retriable status is retried) → `response_filter` (filters, `server`, HSTS, draining) →
 //! `logging`. `fail_to_connect` and `error_while_proxy` decide retries of failed attempts;
-//! `fail_to_proxy` turns the final failure into Envoy's answer. Deciding happens once, in
-//! `request_filter`, on one snapshot held for the whole request; the later hooks only apply
-//! the decision recorded in [`RequestCtx`].
+//! `fail_to_proxy` turns the final failure into Envoy's answer (both in [`failure`]).
+//! Deciding happens once, in `request_filter`, on one snapshot held for the whole request;
+//! the later hooks only apply the decision recorded in [`RequestCtx`].
 
 pub(crate) mod admission;
 pub(crate) mod attempt;
@@ -19,6 +19,7 @@ mod compress;
 mod ctx;
 pub(crate) mod decide;
 pub(crate) mod edit;
+mod failure;
 pub mod forwarded;
 pub mod local;
 pub mod normalize;
@@ -34,7 +35,6 @@ use crate::admin::metrics::METRICS;
 use crate::proxy::tls::SniName;
 use crate::runtime::state::GatewayState;
 use crate::snapshot::outlier::Outcome;
-use crate::snapshot::retry::Failure;
 use async_trait::async_trait;
 use attempt::RETRY_RESPONSE;
 use bytes::Bytes;
@@ -42,12 +42,12 @@ use checks::CheckRules;
 pub use ctx::{RequestCtx, Routed, Upstream};
 use decide::Decision;
 use local::LocalResponse;
-use outcome::{Local, ResponseFlag, OVERFLOW_BODY, REQUEST_TIMEOUT, UPSTREAM_RESET_BODY};
+use outcome::{Local, ResponseFlag, REQUEST_TIMEOUT};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result, RetryType};
+use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,15 +60,6 @@ fn local_port(session: &ServerSession) -> u16 {
         .server_addr()
         .and_then(|a| a.as_inet())
         .map_or(0, |a| a.port())
-}
-
-impl HttpGateway {
-    fn count_retry(&self, ctx: &RequestCtx, reason: &str) {
-        METRICS
-            .upstream_retries
-            .with_label_values(&[ctx.route_label(), reason])
-            .inc();
-    }
 }
 
 #[async_trait]
@@ -393,31 +384,9 @@ impl ProxyHttp for HttpGateway {
         session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut Self::CTX,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        ctx.flag = ResponseFlag::UpstreamConnectionFailure;
-        let Some(upstream) = ctx.upstream() else {
-            return e;
-        };
-        let endpoints = upstream.backend.endpoints.len();
-        METRICS
-            .upstream_connect_failures
-            .with_label_values(&[&upstream.backend.key])
-            .inc();
-        upstream_health::record(ctx, Outcome::LocalFailure);
-        let retry = match ctx.retry_policy() {
-            Some(policy) => {
-                let req = session.req_header();
-                policy.request_is_retriable(&req.method, &req.headers)
-                    && ctx.attempt.retry_failure(&policy, Failure::ConnectFailure)
-            }
-            None => ctx.attempt.retry_connect_by_default(endpoints),
-        } && upstream_health::take_retry(ctx);
-        if retry {
-            self.count_retry(ctx, "connect_failure");
-            e.set_retry(true);
-        }
-        e
+        failure::connect_failed(session, ctx, e)
     }
 
     /// An attempt that failed after connecting: retried as the route's MeshRetry says when
@@ -432,51 +401,7 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut Self::CTX,
         client_reused: bool,
     ) -> Box<Error> {
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        if *e.etype() == RETRY_RESPONSE {
-            return e; // decided in upstream_response_filter
-        }
-        let now = Instant::now();
-        if e.esource() == &pingora::ErrorSource::Upstream {
-            upstream_health::record(ctx, Outcome::LocalFailure);
-        }
-        if *e.etype() == ErrorType::ReadTimedout && e.esource() == &pingora::ErrorSource::Upstream {
-            ctx.attempt.expired = Some(ctx.attempt.expiry_at(now));
-        }
-        let pooled = matches!(e.retry, RetryType::ReusedOnly);
-        e.set_retry(false);
-        let replayable =
-            session.response_written().is_none() && !session.as_ref().retry_buffer_truncated();
-        if !replayable {
-            return e;
-        }
-        if pooled && client_reused && session.req_header().method.is_idempotent() {
-            ctx.attempt.pooled_connection_retry();
-            e.set_retry(true);
-            return e;
-        }
-        let Some(policy) = ctx.retry_policy() else {
-            return e;
-        };
-        let Some(failure) = attempt::classify(&e, &ctx.attempt, now) else {
-            return e;
-        };
-        let req = session.req_header();
-        if policy.request_is_retriable(&req.method, &req.headers)
-            && ctx.attempt.retry_failure(&policy, failure)
-            && upstream_health::take_retry(ctx)
-        {
-            ctx.attempt.expired = None;
-            let reason = match failure {
-                Failure::ConnectFailure => "connect_failure",
-                Failure::Reset => "reset",
-                Failure::RefusedStream => "refused_stream",
-                Failure::PerTryTimeout => "per_try_timeout",
-            };
-            self.count_retry(ctx, reason);
-            e.set_retry(true);
-        }
-        e
+        failure::attempt_failed(peer, session, e, ctx, client_reused)
     }
 
     /// A response the route's MeshRetry retries (by status, response header or gRPC status)
@@ -522,7 +447,7 @@ impl ProxyHttp for HttpGateway {
             } else {
                 "status"
             };
-            self.count_retry(ctx, reason);
+            failure::count_retry(ctx, reason);
             let mut e = Error::explain(RETRY_RESPONSE, format!("retrying a {status} answer"));
             e.set_retry(true);
             return Err(e.into_up());
@@ -625,69 +550,7 @@ impl ProxyHttp for HttpGateway {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        let (status, mut flag) = outcome::failure(e);
-        if status == Some(504) {
-            flag = match ctx.attempt.expired {
-                Some(attempt::Expiry::Idle) => ResponseFlag::StreamIdleTimeout,
-                Some(attempt::Expiry::MaxStream) => ResponseFlag::MaxStreamDurationReached,
-                _ => flag,
-            };
-        }
-        if ctx.attempt.retries() > 0 && status.is_some_and(|s| s >= 500) {
-            flag = ResponseFlag::RetryLimitExceeded;
-        }
-        if ctx.refused.is_none() && flag != ResponseFlag::None {
-            ctx.flag = flag;
-        }
-        if status == Some(504) {
-            if let Some(u) = ctx.upstream() {
-                METRICS
-                    .upstream_timeouts
-                    .with_label_values(&[&u.backend.key])
-                    .inc();
-            }
-        }
-        if status == Some(400) && ctx.refused.is_none() {
-            METRICS
-                .http_rejected
-                .with_label_values(&[&ctx.port_label(), "bad_request"])
-                .inc();
-        }
-        let code = status.unwrap_or(0);
-        if code > 0 && session.response_written().is_none() {
-            let body = match code {
-                503 if flag == ResponseFlag::UpstreamOverflow => OVERFLOW_BODY,
-                503 => UPSTREAM_RESET_BODY,
-                504 => ctx
-                    .attempt
-                    .expired
-                    .map_or("upstream request timeout", attempt::Expiry::body),
-                408 if *e.etype() == REQUEST_TIMEOUT => "request timeout",
-                408 if flag == ResponseFlag::StreamIdleTimeout => "stream timeout",
-                _ => "",
-            };
-            ctx.local = Some(Local {
-                status: code,
-                body,
-                flag: ctx.flag,
-            });
-            let response = LocalResponse {
-                body: body.as_bytes(),
-                https: ctx.https,
-                close: true,
-                set: if flag == ResponseFlag::UpstreamOverflow {
-                    outcome::overloaded_header()
-                } else {
-                    &[]
-                },
-                ..LocalResponse::status(code)
-            };
-            let _ = local::write(session, response).await;
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        failure::answer(session, e, ctx).await
     }
 
     /// A connection to the endpoint is up: outlier detection in split mode counts it as a

@@ -4,12 +4,10 @@
 //! SIGUSR1). The formats' placeholders are unit-tested beside the code; the acceptance
 //! scenarios `pol-al-*` check Kuma's default format and Json.
 
-mod support;
-
+use crate::support::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::*;
 
 fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -61,7 +59,7 @@ fn outbound_and_inbound_lines_per_request() {
 // A Tcp backend: one line per request to a real TCP collector, in Json, keys in order.
 #[test]
 fn lines_reach_a_tcp_collector() {
-    let collector = support::bind_unique();
+    let collector = crate::support::bind_unique();
     let addr = collector.local_addr().expect("addr");
     let _a = EchoHttp::start("a");
     let mut files = catch_all_files("route", "a");
@@ -192,7 +190,7 @@ fn records_reach_an_otlp_grpc_collector() {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use prost::Message;
-    let collector = support::otlp_grpc::GrpcReceiver::start();
+    let collector = crate::support::otlp_grpc::GrpcReceiver::start();
     let _a = EchoHttp::start("a");
     let mut files = catch_all_files("route", "a");
     files.push(access_log(&format!(
@@ -319,7 +317,7 @@ fn records_reach_an_otlp_http_collector_through_a_backend_ref() {
     use prost::Message;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
-    let listener = support::bind_unique();
+    let listener = crate::support::bind_unique();
     let port = listener.local_addr().expect("addr").port();
     // (request-target, body) of every POST received.
     type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
@@ -331,8 +329,8 @@ fn records_reach_an_otlp_http_collector_through_a_backend_ref() {
             std::thread::spawn(move || {
                 let mut w = conn.try_clone().expect("clone");
                 let mut r = BufReader::new(conn);
-                while let Ok(Some(head)) = support::http1::read_request_head(&mut r) {
-                    let Ok(body) = support::http1::read_body(&mut r, &head, false) else {
+                while let Ok(Some(head)) = crate::support::http1::read_request_head(&mut r) {
+                    let Ok(body) = crate::support::http1::read_body(&mut r, &head, false) else {
                         return;
                     };
                     g.lock()

@@ -1,11 +1,9 @@
 //! MeshHTTPRoute filters (spec: ../shared/spec/kuma-gateway-semantics.md section 5): header
 //! modifiers, redirects, URL rewrites and request mirroring, checked end to end.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// One rule: PathPrefix `prefix`, the given `filters:` list (YAML at column 0) and optional
 /// backend.

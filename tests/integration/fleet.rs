@@ -1,17 +1,15 @@
 //! A fleet: several meshgate processes on one etcd prefix, and rate limits shared through
 //! Redis. Real `etcd` and `redis-server` on loopback (scripts/setup.sh installs them).
 
-mod support;
-
+use crate::support::client::{admin_get, backend_of, try_send_to};
+use crate::support::policy::PolicyDir;
+use crate::support::*;
 use meshgate::testkit::{catch_all_route, dataplanes, gateway_one_http};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::client::{admin_get, backend_of, try_send_to};
-use support::policy::PolicyDir;
-use support::*;
 
 // ------------------------------------------------------------------------------ etcd / redis
 
@@ -609,14 +607,14 @@ fn allowed_per_second(ips: &[&str], port: u16, seconds: u64) -> Vec<usize> {
             .map(|ip| {
                 s.spawn(move || {
                     let mut seen = Vec::new();
-                    let mut conn = support::client::Conn::open_to(ip, port).ok();
+                    let mut conn = crate::support::client::Conn::open_to(ip, port).ok();
                     loop {
                         let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
                         if t.as_secs() >= end {
                             return seen;
                         }
                         let Some(c) = conn.as_mut() else {
-                            conn = support::client::Conn::open_to(ip, port).ok();
+                            conn = crate::support::client::Conn::open_to(ip, port).ok();
                             continue;
                         };
                         match c.send("GET", "/", "fleet.test", &[], b"") {

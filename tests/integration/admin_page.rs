@@ -3,10 +3,8 @@
 //! the DOM it builds must show the listener, the route, the backend and each endpoint's
 //! health. A screenshot is kept at target/admin-page.png for a person to look at.
 
-mod support;
-
+use crate::support::*;
 use std::process::Command;
-use support::*;
 
 fn chromium(args: &[&str], url: &str) -> String {
     let out = Command::new("chromium")

@@ -4,9 +4,7 @@
 //! requests: method and body reach the backend, an unrouted request reaches none, a refused
 //! header never leaves the gateway, chunked bodies arrive whole.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 // Seed example 1 (spec §4.1, §5.3 default): PathPrefix / on a listener selected by tags sends every
 // path to demo-app; path, query, method, body and Host reach the backend unchanged.

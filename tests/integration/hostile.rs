@@ -13,14 +13,12 @@
 //! Routing: Host anything, PathPrefix /public -> backend "public"; Host admin.internal,
 //! PathPrefix /admin -> backend "admin"; everything else -> 404.
 
-mod support;
-
+use crate::support::http1::{read_body, read_response_head};
+use crate::support::*;
 use std::io::{BufReader, Cursor, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
-use support::http1::{read_body, read_response_head};
-use support::*;
 
 const H: &str = "public.example";
 /// Marker in smuggled request lines: must never reach a backend.

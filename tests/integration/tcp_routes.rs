@@ -1,11 +1,9 @@
 //! MeshTCPRoute on TCP listeners (spec: ../shared/spec/kuma-gateway-semantics.md section 7; the
 //! seed's example 4). TLS listeners and HTTPS (issue 3) are not covered here yet.
 
-mod support;
-
 use std::collections::HashMap;
 
-use support::*;
+use crate::support::*;
 
 fn tcp_gateway() -> String {
     dedent(

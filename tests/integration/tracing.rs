@@ -3,15 +3,13 @@
 //! continued and forwarded, tags from literals and headers, sampling, and `x-request-id`
 //! generated when a request has none (Envoy's default).
 
-mod support;
-
+use crate::support::http1::{read_body, read_request_head};
+use crate::support::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::io::{BufReader, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::http1::{read_body, read_request_head};
-use support::*;
 
 /// (service name, trace id hex, kind, attributes) of one received span.
 type SpanView = (String, String, i32, Vec<(String, String)>);
@@ -24,7 +22,7 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
-        let l = support::bind_unique();
+        let l = crate::support::bind_unique();
         let port = l.local_addr().expect("addr").port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
@@ -173,7 +171,7 @@ fn spans_reach_the_collector_and_the_trace_is_continued() {
 // OpenTelemetry tracer), here to a real grpcio server.
 #[test]
 fn spans_reach_an_otlp_grpc_collector() {
-    let collector = support::otlp_grpc::GrpcReceiver::start();
+    let collector = crate::support::otlp_grpc::GrpcReceiver::start();
     let _a = EchoHttp::start("a");
     let mut f = catch_all_files("route", "a");
     f.push((

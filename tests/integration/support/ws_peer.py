@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real WebSocket server and client (the `websockets` package) for tests/protocols.rs.
+"""A real WebSocket server and client (the `websockets` package) for tests/integration/protocols.rs.
 
   ws_peer.py server PORT          echo server; prints "ready" once listening
   ws_peer.py client URL [CAFILE SNI]  text, binary, ping/pong and a clean close; prints JSON

@@ -2,11 +2,9 @@
 //! sections 1.2, 1.5, 3.8, 6 and Appendix A), plus WebSocket upgrades (issue 2: proxied, unlike
 //! Kuma, see kumahq/kuma#3311).
 
-mod support;
-
 use std::collections::HashMap;
 
-use support::*;
+use crate::support::*;
 
 fn share(counts: &HashMap<String, usize>, name: &str, n: usize) -> f64 {
     *counts.get(name).unwrap_or(&0) as f64 / n as f64

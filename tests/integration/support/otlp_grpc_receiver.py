@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A real gRPC server (grpcio) standing in for an OpenTelemetry collector, for tests/tracing.rs
-and tests/access_logs.rs.
+"""A real gRPC server (grpcio) standing in for an OpenTelemetry collector, for tests/integration/tracing.rs
+and tests/integration/access_logs.rs.
 
   otlp_grpc_receiver.py      prints {"port": N}, then one JSON line per call received:
                              {"method": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",

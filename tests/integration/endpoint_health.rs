@@ -6,15 +6,13 @@
 //! request under load, and a kill and a hang under load with Kuma's default policies.
 //! Matching, merging and validation of these kinds are unit-tested beside the code.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Files for a gateway routing everything to service `a`, served by endpoints `a-1`..`a-n`,
 /// plus `policies`.

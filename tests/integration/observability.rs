@@ -2,11 +2,9 @@
 //! conveniences (`/server_info`, `/config_dump`, `/stats/prometheus`, `POST
 //! /healthcheck/fail`), per-backend upstream latency and process metrics, and JSON logs.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::process::Command;
-use support::*;
 
 #[test]
 fn version_names_the_commit_pingora_and_pgo() {

@@ -2,12 +2,10 @@
 //! `/ready`, `/config`, `/metrics`, `--gateway`, resource forms and the policy directory layout.
 //! Validation messages follow spec §2 (../shared/spec/kuma-gateway-semantics.md).
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn valid_files() -> Vec<(&'static str, String)> {
     vec![

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Raw HTTP/2 frames against meshgate's h2c port (the `h2` package), for tests/http2.rs.
+"""Raw HTTP/2 frames against meshgate's h2c port (the `h2` package), for tests/integration/http2.rs.
 
   h2_peer.py PORT CASE      prints one JSON line
 

@@ -2,15 +2,13 @@
 //! §7.3): real TLS handshakes with SNI (curl and a rustls client), certificates from the
 //! policy files, HTTP/2 over ALPN, and certificate changes picked up without a restart.
 
-mod support;
-
+use crate::support::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// curl over HTTPS with SNI `sni` resolved to the listener; returns (exit code, status,
 /// headers+body text). `extra` adds curl flags.

@@ -3,14 +3,12 @@
 //! `/config` reports `generation` and `last_error`; editors' write patterns end in one apply; a
 //! half-written or empty file is rejected; no request fails during a reload).
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// How long to watch for a second, unwanted apply after the first one. Longer than any sensible
 /// debounce window (the contract applies changes within 1 s).

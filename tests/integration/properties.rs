@@ -4,7 +4,7 @@
 //! what is wrong.
 //!
 //! `cargo test` runs a bounded number of cases (PROPTEST_CASES, default 64 per property); the
-//! long run is `PROPTEST_CASES=20000 cargo test --release --test properties`.
+//! long run is `PROPTEST_CASES=20000 cargo test --release --test integration properties::`.
 
 use meshgate::compile::{CompileOptions, Compiler, SourceFile};
 use meshgate::testkit::{catch_all_route, dataplanes, gateway_one_http, Routing};

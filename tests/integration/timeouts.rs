@@ -2,9 +2,7 @@
 //! answers 504 `stream timeout` when a backend stays silent for 5 s, and MeshTimeout's
 //! `http.requestTimeout` shortens that per route (504 `upstream request timeout`).
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 // §8.1: every gateway route has a 5 s stream-idle timeout even without a MeshTimeout.
 #[test]

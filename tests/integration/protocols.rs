@@ -3,15 +3,13 @@
 //! streamed), HTTP/1.0 served or refused with Envoy's 426, and WebSocket through HTTP and
 //! HTTPS listeners with a real client and server (Python `websockets`).
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A raw HTTP/1.1 exchange: the response head (lower-cased) and the body bytes.
 fn get_raw(port: u16, head: &str) -> (String, Vec<u8>) {
@@ -173,7 +171,7 @@ impl Drop for WsServer {
 }
 
 fn script() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ws_peer.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/ws_peer.py")
 }
 
 fn ws_client(url: &str, tls: Option<(&Path, &str)>) -> Value {

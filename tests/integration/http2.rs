@@ -1,17 +1,15 @@
 //! HTTP/2 towards clients and gRPC end to end (spec ../shared/spec/kuma-gateway-semantics.md
 //! and Kuma's gateway listener settings): HTTP/2 with prior knowledge (h2c) and HTTP/1.1 on
 //! one plain-text port, ALPN h2 on HTTPS, and real gRPC clients and servers (Python
-//! `grpcio`, tests/support/grpc_peer.py) through both: unary and streaming calls, statuses
+//! `grpcio`, tests/integration/support/grpc_peer.py) through both: unary and streaming calls, statuses
 //! and trailers carried through, large messages, client deadlines, and meshgate's own answers
 //! to gRPC requests as trailers-only gRPC responses with Envoy's statuses.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use support::*;
 
 /// A gRPC server (`grpc_peer.py server`) registered as backend `name`.
 struct GrpcServer {
@@ -47,7 +45,7 @@ impl Drop for GrpcServer {
 }
 
 fn peer_script() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/grpc_peer.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/grpc_peer.py")
 }
 
 /// Runs `grpc_peer.py client` against `target` and returns its JSON line.
@@ -224,7 +222,7 @@ fn h2c_and_http1_share_a_port_and_upgrade_h2c_stays_http1() {
 }
 
 fn h2_peer(port: u16, case: &str) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/h2_peer.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/h2_peer.py");
     let out = Command::new("python3")
         .arg(script)
         .args([&port.to_string(), case])

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real gRPC server and client (grpcio) for tests/grpc.rs, without generated code: the
+"""A real gRPC server and client (grpcio) for tests/integration/http2.rs, without generated code: the
 messages are raw bytes, the methods generic handlers of service `meshgate.test.Echo`.
 
   grpc_peer.py server PORT NAME            serve until killed; prints "ready" once listening

@@ -6,13 +6,11 @@
 //! `/config` shows. The in-process tests of matching and merging are in `policies.rs`; the
 //! acceptance scenarios (`pol-*`) cover the rest of each policy's behaviour.
 
-mod support;
-
+use crate::support::http1::read_response_head;
+use crate::support::*;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::http1::read_response_head;
-use support::*;
 
 /// A gateway with a catch-all route to `a` (`endpoints` endpoints: a, a-2, ...) and `extra`
 /// policy files.

@@ -1,13 +1,11 @@
 //! Listeners that follow the policy files without a restart, and TCP listener behaviour
 //! (issue 3 items 1 and 4; spec ../shared/spec/kuma-gateway-semantics.md §3.2, §7.2).
 
-mod support;
-
+use crate::support::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 fn gateway_with(listeners: &[(u32, &str)]) -> String {
     let mut out = String::from(

@@ -21,7 +21,7 @@ pub struct GrpcReceiver {
 impl GrpcReceiver {
     pub fn start() -> GrpcReceiver {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/support/otlp_grpc_receiver.py");
+            .join("tests/integration/support/otlp_grpc_receiver.py");
         let mut child = Command::new("python3")
             .arg(script)
             .stdin(Stdio::piped())
