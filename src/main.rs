@@ -190,6 +190,7 @@ fn publish_main(args: Vec<std::ffi::OsString>) -> ExitCode {
         gateway: cli.gateway.clone(),
         policy_dir: cli.policies.clone(),
         listener_defaults: ListenerDefaults::default(),
+        check_only: true,
     };
     if let Err(rejected) = meshgate::runtime::reload::build(&cli.policies, &opts, 1) {
         println!("{}", render(&rejected.violations));
@@ -306,6 +307,7 @@ fn main() -> ExitCode {
             idle: Duration::from_secs(cli.idle_timeout.max(1)),
             tcp_idle: Duration::from_secs(cli.tcp_idle_timeout.max(1)),
         },
+        check_only: cli.check,
     };
 
     // The first content: the directory, or the etcd prefix (or, with etcd unreachable, the

@@ -55,6 +55,9 @@ pub struct CompileOptions {
     pub policy_dir: PathBuf,
     /// Listener timeouts where no MeshTimeout sets them (meshgate's flags).
     pub listener_defaults: ListenerDefaults,
+    /// The snapshot is only checked, never served (`--check`, `publish`): route regexes are
+    /// compiled as far as their validity needs, not into the DFAs requests would run.
+    pub check_only: bool,
 }
 
 /// One policy file as the source holds it: its name (relative to the policy directory, or
@@ -98,10 +101,10 @@ impl Compiler {
     /// the compiler: the builder thread is started anew after `-d` forks).
     pub fn with_registry(opts: CompileOptions, registry: Arc<Registry>) -> Self {
         Compiler {
+            regexes: RegexCache::new(opts.check_only),
             opts,
             files: FileCache::default(),
             tables: TableCache::default(),
-            regexes: RegexCache::default(),
             registry,
         }
     }
@@ -273,7 +276,7 @@ struct Build<'a> {
     /// The previous build's tables, when everything but the routes is unchanged.
     previous: Option<&'a TableCache>,
     /// The tables this build uses, compiled or reused: the next build's cache.
-    tables: foldhash::HashMap<TableKey, Arc<crate::snapshot::route_table::RouteTable>>,
+    tables: foldhash::HashMap<TableKey, reuse::CachedTable>,
     reused_tables: usize,
 }
 

@@ -11,7 +11,7 @@
 use super::listeners::{attaches, PlannedListener};
 use super::merge::{merge_http_routes, MergedRule, RuleGroups};
 use super::policies::PortScope;
-use super::reuse::TableKey;
+use super::reuse::{CachedTable, TableKey};
 use super::rules::{conditions, exact_paths, expand_path, prefix_paths, specialise};
 use super::{actions, Build};
 use crate::model::{HttpRoute, Valid};
@@ -119,8 +119,14 @@ impl<'a> Build<'a> {
             // Compiled group tables of this listener, shared by its virtual hosts. The key
             // adds the Exact paths other groups of a virtual host contribute, because they
             // suppress this group's PathPrefix exact entries (§4.1).
-            let mut tables: foldhash::HashMap<(String, Vec<String>), Arc<RouteTable>> =
+            // Keyed by the Exact paths of the *other* groups only: a group's own are the same
+            // in every virtual host, and the big groups have thousands of them.
+            let mut tables: foldhash::HashMap<(&str, Vec<&str>), Arc<RouteTable>> =
                 foldhash::HashMap::default();
+            let paths: foldhash::HashMap<&str, GroupPaths> = groups
+                .iter()
+                .map(|(h, rules)| (h.as_str(), GroupPaths::of(rules)))
+                .collect();
             for b in &bindings {
                 if owned.iter().any(|o| hostname::contains(o, b)) {
                     continue; // listener isolation: a more exact listener owns these hosts
@@ -135,24 +141,17 @@ impl<'a> Build<'a> {
                     .collect();
                 // Kuma's pre-sort order: rules of more exact hostnames first (§4.5 step 8).
                 selected.sort_by(|(a, _), (b, _)| hostname::exactness(a, b));
-                let vhost_exact: HashSet<&str> = selected
-                    .iter()
-                    .flat_map(|(_, rules)| exact_paths(rules.iter().flat_map(|r| r.matches)))
-                    .collect();
+                let selected_paths: Vec<&GroupPaths> =
+                    selected.iter().map(|(h, _)| &paths[h.as_str()]).collect();
                 let mut vh_tables = Vec::new();
                 for (h, rules) in &selected {
-                    let mut suppress: Vec<String> =
-                        prefix_paths(rules.iter().flat_map(|r| r.matches))
-                            .filter(|p| vhost_exact.contains(p))
-                            .map(str::to_string)
-                            .collect();
-                    suppress.sort();
-                    suppress.dedup();
-                    let key = ((*h).clone(), suppress);
+                    let group_paths = &paths[h.as_str()];
+                    let key = (h.as_str(), group_paths.extra_suppressed(&selected_paths));
                     let table = match tables.get(&key) {
                         Some(t) => t.clone(),
                         None => {
-                            let t = self.group_table(&l.info, h, &key.1, rules, scope);
+                            let suppressed = group_paths.suppressed(&key.1);
+                            let t = self.group_table(&l.info, h, &suppressed, rules, scope);
                             tables.insert(key, t.clone());
                             t
                         }
@@ -186,21 +185,22 @@ impl<'a> Build<'a> {
     ) -> Arc<RouteTable> {
         let key = TableKey::new(listener, group, suppressed, rules);
         if let Some(previous) = self.previous {
-            if let Some(table) = previous.get(&key) {
-                for backend in table.entries().iter().flat_map(|e| e.action.backends()) {
+            if let Some(cached) = previous.get(&key) {
+                for backend in cached.backends.iter() {
                     self.resolver.adopt(backend, previous.warnings_for(backend));
                 }
-                self.route_entries += table.len();
+                self.route_entries += cached.table.len();
                 self.reused_tables += 1;
-                self.tables.insert(key, table.clone());
-                return table.clone();
+                let table = cached.table.clone();
+                self.tables.insert(key, cached.clone());
+                return table;
             }
         }
         let exact: HashSet<&str> = exact_paths(rules.iter().flat_map(|r| r.matches))
             .chain(suppressed.iter().map(String::as_str))
             .collect();
         let table = Arc::new(self.route_table(rules, &exact, scope, listener, group));
-        self.tables.insert(key, table.clone());
+        self.tables.insert(key, CachedTable::new(table.clone()));
         table
     }
 
@@ -289,6 +289,78 @@ impl<'a> Build<'a> {
     }
 }
 
+/// One hostname group's Exact paths and PathPrefix values, collected once per listener.
+///
+/// Which of a group's PathPrefix exact entries a virtual host suppresses depends on the
+/// Exact paths of every group the virtual host selects. Collecting them again for every
+/// binding walked the big groups (no hostname, `*.example.com`) once per hostname: at
+/// 100,000 rules and 500 hostnames that was most of a rebuild's time.
+struct GroupPaths<'r> {
+    exact: HashSet<&'r str>,
+    prefix: HashSet<&'r str>,
+    /// The group's PathPrefix values that are also its own Exact paths, sorted.
+    own_suppressed: Vec<&'r str>,
+}
+
+impl<'r> GroupPaths<'r> {
+    fn of(rules: &[MergedRule<'r>]) -> Self {
+        let exact: HashSet<&str> = exact_paths(rules.iter().flat_map(|r| r.matches)).collect();
+        let prefix: HashSet<&str> = prefix_paths(rules.iter().flat_map(|r| r.matches)).collect();
+        let mut own_suppressed: Vec<&str> = prefix
+            .iter()
+            .copied()
+            .filter(|p| exact.contains(p))
+            .collect();
+        own_suppressed.sort_unstable();
+        GroupPaths {
+            exact,
+            prefix,
+            own_suppressed,
+        }
+    }
+
+    /// This group's PathPrefix values that an Exact path of another group of `vhost` (the
+    /// groups of one virtual host) suppresses and its own do not, sorted and without
+    /// repeats. Each other group is walked on its smaller side.
+    fn extra_suppressed(&self, vhost: &[&GroupPaths<'r>]) -> Vec<&'r str> {
+        let mut out: Vec<&str> = Vec::new();
+        for other in vhost {
+            if std::ptr::eq(*other, self) {
+                continue;
+            }
+            if other.exact.len() < self.prefix.len() {
+                out.extend(
+                    other
+                        .exact
+                        .iter()
+                        .copied()
+                        .filter(|p| self.prefix.contains(p)),
+                );
+            } else {
+                out.extend(
+                    self.prefix
+                        .iter()
+                        .copied()
+                        .filter(|p| other.exact.contains(p)),
+                );
+            }
+        }
+        out.retain(|p| !self.exact.contains(p));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every PathPrefix value of this group that is suppressed, given the other groups'
+    /// share (`extra`, from [`Self::extra_suppressed`]): sorted, without repeats.
+    fn suppressed(&self, extra: &[&str]) -> Vec<String> {
+        let mut all: Vec<&str> = self.own_suppressed.iter().chain(extra).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        all.into_iter().map(str::to_string).collect()
+    }
+}
+
 /// What identifies a rule's rate-limit bucket across builds: the gateway, the listener and
 /// hostname group it is served in, its route and its matches as written. Anything else
 /// (another rule added to the file, a reordered directory) keeps the bucket.
@@ -307,4 +379,64 @@ fn rule_identity(gateway: &str, listener: &ListenerInfo, group: &str, rule: &Mer
     )
         .hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GroupPaths;
+    use foldhash::HashSet;
+
+    fn group<'r>(exact: &[&'r str], prefix: &[&'r str]) -> GroupPaths<'r> {
+        let exact: HashSet<&str> = exact.iter().copied().collect();
+        let prefix: HashSet<&str> = prefix.iter().copied().collect();
+        let mut own_suppressed: Vec<&str> = prefix
+            .iter()
+            .copied()
+            .filter(|p| exact.contains(p))
+            .collect();
+        own_suppressed.sort_unstable();
+        GroupPaths {
+            exact,
+            prefix,
+            own_suppressed,
+        }
+    }
+
+    /// The definition: a group's PathPrefix values that are an Exact path of any group of
+    /// the virtual host, itself included.
+    fn by_definition(g: &GroupPaths, vhost: &[&GroupPaths]) -> Vec<String> {
+        let mut out: Vec<String> = g
+            .prefix
+            .iter()
+            .filter(|p| vhost.iter().any(|o| o.exact.contains(*p)))
+            .map(|p| p.to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn suppressed_prefixes_are_those_any_group_of_the_vhost_has_as_exact() {
+        // A big group (walked on its prefix side) and small ones (walked on their exact side).
+        let big_prefixes: Vec<String> = (0..50).map(|i| format!("/p{i}")).collect();
+        let big_exact: Vec<String> = (0..50).map(|i| format!("/e{i}")).collect();
+        let bp: Vec<&str> = big_prefixes.iter().map(String::as_str).collect();
+        let mut be: Vec<&str> = big_exact.iter().map(String::as_str).collect();
+        be.push("/p3"); // suppresses its own prefix
+        let generic = group(&be, &bp);
+        let host = group(&["/p7", "/p9", "/x"], &["/e1", "/x", "/y"]);
+        let other = group(&["/y", "/p9"], &[]);
+        let vhost = [&host, &generic, &other];
+        let suppressed =
+            |g: &GroupPaths, vhost: &[&GroupPaths]| g.suppressed(&g.extra_suppressed(vhost));
+        for g in vhost {
+            assert_eq!(suppressed(g, &vhost), by_definition(g, &vhost));
+        }
+        assert_eq!(suppressed(&generic, &vhost), ["/p3", "/p7", "/p9"]);
+        assert_eq!(host.extra_suppressed(&vhost), ["/e1", "/y"]);
+        assert_eq!(suppressed(&host, &vhost), ["/e1", "/x", "/y"]);
+        // Alone, a group suppresses only what it has as both.
+        assert_eq!(generic.extra_suppressed(&[&generic]), Vec::<&str>::new());
+        assert_eq!(suppressed(&generic, &[&generic]), ["/p3"]);
+    }
 }

@@ -26,6 +26,10 @@ pub struct HttpRule {
     /// deep-equal as written (§4.7), so a rule with `type: Exact` spelled out and one relying
     /// on the default stay apart, as in Kuma.
     pub written_matches: Vec<RawMatch>,
+    /// A hash of `written_matches`, taken once when the file is read: every build groups
+    /// every rule by it, and hashing the matches themselves each time was a tenth of a
+    /// 100,000-rule rebuild.
+    pub written_matches_hash: u64,
     /// `default.filters` (`None`: not set, which matters to merging).
     pub filters: Option<Vec<Filter>>,
     /// `default.backendRefs` (`None`: not set).

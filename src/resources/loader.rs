@@ -244,12 +244,11 @@ struct Header {
     spec: Value,
 }
 
-/// The hash that identifies a file's text across builds.
+/// The hash that identifies a file's text across builds. Every build hashes every file
+/// (31 MB at 100,000 rules): SipHash took ~10 ms of such a reload (perf); xxHash64 is
+/// several times faster.
 pub fn content_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
+    twox_hash::XxHash64::oneshot(0, text.as_bytes())
 }
 
 fn load_document(origin: Origin, source_hash: u64, value: Value, loaded: &mut Loaded) {

@@ -89,9 +89,14 @@ fn http_rule(rule: &raw::HttpRule, at: &str) -> Lowered<HttpRule> {
         None => None,
         Some(refs) => Some(backend_refs(refs, &format!("{at}.default.backendRefs"))?),
     };
+    let written_matches_hash = {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::default().hash_one(&written)
+    };
     Ok(HttpRule {
         matches,
         written_matches: written,
+        written_matches_hash,
         filters,
         backend_refs,
     })
