@@ -304,8 +304,13 @@ struct GroupPaths<'r> {
 
 impl<'r> GroupPaths<'r> {
     fn of(rules: &[MergedRule<'r>]) -> Self {
-        let exact: HashSet<&str> = exact_paths(rules.iter().flat_map(|r| r.matches)).collect();
-        let prefix: HashSet<&str> = prefix_paths(rules.iter().flat_map(|r| r.matches)).collect();
+        Self::new(
+            exact_paths(rules.iter().flat_map(|r| r.matches)).collect(),
+            prefix_paths(rules.iter().flat_map(|r| r.matches)).collect(),
+        )
+    }
+
+    fn new(exact: HashSet<&'r str>, prefix: HashSet<&'r str>) -> Self {
         let mut own_suppressed: Vec<&str> = prefix
             .iter()
             .copied()
@@ -384,22 +389,12 @@ fn rule_identity(gateway: &str, listener: &ListenerInfo, group: &str, rule: &Mer
 #[cfg(test)]
 mod tests {
     use super::GroupPaths;
-    use foldhash::HashSet;
 
     fn group<'r>(exact: &[&'r str], prefix: &[&'r str]) -> GroupPaths<'r> {
-        let exact: HashSet<&str> = exact.iter().copied().collect();
-        let prefix: HashSet<&str> = prefix.iter().copied().collect();
-        let mut own_suppressed: Vec<&str> = prefix
-            .iter()
-            .copied()
-            .filter(|p| exact.contains(p))
-            .collect();
-        own_suppressed.sort_unstable();
-        GroupPaths {
-            exact,
-            prefix,
-            own_suppressed,
-        }
+        GroupPaths::new(
+            exact.iter().copied().collect(),
+            prefix.iter().copied().collect(),
+        )
     }
 
     /// The definition: a group's PathPrefix values that are an Exact path of any group of
