@@ -151,7 +151,14 @@ impl<'a> Build<'a> {
                         Some(t) => t.clone(),
                         None => {
                             let suppressed = group_paths.suppressed(&key.1);
-                            let t = self.group_table(&l.info, h, &suppressed, rules, scope);
+                            let t = self.group_table(
+                                &l.info,
+                                h,
+                                &suppressed,
+                                &group_paths.exact,
+                                rules,
+                                scope,
+                            );
                             tables.insert(key, t.clone());
                             t
                         }
@@ -173,13 +180,15 @@ impl<'a> Build<'a> {
     }
 
     /// A hostname group's table: the previous build's when its key is unchanged (see
-    /// [`super::reuse::TableCache`]), else compiled. `suppressed`: the Exact paths other
-    /// groups of the virtual host contribute.
+    /// [`super::reuse::TableCache`]), else compiled. `suppressed`: the group's PathPrefix
+    /// values an Exact path of the virtual host suppresses; `group_exact`: the group's own
+    /// Exact paths ([`GroupPaths`]).
     fn group_table(
         &mut self,
         listener: &ListenerInfo,
         group: &str,
         suppressed: &[String],
+        group_exact: &HashSet<&str>,
         rules: &[MergedRule<'a>],
         scope: &mut PortScope<'a>,
     ) -> Arc<RouteTable> {
@@ -196,9 +205,8 @@ impl<'a> Build<'a> {
                 return table;
             }
         }
-        let exact: HashSet<&str> = exact_paths(rules.iter().flat_map(|r| r.matches))
-            .chain(suppressed.iter().map(String::as_str))
-            .collect();
+        let mut exact = group_exact.clone();
+        exact.extend(suppressed.iter().map(String::as_str));
         let table = Arc::new(self.route_table(rules, &exact, scope, listener, group));
         self.tables.insert(key, CachedTable::new(table.clone()));
         table
