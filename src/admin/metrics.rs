@@ -34,6 +34,7 @@ pub struct Metrics {
     pub last_reload_successful: IntGauge,
     pub last_reload_success_timestamp: Gauge,
     pub generation: IntGauge,
+    pub snapshots_live: IntGauge,
     pub compile_seconds: Gauge,
     pub route_entries: IntGauge,
     pub listeners_bound: IntGauge,
@@ -305,6 +306,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "meshgate_config_generation",
             "Generation of the active snapshot (as in /config)",
         ),
+        snapshots_live: gauge(
+            &r,
+            "meshgate_config_snapshots_live",
+            "Snapshots in memory: the active one and older ones still held by requests or TCP \
+             connections in flight",
+        ),
         compile_seconds,
         route_entries: gauge(
             &r,
@@ -413,6 +420,9 @@ fn refresh_process() {
 /// Prometheus text exposition of every meshgate metric.
 pub fn render() -> Vec<u8> {
     refresh_process();
+    METRICS
+        .snapshots_live
+        .set(crate::snapshot::live_snapshots() as i64);
     let mut buf = Vec::new();
     let encoder = TextEncoder::new();
     let _ = encoder.encode(&METRICS.registry.gather(), &mut buf);

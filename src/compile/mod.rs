@@ -36,7 +36,7 @@ pub use policies::ListenerDefaults;
 use crate::model::{Gateway, Protocol, Valid, ValidSet};
 use crate::resources::loader::{content_hash, load_text};
 use crate::runtime::registry::Registry;
-use crate::snapshot::{Port, Snapshot};
+use crate::snapshot::{Liveness, Port, Snapshot};
 use crate::validate::validate;
 use crate::violation::Violation;
 use listeners::PlannedListener;
@@ -242,6 +242,7 @@ impl Compiler {
                 ports,
                 route_entries: build.route_entries,
                 backends,
+                alive: Liveness::new(),
             };
             Ok((snapshot, warnings, next))
         } else {

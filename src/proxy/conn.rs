@@ -27,6 +27,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::{L4BufferSettings, Stream as L4Stream};
 use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use std::future::Future;
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,20 +138,27 @@ async fn opening(stream: &mut L4Stream, header_timeout: Option<Duration>) -> Ope
 
 /// Serves HTTP on an accepted plain-text connection until it closes: HTTP/2 with prior
 /// knowledge or HTTP/1, by its first bytes.
+///
+/// The stream comes boxed (the box it is served in later): an `L4Stream` argument would keep
+/// its ~380 bytes in the connection's task after moving into that box.
 pub async fn serve_plain<A>(
     app: &Arc<A>,
-    mut stream: L4Stream,
+    mut stream: Box<L4Stream>,
     budgets: HttpBudgets,
     shutdown: &ShutdownWatch,
 ) where
     A: HttpServerApp + Send + Sync + 'static,
 {
-    match opening(&mut stream, budgets.header_timeout).await {
+    // Boxed, as everything a connection does only once: its 2 KiB buffer would otherwise
+    // be part of the connection's task for as long as the connection lives.
+    match Box::pin(opening(&mut stream, budgets.header_timeout)).await {
         // h2c: Pingora's h2 server (its `h2c` option reads the preface again).
+        // Boxed: Pingora's h2 server future is ~4 KiB, which every plain-text connection's
+        // task would otherwise carry (`serve_plain` was 7.7 KiB, measured with size_of_val).
         Opening::H2 => {
-            app.process_new(Box::new(stream), shutdown).await;
+            Box::pin(app.process_new(stream, shutdown)).await;
         }
-        Opening::Http1(left) => serve_http1(app, Box::new(stream), budgets, left, shutdown).await,
+        Opening::Http1(left) => serve_http1(app, stream, budgets, left, shutdown).await,
         Opening::Abandoned => {}
     }
 }
@@ -162,8 +170,9 @@ where
     A: HttpServerApp + Send + Sync + 'static,
 {
     if stream.selected_alpn_proto() == Some(ALPN::H2) {
-        // HTTP/2 over TLS: Pingora's h2 server, whose framing limits are `h2`'s.
-        app.process_new(stream, shutdown).await;
+        // HTTP/2 over TLS: Pingora's h2 server, whose framing limits are `h2`'s (boxed, as
+        // for h2c).
+        Box::pin(app.process_new(stream, shutdown)).await;
         return;
     }
     serve_http1(app, stream, budgets, budgets.header_timeout, shutdown).await
@@ -180,15 +189,13 @@ async fn serve_http1<A>(
 ) where
     A: HttpServerApp + Send + Sync + 'static,
 {
-    let mut session = ServerSession::new_http1(stream);
-    // The first request must start within the header timeout: a read timeout (not the
-    // keep-alive wait, which ends silently) so Pingora reports it to the
-    // `request_head_error` hook, which counts it.
-    session.set_keepalive(None);
-    if let ServerSession::H1(h1) = &mut session {
-        h1.set_read_timeout(first_head_timeout);
-    }
-    let mut next = start(app, session, budgets, shutdown).await;
+    let mut next = start(
+        app,
+        first_session(stream, first_head_timeout),
+        budgets,
+        shutdown,
+    )
+    .await;
     while let Some((mut stream, persistent)) = next.map(|r| r.consume()) {
         // Between requests the connection waits here, in this small future, for the next
         // request's first bytes, not inside Pingora's request future (see `start`).
@@ -203,24 +210,54 @@ async fn serve_http1<A>(
                 None => return,
             }
         }
-        let mut session = ServerSession::new_http1(stream);
-        if let Some(persistent) = persistent {
-            // The keep-alive wait the hooks chose, pipelined bytes, pipelining itself.
-            persistent.apply_to_session(&mut session);
-        }
-        if let (Some(bytes), ServerSession::H1(h1)) = (first_bytes, &mut session) {
-            h1.set_pipelined_prefix(bytes);
-        }
+        let session = next_session(stream, persistent, first_bytes);
         next = start(app, session, budgets, shutdown).await;
     }
 }
 
-async fn start<A>(
-    app: &Arc<A>,
+// The sessions are built in plain functions: a session (~1 KiB) borrowed inside the async
+// function above would keep its space in the connection's task for the connection's life,
+// moved away or not.
+
+/// The session of a connection's first request, which must start within
+/// `first_head_timeout`: a read timeout (not the keep-alive wait, which ends silently) so
+/// Pingora reports it to the `request_head_error` hook, which counts it.
+fn first_session(stream: Stream, first_head_timeout: Option<Duration>) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    session.set_keepalive(None);
+    if let ServerSession::H1(h1) = &mut session {
+        h1.set_read_timeout(first_head_timeout);
+    }
+    session
+}
+
+/// The session of a later request: the keep-alive wait the hooks chose, pipelined bytes,
+/// pipelining itself, and the bytes already read while the connection waited.
+fn next_session(
+    stream: Stream,
+    persistent: Option<pingora::apps::HttpPersistentSettings>,
+    first_bytes: Option<BytesMut>,
+) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    if let Some(persistent) = persistent {
+        persistent.apply_to_session(&mut session);
+    }
+    if let (Some(bytes), ServerSession::H1(h1)) = (first_bytes, &mut session) {
+        h1.set_pipelined_prefix(bytes);
+    }
+    session
+}
+
+/// One request (and its response) on `session`, boxed: Pingora's request future is tens of
+/// KiB and the session itself ~1 KiB, and inline they would size the connection's task, idle
+/// or not. Measured with scripts/bench/idle_conns.sh (5,000 idle keep-alive connections): 38
+/// KiB per connection with the request future inline.
+fn start<'a, A>(
+    app: &'a Arc<A>,
     mut session: ServerSession,
     budgets: HttpBudgets,
-    shutdown: &ShutdownWatch,
-) -> Option<pingora::apps::ReusedHttpStream>
+    shutdown: &'a ShutdownWatch,
+) -> std::pin::Pin<Box<dyn Future<Output = Option<pingora::apps::ReusedHttpStream>> + Send + 'a>>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
@@ -230,23 +267,46 @@ where
     if *shutdown.borrow() {
         session.set_keepalive(None);
     }
-    // Boxed: Pingora's request future is tens of KiB, and inline it would size the
-    // connection's task, idle or not. Measured with scripts/bench/idle_conns.sh (5,000 idle
-    // keep-alive connections): 38 KiB per connection inline.
-    Box::pin(app.process_new_http(session, shutdown)).await
+    Box::pin(app.process_new_http(session, shutdown))
 }
 
 /// The first bytes of the next request on an idle keep-alive connection, read within the
 /// keep-alive `wait` (`None`: no limit); `None` when the client closed, the wait ran out or
 /// the read failed, all of which end the connection silently, as Pingora's own keep-alive
 /// wait does. At most 1 KiB is read here; Pingora's reader takes the rest.
+///
+/// A plain-text connection waits for readiness and holds no buffer meanwhile (1 KiB less per
+/// idle connection, scripts/bench/idle_conns.sh); a TLS one reads into a buffer held while it
+/// waits (its TLS layer holds its own anyway).
 async fn next_request_bytes(stream: &mut Stream, wait: Option<Duration>) -> Option<BytesMut> {
     use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 1024];
-    let read = stream.read(&mut buf);
-    let n = match wait {
-        Some(d) => tokio::time::timeout(d, read).await.ok()?.ok()?,
-        None => read.await.ok()?,
+    let next = async {
+        if let Some(l4) = (**stream).as_any().downcast_ref::<L4Stream>() {
+            loop {
+                l4.readable().await.ok()?;
+                match read_arrived(l4) {
+                    Ok(bytes) => return bytes,
+                    // Spurious readiness: cleared now, wait again.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => break,
+                    Err(_) => return None,
+                }
+            }
+        }
+        let mut buf = BytesMut::with_capacity(1024);
+        let n = stream.read_buf(&mut buf).await.ok()?;
+        (n > 0).then_some(buf)
     };
-    (n > 0).then(|| BytesMut::from(&buf[..n]))
+    match wait {
+        Some(d) => tokio::time::timeout(d, next).await.ok()?,
+        None => next.await,
+    }
+}
+
+/// What has arrived on `l4`, read without waiting (into a stack buffer of a plain function,
+/// so it is not part of the waiting future); `Ok(None)` when the client closed.
+fn read_arrived(l4: &L4Stream) -> std::io::Result<Option<BytesMut>> {
+    let mut buf = [0u8; 1024];
+    let n = l4.try_read_now(&mut buf)?;
+    Ok((n > 0).then(|| BytesMut::from(&buf[..n])))
 }

@@ -18,7 +18,7 @@ use crate::proxy::http::HttpGateway;
 use crate::proxy::tcp;
 use crate::proxy::tls::PortAcceptor;
 use crate::runtime::state::{GatewayState, ListenerStatus};
-use crate::snapshot::Protocol;
+use crate::snapshot::{Protocol, Snapshot};
 use async_trait::async_trait;
 use log::{debug, error, info, warn};
 use pingora::apps::ServerApp;
@@ -251,16 +251,57 @@ impl Drop for ConnGuard<'_> {
     }
 }
 
+/// How an admitted connection is served, read from the snapshot it was accepted under.
+enum Admitted {
+    /// HTTP and HTTPS: each request looks the current snapshot up, so the connection holds
+    /// none. A keep-alive connection that kept the one it was accepted under would keep that
+    /// generation's route tables in memory after every reload for as long as it stays open
+    /// (`meshgate_config_snapshots_live` counts them; tests/integration/reload.rs).
+    Http(Protocol, HttpBudgets),
+    /// TCP and TLS routes: the connection is proxied to its end under this snapshot.
+    Tcp(Arc<Snapshot>),
+}
+
+/// The port's connection limits and MeshRateLimit `local.tcp.connectionRate` for a new
+/// connection (`active` and `total` count it); `None` closes it.
+fn admit(ctx: &PortContext, active: usize, total: usize) -> Option<Admitted> {
+    let snap = ctx.state.snapshot.load_full();
+    // `None`: the port was removed after this connection was accepted.
+    let port = snap.port(ctx.port)?;
+    let max = ctx.state.settings.max_connections;
+    let over_port = port.connection_limit.is_some_and(|l| active > l as usize);
+    if over_port || (max > 0 && total > max) {
+        METRICS
+            .http_rejected
+            .with_label_values(&[&ctx.label, "conn_limit"])
+            .inc();
+        return None; // Envoy closes connections over the limit
+    }
+    // A connection beyond the rate is closed before any byte is read from or sent to it.
+    if let Some(bucket) = &port.policy.connection_rate {
+        if !bucket.try_take() {
+            METRICS
+                .rate_limited
+                .with_label_values(&[&ctx.label, ""])
+                .inc();
+            return None;
+        }
+    }
+    let budgets = HttpBudgets {
+        header_timeout: port.policy.listener.request_headers,
+    };
+    Some(match port.protocol {
+        p @ (Protocol::Http | Protocol::Https) => Admitted::Http(p, budgets),
+        Protocol::Tcp | Protocol::Tls => Admitted::Tcp(snap.clone()),
+    })
+}
+
 async fn serve_connection(
     ctx: Arc<PortContext>,
     conn: tokio::net::TcpStream,
     peer: SocketAddr,
     shutdown: ShutdownWatch,
 ) {
-    let snap = ctx.state.snapshot.load_full();
-    let Some(port) = snap.port(ctx.port).cloned() else {
-        return; // the port was removed after this connection was accepted
-    };
     let active = ctx.active.fetch_add(1, Ordering::Relaxed) + 1;
     let total = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
     METRICS
@@ -272,59 +313,59 @@ async fn serve_connection(
         .with_label_values(&[&ctx.label])
         .inc();
     let _guard = ConnGuard { ctx: &ctx };
-    let max = ctx.state.settings.max_connections;
-    let over_port = port.connection_limit.is_some_and(|l| active > l as usize);
-    if over_port || (max > 0 && total > max) {
-        METRICS
-            .http_rejected
-            .with_label_values(&[&ctx.label, "conn_limit"])
-            .inc();
-        return; // Envoy closes connections over the limit
-    }
-    // MeshRateLimit `local.tcp.connectionRate`: a connection beyond the rate is closed
-    // before any byte is read from or sent to it.
-    if let Some(bucket) = &port.policy.connection_rate {
-        if !bucket.try_take() {
-            METRICS
-                .rate_limited
-                .with_label_values(&[&ctx.label, ""])
-                .inc();
-            return;
-        }
-    }
-    let budgets = HttpBudgets {
-        header_timeout: port.policy.listener.request_headers,
+    let Some(admitted) = admit(&ctx, active, total) else {
+        return;
     };
-    match port.protocol {
-        Protocol::Http => {
-            conn::serve_plain(&ctx.http, conn::accepted(conn), budgets, &shutdown).await
+    // Each kind's future is boxed: the connection's task is as large as its largest state,
+    // and an idle HTTP connection would otherwise carry the space of a TLS handshake and of
+    // a TCP proxy loop it never runs (scripts/bench/idle_conns.sh, BENCHMARKS.md).
+    match admitted {
+        Admitted::Http(Protocol::Https, budgets) => {
+            Box::pin(serve_https(&ctx, conn, peer, budgets, &shutdown)).await
         }
-        Protocol::Https => {
-            let Some(acceptor) = ctx.https.clone() else {
-                return;
-            };
-            let handshake = tokio::time::timeout(
-                TLS_HANDSHAKE_TIMEOUT,
-                acceptor.handshake(conn::accepted(conn)),
-            )
-            .await;
-            match handshake {
-                Ok(Ok(tls)) => conn::serve(&ctx.http, tls, budgets, &shutdown).await,
-                Ok(Err(e)) => debug!("{peer}: TLS handshake on port {}: {e}", ctx.port),
-                Err(_) => debug!("{peer}: TLS handshake on port {} timed out", ctx.port),
-            }
+        Admitted::Http(_, budgets) => {
+            Box::pin(conn::serve_plain(
+                &ctx.http,
+                Box::new(conn::accepted(conn)),
+                budgets,
+                &shutdown,
+            ))
+            .await
         }
-        Protocol::Tcp | Protocol::Tls => {
-            tcp::serve(
+        Admitted::Tcp(snap) => {
+            Box::pin(tcp::serve(
                 ctx.state.clone(),
                 snap,
                 ctx.port,
                 conn,
                 peer,
                 ctx.tls.clone(),
-            )
+            ))
             .await
         }
+    }
+}
+
+/// The TLS handshake (boxed: only while it runs), then HTTP on the connection.
+async fn serve_https(
+    ctx: &PortContext,
+    conn: tokio::net::TcpStream,
+    peer: SocketAddr,
+    budgets: HttpBudgets,
+    shutdown: &ShutdownWatch,
+) {
+    let Some(acceptor) = ctx.https.clone() else {
+        return;
+    };
+    let handshake = Box::pin(tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        acceptor.handshake(conn::accepted(conn)),
+    ))
+    .await;
+    match handshake {
+        Ok(Ok(tls)) => conn::serve(&ctx.http, tls, budgets, shutdown).await,
+        Ok(Err(e)) => debug!("{peer}: TLS handshake on port {}: {e}", ctx.port),
+        Err(_) => debug!("{peer}: TLS handshake on port {} timed out", ctx.port),
     }
 }
 

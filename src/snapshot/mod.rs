@@ -154,6 +154,40 @@ pub struct Snapshot {
     pub route_entries: usize,
     /// Every backend the routes resolve to (for `/config`).
     pub backends: Vec<Arc<backends::Backend>>,
+    /// Counts this snapshot in [`live_snapshots`] while it is in memory.
+    pub alive: Liveness,
+}
+
+/// Snapshots in memory: the active one and older ones still held by something in flight.
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many snapshots are in memory. More than one or two for long means something (a
+/// request, a TCP connection) holds an old generation, and all of its route tables with it.
+pub fn live_snapshots() -> usize {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A snapshot's place in [`live_snapshots`], from its build to its drop.
+#[derive(Debug)]
+pub struct Liveness(());
+
+impl Liveness {
+    pub fn new() -> Liveness {
+        LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Liveness(())
+    }
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness::new()
+    }
+}
+
+impl Drop for Liveness {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Snapshot {

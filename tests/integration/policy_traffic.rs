@@ -31,15 +31,6 @@ fn retry(spec_default: &str) -> (&'static str, String) {
     )
 }
 
-fn metric(gw: &Gateway, line_start: &str) -> f64 {
-    let text = gw.admin_get("/metrics").text();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 // §5.2: a 503 is retried under Kuma's default conditions, each attempt carrying the whole
 // request body again; the retries are counted by route and reason.
 #[test]
@@ -71,17 +62,11 @@ fn a_gateway_error_is_retried_with_the_body_replayed() {
         "every attempt got the body"
     );
     assert_eq!(
-        metric(
-            &gw,
-            "meshgate_upstream_retries_total{reason=\"status_5xx\",route=\"route\"}"
-        ),
+        gw.metric("meshgate_upstream_retries_total{reason=\"status_5xx\",route=\"route\"}"),
         2.0
     );
     assert_eq!(
-        metric(
-            &gw,
-            "meshgate_retried_requests_total{outcome=\"success\",route=\"route\"}"
-        ),
+        gw.metric("meshgate_retried_requests_total{outcome=\"success\",route=\"route\"}"),
         1.0
     );
 }
@@ -222,7 +207,7 @@ fn a_rate_limit_refuses_then_refills() {
         200,
         "the next period starts full"
     );
-    assert!(metric(&gw, "meshgate_rate_limited_total{listener=") >= 4.0);
+    assert!(gw.metric("meshgate_rate_limited_total{listener=") >= 4.0);
 }
 
 // §10.1: an injected delay holds the request before the backend sees it; an abort answers

@@ -51,6 +51,34 @@ fn valid_change_is_applied_generation_increments_and_new_routes_serve() {
     gw.assert_routed(1, "/", "a.test", "v2");
 }
 
+// An open keep-alive connection does not hold the snapshot it was accepted under: after
+// three reloads only the active snapshot is in memory (each one holds every route table of
+// its generation; a connection per generation would multiply the gateway's memory).
+#[test]
+fn an_idle_keep_alive_connection_does_not_keep_old_snapshots() {
+    let _v1 = EchoHttp::start("v1");
+    let _v2 = EchoHttp::start("v2");
+    let gw = Gateway::start(&base("v1"), &[]);
+    let mut conn = Conn::open(gw.lport(1)).expect("connect");
+    let first = conn
+        .send("GET", "/", "a.test", &[], b"")
+        .expect("first request");
+    assert_eq!(backend_of(&first).as_deref(), Some("v1"));
+    for (i, target) in ["v2", "v1", "v2"].iter().enumerate() {
+        let g0 = gw.generation();
+        gw.dir
+            .write_atomic("route.yaml", &catch_all_route("route", target));
+        gw.expect_generation_above(g0);
+        assert_eq!(gw.generation(), g0 + 1, "reload {i}");
+    }
+    assert_eq!(gw.metric("meshgate_config_snapshots_live "), 1.0);
+    // The connection still serves, under the newest snapshot.
+    let last = conn
+        .send("GET", "/", "a.test", &[], b"")
+        .expect("request after reloads");
+    assert_eq!(backend_of(&last).as_deref(), Some("v2"));
+}
+
 // Contract: an invalid change is rejected whole (a valid part written alongside is not applied
 // either), `last_error` says why, and the previous snapshot keeps serving.
 #[test]

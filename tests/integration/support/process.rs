@@ -255,6 +255,17 @@ impl Gateway {
         })
     }
 
+    /// The value of the first `/metrics` sample whose line starts with `line_start` (0 when
+    /// there is none).
+    pub fn metric(&self, line_start: &str) -> f64 {
+        let text = self.admin_get("/metrics").text();
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// `GET /config` as JSON.
     pub fn config(&self) -> Value {
         let r = self.admin_get("/config");

@@ -623,6 +623,49 @@ impl Stream {
         }
     }
 
+    /// Waits, holding no buffer, until a read would not block: bytes arrived, the peer
+    /// closed, or an error is pending. Returns at once when the stream holds bytes already
+    /// (put back with [`Stream::rewind`], or in its read buffer) or cannot tell (a virtual
+    /// socket). May return spuriously: read with [`Stream::try_read_now`] and wait again on
+    /// `WouldBlock`.
+    ///
+    /// For a server waiting for an idle keep-alive connection's next request: a read future
+    /// holds its buffer for as long as the connection idles, while nginx, for one, waits for
+    /// the event and only then allocates the buffer the request head is read into.
+    pub async fn readable(&self) -> io::Result<()> {
+        if self.holds_read_bytes() {
+            return Ok(());
+        }
+        match &self.stream().get_ref().stream {
+            RawStream::Tcp(s) => s.readable().await,
+            #[cfg(unix)]
+            RawStream::Unix(s) => s.readable().await,
+            RawStream::Virtual(_) => Ok(()),
+        }
+    }
+
+    /// Reads what has arrived, without waiting: `WouldBlock` when nothing has (which also
+    /// clears the readiness [`Stream::readable`] waits for), `Unsupported` when the stream
+    /// holds bytes already or is a virtual socket (read it through `AsyncRead` then). The read
+    /// bypasses the receive-timestamp and read-time accounting of `AsyncRead`.
+    pub fn try_read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.holds_read_bytes() {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        match &self.stream().get_ref().stream {
+            RawStream::Tcp(s) => s.try_read(buf),
+            #[cfg(unix)]
+            RawStream::Unix(s) => s.try_read(buf),
+            RawStream::Virtual(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    /// Whether bytes already read from the socket wait in the stream.
+    fn holds_read_bytes(&self) -> bool {
+        !self.rewind_read_buf.is_empty()
+            || matches!(self.stream(), BufferedStream::BufferedRead(r) if !r.buffer().is_empty())
+    }
+
     /// Set the read and write buffer sizes
     /// It is only set later because of the malloc overhead in critical accept() path
     ///
