@@ -269,6 +269,10 @@ fn default_server_conf() -> std::io::Result<ServerConf> {
 }
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process, before anything builds a TLS client:
+    // the OTLP exporters' HTTPS client (reqwest without a provider of its own) needs the
+    // process default, which Pingora installs only once it sets up its own TLS.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "publish") {
         let mut rest = vec![args[0].clone()];

@@ -13,6 +13,9 @@ command -v cargo-deny >/dev/null 2>&1 || {
     echo "deny.sh: cargo-deny is not installed (scripts/setup.sh installs it)" >&2
     exit 1
 }
+# cargo deny reads the metadata of every package in Cargo.lock, other platforms' included
+# (macOS and Windows crates behind cfg), which a build on this one never downloads.
+cargo fetch --locked >/dev/null
 cache="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
 if [[ -n ${MESHGATE_ADVISORY_DB:-} ]]; then
     # cargo deny keeps its database under a name derived from the database URL.

@@ -68,17 +68,9 @@ impl OtelLogSink {
         })
     }
 
+    /// The logger; `None` until [`RecordSink::start`] built it, or when it could not be.
     fn logger(&self) -> Option<&SdkLogger> {
-        self.built
-            .get_or_init(|| match self.build() {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    log::error!("MeshAccessLog: cannot export to {}: {e}", self.url);
-                    None
-                }
-            })
-            .as_ref()
-            .map(|b| &b.logger)
+        self.built.get()?.as_ref().map(|b| &b.logger)
     }
 }
 
@@ -102,6 +94,18 @@ fn any_value(v: LogValue) -> AnyValue {
 }
 
 impl RecordSink for OtelLogSink {
+    /// Builds the exporter when a snapshot using it is applied, never on the request path
+    /// (as `tracing::Exporter::start`).
+    fn start(&self) {
+        self.built.get_or_init(|| match self.build() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                log::error!("MeshAccessLog: cannot export to {}: {e}", self.url);
+                None
+            }
+        });
+    }
+
     fn send(&self, record: Record) {
         let Some(logger) = self.logger() else {
             return;

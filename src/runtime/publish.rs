@@ -5,6 +5,7 @@
 use super::reload::{Built, Rejected};
 use super::state::GatewayState;
 use crate::admin::metrics::{unix_now, METRICS};
+use crate::snapshot::access_log::LogOutput;
 use crate::snapshot::{Serving, Snapshot};
 use crate::violation::render;
 use log::{error, info, warn};
@@ -45,6 +46,22 @@ fn describe(snapshot: &Snapshot, took: Duration) {
     }
 }
 
+/// Builds the OTLP exporters (spans, access log records) the snapshot's ports use before it
+/// serves, so no request waits for one. Exporters already running (the previous snapshot's)
+/// are left as they are.
+fn start_exporters(snapshot: &Snapshot) {
+    for port in snapshot.ports.values() {
+        if let Some(tracing) = &port.policy.tracing {
+            tracing.exporter.start();
+        }
+        for log in &port.policy.access_logs {
+            if let LogOutput::Records { sink, .. } = &log.output {
+                sink.start();
+            }
+        }
+    }
+}
+
 /// Logs and describes the snapshot the process starts with (before the state exists).
 pub fn first(built: &Built) {
     crate::admin::metrics::mark_start();
@@ -52,6 +69,7 @@ pub fn first(built: &Built) {
         warn!("{w}");
     }
     describe(&built.snapshot, built.took);
+    start_exporters(&built.snapshot);
     info!(
         "policies loaded: {} route entries in {:.1} ms",
         built.snapshot.route_entries,
@@ -68,6 +86,7 @@ pub fn applied(state: &GatewayState, built: Built) {
     let generation = built.snapshot.generation;
     let entries = built.snapshot.route_entries;
     describe(&built.snapshot, built.took);
+    start_exporters(&built.snapshot);
     state.snapshot.store(Arc::new(built.snapshot));
     state.last_error.store(None);
     let _ = state.changes.send(generation);

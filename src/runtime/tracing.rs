@@ -67,18 +67,23 @@ impl Exporter {
         })
     }
 
-    /// The tracer, built on first use; `None` when the exporter cannot be built (logged once).
+    /// Builds the exporter (its batch thread, its HTTP client or gRPC runtime) if it is not
+    /// built yet; logs once when it cannot be. Called when a snapshot using it is applied,
+    /// never on the request path: building spawns and joins a thread and, over HTTPS, reads
+    /// the system's trust store.
+    pub fn start(&self) {
+        self.tracer.get_or_init(|| match self.build() {
+            Ok(built) => Some(built),
+            Err(e) => {
+                log::error!("MeshTrace: cannot export to {}: {e}", self.url);
+                None
+            }
+        });
+    }
+
+    /// The tracer; `None` until [`Exporter::start`] built it, or when it could not be built.
     pub fn tracer(&self) -> Option<&SdkTracer> {
-        self.tracer
-            .get_or_init(|| match self.build() {
-                Ok(built) => Some(built),
-                Err(e) => {
-                    log::error!("MeshTrace: cannot export to {}: {e}", self.url);
-                    None
-                }
-            })
-            .as_ref()
-            .map(|b| &b.tracer)
+        self.tracer.get()?.as_ref().map(|b| &b.tracer)
     }
 
     pub fn url(&self) -> &str {

@@ -49,6 +49,9 @@ pub enum LogValue {
 
 /// Where OpenTelemetry log records go; `send` never blocks (a full queue drops the record).
 pub trait RecordSink: Send + Sync + std::fmt::Debug {
+    /// Gets ready to send (an exporter is built) when a snapshot using the sink is applied;
+    /// until then records are dropped.
+    fn start(&self) {}
     fn send(&self, record: LogRecord);
 }
 

@@ -7,7 +7,8 @@ use crate::support::http1::{read_body, read_request_head};
 use crate::support::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,27 +23,25 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
-        let l = crate::support::bind_unique();
-        let port = l.local_addr().expect("addr").port();
+        Receiver::serve(crate::support::bind_unique(), None)
+    }
+
+    /// A receiver speaking HTTPS on `listener` with `tls`.
+    fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
+        let port = listener.local_addr().expect("addr").port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
         std::thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                let g = g.clone();
-                std::thread::spawn(move || {
-                    let mut w = conn.try_clone().expect("clone");
-                    let mut r = BufReader::new(conn);
-                    while let Ok(Some(head)) = read_request_head(&mut r) {
-                        let Ok(body) = read_body(&mut r, &head, false) else {
+            for conn in listener.incoming().flatten() {
+                let (g, tls) = (g.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    Some(config) => {
+                        let Ok(session) = rustls::ServerConnection::new(config) else {
                             return;
                         };
-                        if let Ok(req) = ExportTraceServiceRequest::decode(body.as_slice()) {
-                            g.lock().unwrap().push(req);
-                        }
-                        let _ = w.write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
-                        );
+                        answer_exports(rustls::StreamOwned::new(session, conn), &g)
                     }
+                    None => answer_exports(conn, &g),
                 });
             }
         });
@@ -58,6 +57,25 @@ impl Receiver {
                 return out;
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Reads export requests from one connection, keeps each decoded body, answers 200.
+fn answer_exports<S: Read + Write>(conn: S, got: &Mutex<Vec<ExportTraceServiceRequest>>) {
+    let mut r = BufReader::new(conn);
+    while let Ok(Some(head)) = read_request_head(&mut r) {
+        let Ok(body) = read_body(&mut r, &head, false) else {
+            return;
+        };
+        if let Ok(req) = ExportTraceServiceRequest::decode(body.as_slice()) {
+            got.lock().unwrap().push(req);
+        }
+        let answered = r.get_mut().write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+        );
+        if answered.and_then(|_| r.get_mut().flush()).is_err() {
+            return;
         }
     }
 }
@@ -99,10 +117,16 @@ fn span_views(requests: &[ExportTraceServiceRequest]) -> Vec<SpanView> {
 }
 
 fn files(otel_port: u16, sampling: &str) -> Vec<(&'static str, String)> {
+    files_to(otel_port, "http", sampling)
+}
+
+/// A MeshOpenTelemetryBackend at `127.0.0.1:otel_port` over `protocol` and a MeshTrace
+/// sending the gateway's spans there.
+fn files_to(otel_port: u16, protocol: &str, sampling: &str) -> Vec<(&'static str, String)> {
     let mut f = catch_all_files("route", "a");
     f.push((
         "otel.yaml",
-        format!("type: MeshOpenTelemetryBackend\nname: otel\nmesh: default\nlabels:\n  collector: main\nspec:\n  endpoint:\n    address: 127.0.0.1\n    port: {otel_port}\n  protocol: http\n"),
+        format!("type: MeshOpenTelemetryBackend\nname: otel\nmesh: default\nlabels:\n  collector: main\nspec:\n  endpoint:\n    address: 127.0.0.1\n    port: {otel_port}\n  protocol: {protocol}\n"),
     ));
     f.push((
         "trace.yaml",
@@ -165,6 +189,50 @@ fn spans_reach_the_collector_and_the_trace_is_continued() {
         get("http.response.status_code").contains("200"),
         "{attrs:?}"
     );
+}
+
+// Spec §12: OTLP/HTTP to a collector on port 443 is HTTPS. The collector's certificate is
+// checked against the system's roots, here the test CA given through SSL_CERT_FILE. Port 443
+// needs root (or CAP_NET_BIND_SERVICE), which the test command has.
+#[test]
+fn spans_reach_an_otlp_http_collector_over_https_on_port_443() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempdir("otlp-https");
+    let ca = TestCa::new(&dir);
+    let leaf = ca.leaf("collector", "IP:127.0.0.1");
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&leaf.cert)
+        .expect("certificate")
+        .map(|c| c.expect("certificate"))
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&leaf.key).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server certificate");
+    let listener = TcpListener::bind("127.0.0.1:443")
+        .expect("binding 127.0.0.1:443 needs root or CAP_NET_BIND_SERVICE");
+    let otel = Receiver::serve(listener, Some(Arc::new(config)));
+    let a = EchoHttp::start("a");
+    let ca_file = ca.cert.display().to_string();
+    let gw = Gateway::start_env(
+        &files_to(443, "http", ""),
+        &[],
+        &[("SSL_CERT_FILE", &ca_file)],
+    );
+    let r = gw.send(1, "GET", "/secure", "a.test", &[("x-test-id", "s1")], b"");
+    assert_eq!(r.status, 200);
+    assert!(a.find("s1").is_some(), "the backend got the request");
+    let spans = otel.spans(1, Duration::from_secs(10));
+    let (service, _, kind, _) = spans
+        .first()
+        .cloned()
+        .unwrap_or_else(|| panic!("no span over HTTPS\n--- gateway log ---\n{}", gw.log_tail()));
+    assert!(service.contains("edge-gateway"), "{service}");
+    assert_eq!(kind, 2, "SERVER");
 }
 
 // Kuma's default form: an inline `endpoint: host:port` is OTLP over gRPC (Envoy's

@@ -57,7 +57,21 @@ impl Gateway {
     }
 
     pub fn start_dir(dir: PolicyDir, extra_args: &[&str]) -> Gateway {
-        let mut gw = Gateway::spawn(dir, extra_args);
+        Gateway::start_dir_env(dir, extra_args, &[])
+    }
+
+    /// As [`Gateway::start`], with environment variables set for meshgate.
+    pub fn start_env(
+        files: &[(&str, String)],
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        Gateway::start_dir_env(PolicyDir::new(files), extra_args, env)
+    }
+
+    fn start_dir_env(dir: PolicyDir, extra_args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let policies = dir.path.display().to_string();
+        let mut gw = Gateway::spawn_env(dir, &policies, "127.0.0.1", extra_args, env);
         if let Err(why) = gw.wait_ready(READY_TIMEOUT) {
             panic!(
                 "meshgate did not become ready: {why}\n--- gateway log ---\n{}",
@@ -77,6 +91,16 @@ impl Gateway {
     /// with listeners on `bind`; `dir` still gives the admin port, the listener ports and
     /// the log's place. Does not wait for readiness.
     pub fn spawn_from(dir: PolicyDir, source: &str, bind: &str, extra_args: &[&str]) -> Gateway {
+        Gateway::spawn_env(dir, source, bind, extra_args, &[])
+    }
+
+    fn spawn_env(
+        dir: PolicyDir,
+        source: &str,
+        bind: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let log_path = dir.root.join(format!("gateway-{}.log", dir.admin_port()));
         let log = fs::File::create(&log_path).expect("create gateway log");
         let child = Command::new(BIN)
@@ -91,6 +115,7 @@ impl Gateway {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or("info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
