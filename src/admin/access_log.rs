@@ -108,17 +108,54 @@ fn start_time() -> String {
 
 /// RFC 3339 in UTC with milliseconds, like Envoy's `%START_TIME%`.
 pub fn timestamp(at: std::time::SystemTime) -> String {
-    let now = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = now.as_secs() as i64;
+    let mut out = String::with_capacity(24);
+    append_timestamp(at, &mut out);
+    out
+}
+
+/// [`timestamp`], appended to `out`. Date and time of day are formatted once per second on
+/// each thread; a log line in the same second copies them.
+pub fn append_timestamp(at: std::time::SystemTime, out: &mut String) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> =
+            const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let second = SECOND.with(|cached| {
+        let (at_second, text) = cached.get();
+        if at_second == secs {
+            return text;
+        }
+        let text = date_and_time(secs);
+        cached.set((secs, text));
+        text
+    });
+    // ASCII digits and separators only.
+    out.push_str(std::str::from_utf8(&second).unwrap_or_default());
+    let ms = since.subsec_millis();
+    out.push('.');
+    for digit in [ms / 100, ms / 10 % 10, ms % 10] {
+        out.push(char::from(b'0' + digit as u8));
+    }
+    out.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time.
+fn date_and_time(secs: u64) -> [u8; 19] {
+    let secs = secs as i64;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+    let text = format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
         sod / 3600,
         (sod / 60) % 60,
         sod % 60,
-        now.subsec_millis()
-    )
+    );
+    let mut out = [b'0'; 19];
+    let n = text.len().min(19);
+    out[..n].copy_from_slice(&text.as_bytes()[..n]);
+    out
 }
 
 /// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
@@ -228,6 +265,19 @@ pub fn tcp(r: &TcpRecord<'_>) {
 #[cfg(test)]
 mod tests {
     use super::civil_from_days;
+
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds_across_seconds() {
+        use super::timestamp;
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        // The same second twice (the cached date), another, then the first again.
+        assert_eq!(timestamp(at(1_700_000_000_123)), "2023-11-14T22:13:20.123Z");
+        assert_eq!(timestamp(at(1_700_000_000_007)), "2023-11-14T22:13:20.007Z");
+        assert_eq!(timestamp(at(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(at(1_700_000_000_999)), "2023-11-14T22:13:20.999Z");
+        assert_eq!(timestamp(at(951_782_400_050)), "2000-02-29T00:00:00.050Z");
+    }
 
     #[test]
     fn civil_dates() {

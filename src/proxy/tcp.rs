@@ -11,12 +11,11 @@ use super::tls::{parse_sni, record_len, PortAcceptor, SniError};
 use crate::admin::access_log;
 use crate::admin::metrics::METRICS;
 use crate::runtime::state::GatewayState;
-use crate::snapshot::access_log::{Direction, Fields, Op};
+use crate::snapshot::access_log::{Direction, Fields, Op, Value};
 use crate::snapshot::backends::{Backend, BackendState, WeightedBackends};
 use crate::snapshot::policy::PortPolicy;
 use crate::snapshot::{ListenerInfo, Serving, Snapshot, TlsMode};
 use log::{debug, warn};
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -298,39 +297,35 @@ struct Peers {
 }
 
 impl Fields for TcpFields<'_> {
-    fn value(&self, op: &Op) -> Option<Cow<'_, str>> {
+    fn value(&self, op: &Op) -> Option<Value<'_>> {
         let gw = &self.snap.gateway;
         Some(match op {
-            Op::StartTime => Cow::Owned(access_log::timestamp(
-                std::time::SystemTime::now() - self.elapsed,
-            )),
-            Op::ResponseFlags => Cow::Borrowed(if self.flags.is_empty() {
+            Op::StartTime => Value::Time(std::time::SystemTime::now() - self.elapsed),
+            Op::ResponseFlags => Value::Str(if self.flags.is_empty() {
                 "-"
             } else {
                 self.flags
             }),
-            Op::BytesReceived => Cow::Owned(self.received.to_string()),
-            Op::BytesSent => Cow::Owned(self.sent.to_string()),
-            Op::Duration => Cow::Owned(self.elapsed.as_millis().to_string()),
-            Op::UpstreamHost => Cow::Owned(self.upstream?.to_string()),
-            Op::UpstreamCluster => Cow::Borrowed(self.backend?.key.as_str()),
-            Op::DownstreamRemoteAddress => Cow::Owned(self.client.to_string()),
-            Op::DownstreamRemoteAddressWithoutPort => Cow::Owned(self.client.ip().to_string()),
-            Op::KumaMesh => Cow::Borrowed(gw.mesh.as_str()),
+            Op::BytesReceived => Value::Uint(self.received),
+            Op::BytesSent => Value::Uint(self.sent),
+            Op::Duration => Value::Uint(self.elapsed.as_millis() as u64),
+            Op::UpstreamHost => Value::Addr(self.upstream?),
+            Op::UpstreamCluster => Value::Str(self.backend?.key.as_str()),
+            Op::DownstreamRemoteAddress => Value::Addr(self.client),
+            Op::DownstreamRemoteAddressWithoutPort => Value::Ip(self.client.ip()),
+            Op::KumaMesh => Value::Str(gw.mesh.as_str()),
             Op::KumaSourceService => match self.direction {
-                Direction::Outbound => Cow::Borrowed(gw.service.as_str()),
-                Direction::Inbound => Cow::Borrowed("unknown"),
+                Direction::Outbound => Value::Str(gw.service.as_str()),
+                Direction::Inbound => Value::Str("unknown"),
             },
             Op::KumaDestinationService => match self.direction {
-                Direction::Outbound => Cow::Borrowed("*"),
-                Direction::Inbound => Cow::Borrowed(gw.service.as_str()),
+                Direction::Outbound => Value::Str("*"),
+                Direction::Inbound => Value::Str(gw.service.as_str()),
             },
-            Op::KumaSourceAddressWithoutPort => Cow::Owned(
-                self.local
-                    .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
-                    .to_string(),
-            ),
-            Op::KumaTrafficDirection => Cow::Borrowed(match self.direction {
+            Op::KumaSourceAddressWithoutPort => {
+                Value::Ip(self.local.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])))
+            }
+            Op::KumaTrafficDirection => Value::Str(match self.direction {
                 Direction::Outbound => "OUTBOUND",
                 Direction::Inbound => "INBOUND",
             }),

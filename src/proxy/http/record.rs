@@ -3,9 +3,8 @@
 use super::RequestCtx;
 use crate::admin::access_log;
 use crate::admin::metrics::METRICS;
-use crate::snapshot::access_log::{Direction, Fields, Op};
+use crate::snapshot::access_log::{Direction, Fields, Op, Value};
 use pingora::proxy::Session;
-use std::borrow::Cow;
 use std::time::Duration;
 
 /// Records a finished request in the metrics and, when enabled, the access log.
@@ -98,31 +97,29 @@ struct LogFields<'a> {
 }
 
 impl Fields for LogFields<'_> {
-    fn value(&self, op: &Op) -> Option<Cow<'_, str>> {
+    fn value(&self, op: &Op) -> Option<Value<'_>> {
         let req = self.session.req_header();
         let ctx = self.ctx;
         let gateway = ctx.snapshot.as_ref().map(|s| &s.gateway);
-        fn header<'h>(names: &[String], map: &'h http::HeaderMap) -> Option<Cow<'h, str>> {
+        fn header<'h>(names: &[String], map: &'h http::HeaderMap) -> Option<Value<'h>> {
             names.iter().find_map(|n| {
                 map.get(n.as_str())
                     .and_then(|v| v.to_str().ok())
-                    .map(Cow::Borrowed)
+                    .map(Value::Str)
             })
         }
         Some(match op {
-            Op::StartTime => Cow::Owned(access_log::timestamp(
-                std::time::SystemTime::now() - self.elapsed,
-            )),
+            Op::StartTime => Value::Time(std::time::SystemTime::now() - self.elapsed),
             Op::Req(names) => {
                 return names.iter().find_map(|n| match n.as_str() {
-                    ":method" => Some(Cow::Borrowed(req.method.as_str())),
-                    ":path" => req.uri.path_and_query().map(|p| Cow::Borrowed(p.as_str())),
+                    ":method" => Some(Value::Str(req.method.as_str())),
+                    ":path" => req.uri.path_and_query().map(|p| Value::Str(p.as_str())),
                     ":authority" => req
                         .uri
                         .authority()
-                        .map(|a| Cow::Borrowed(a.as_str()))
+                        .map(|a| Value::Str(a.as_str()))
                         .or_else(|| header(&["host".to_string()], &req.headers)),
-                    ":scheme" => Some(Cow::Borrowed(if ctx.https { "https" } else { "http" })),
+                    ":scheme" => Some(Value::Str(if ctx.https { "https" } else { "http" })),
                     _ => header(std::slice::from_ref(n), &req.headers),
                 })
             }
@@ -132,50 +129,56 @@ impl Fields for LogFields<'_> {
                     .response_written()
                     .and_then(|r| header(names, &r.headers))
             }
-            Op::Protocol => Cow::Borrowed(match req.version {
+            Op::Protocol => Value::Str(match req.version {
                 http::Version::HTTP_09 => "HTTP/0.9",
                 http::Version::HTTP_10 => "HTTP/1.0",
                 http::Version::HTTP_2 => "HTTP/2",
                 http::Version::HTTP_3 => "HTTP/3",
                 _ => "HTTP/1.1",
             }),
-            Op::ResponseCode => Cow::Owned(self.status.to_string()),
-            Op::ResponseFlags => Cow::Borrowed(ctx.flag.as_str()),
-            Op::BytesReceived => Cow::Owned(self.session.body_bytes_read().to_string()),
-            Op::BytesSent => Cow::Owned(self.session.body_bytes_sent().to_string()),
-            Op::Duration => Cow::Owned(self.elapsed.as_millis().to_string()),
+            Op::ResponseCode => Value::Uint(u64::from(self.status)),
+            Op::ResponseFlags => Value::Str(ctx.flag.as_str()),
+            Op::BytesReceived => Value::Uint(self.session.body_bytes_read() as u64),
+            Op::BytesSent => Value::Uint(self.session.body_bytes_sent() as u64),
+            Op::Duration => Value::Uint(self.elapsed.as_millis() as u64),
             Op::UpstreamHost => {
                 let u = ctx.upstream()?;
-                Cow::Owned(u.backend.endpoints.get(u.endpoint)?.addr.to_string())
+                Value::Addr(u.backend.endpoints.get(u.endpoint)?.addr)
             }
-            Op::UpstreamCluster => Cow::Borrowed(ctx.upstream()?.backend.key.as_str()),
-            Op::DownstreamRemoteAddress => Cow::Owned(self.session.client_addr()?.to_string()),
+            Op::UpstreamCluster => Value::Str(ctx.upstream()?.backend.key.as_str()),
+            Op::DownstreamRemoteAddress => {
+                let client = self.session.client_addr()?;
+                match client.as_inet() {
+                    Some(inet) => Value::Addr(*inet),
+                    None => Value::Owned(client.to_string()),
+                }
+            }
             Op::DownstreamRemoteAddressWithoutPort => {
-                Cow::Owned(self.session.client_addr()?.as_inet()?.ip().to_string())
+                Value::Ip(self.session.client_addr()?.as_inet()?.ip())
             }
-            Op::RouteName => Cow::Borrowed(&*ctx.entry()?.route_name),
+            Op::RouteName => Value::Str(&ctx.entry()?.route_name),
             Op::RequestedServerName => {
                 let ssl = self.session.digest()?.ssl_digest.as_ref()?;
-                Cow::Owned(ssl.extension.get::<crate::proxy::tls::SniName>()?.0.clone())
+                Value::Str(
+                    ssl.extension
+                        .get::<crate::proxy::tls::SniName>()?
+                        .0
+                        .as_str(),
+                )
             }
-            Op::KumaMesh => Cow::Borrowed(gateway?.mesh.as_str()),
+            Op::KumaMesh => Value::Str(gateway?.mesh.as_str()),
             Op::KumaSourceService => match self.direction {
-                Direction::Outbound => Cow::Borrowed(gateway?.service.as_str()),
-                Direction::Inbound => Cow::Borrowed("unknown"),
+                Direction::Outbound => Value::Str(gateway?.service.as_str()),
+                Direction::Inbound => Value::Str("unknown"),
             },
             Op::KumaDestinationService => match self.direction {
-                Direction::Outbound => Cow::Borrowed("*"),
-                Direction::Inbound => Cow::Borrowed(gateway?.service.as_str()),
+                Direction::Outbound => Value::Str("*"),
+                Direction::Inbound => Value::Str(gateway?.service.as_str()),
             },
-            Op::KumaSourceAddressWithoutPort => Cow::Owned(
-                self.session
-                    .as_downstream()
-                    .server_addr()?
-                    .as_inet()?
-                    .ip()
-                    .to_string(),
-            ),
-            Op::KumaTrafficDirection => Cow::Borrowed(match self.direction {
+            Op::KumaSourceAddressWithoutPort => {
+                Value::Ip(self.session.as_downstream().server_addr()?.as_inet()?.ip())
+            }
+            Op::KumaTrafficDirection => Value::Str(match self.direction {
                 Direction::Outbound => "OUTBOUND",
                 Direction::Inbound => "INBOUND",
             }),
