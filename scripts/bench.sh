@@ -25,6 +25,9 @@
 # swings a third between runs) hits both alike; their req/s ratio is a steadier figure of what
 # each does with the same CPU. Hot-reload figures are measured on RELOAD_PEER (mg10000). Results: markdown on stdout and in
 # target/bench/results-<time>.md (with the raw per-run TSV next to it). See BENCHMARKS.md.
+# EXTRAS="idle protocols" appends scripts/bench/idle_conns.sh (memory per idle keep-alive
+# connection, plain and TLS, against nginx) and scripts/bench/protocols.sh (HTTPS handshakes
+# and keep-alive, h2, h2c, gzip against nginx) to the same results file.
 #
 # Not part of `cargo test`. All traffic stays on 127.0.0.1; everything started here is
 # stopped by PID on exit.
@@ -45,6 +48,13 @@ PAIR_DURATION=${PAIR_DURATION:-4}  # seconds per side-by-side run
 RELOADS=${RELOADS:-20}             # reloads under load (0 = skip the hot-reload part)
 RELOAD_TRIALS=${RELOAD_TRIALS:-5}  # idle write -> served timings
 RELOAD_PEER=${RELOAD_PEER:-mg10000} # the meshgate whose hot reload is measured
+EXTRAS=${EXTRAS:-}                 # "idle protocols": the runs against nginx beyond req/s
+for extra in $EXTRAS; do
+    [[ $extra == idle || $extra == protocols ]] || {
+        echo "bench.sh: unknown extra '$extra' (known: idle protocols)" >&2
+        exit 1
+    }
+done
 DEBOUNCE_MS=${DEBOUNCE_MS:-100}    # meshgate's debounce (src/reload.rs DEBOUNCE)
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
@@ -468,3 +478,20 @@ done
     python3 "$BENCH_DIR/benchlib.py" report "$RAW" "${report_args[@]}"
 } | tee "$result"
 log "results: $result"
+
+# --- the runs against nginx beyond req/s (EXTRAS) ----------------------------------------------
+for extra in $EXTRAS; do
+    case $extra in
+    idle) script=idle_conns.sh title="Memory per idle keep-alive connection (scripts/bench/idle_conns.sh)" ;;
+    protocols) script=protocols.sh title="Protocols against nginx (scripts/bench/protocols.sh)" ;;
+    esac
+    {
+        echo
+        echo "### $title"
+        echo
+        echo '```'
+        # Ports of their own, clear of the peers still running (PORT_BASE ... +40).
+        MESHGATE_BIN=$MESHGATE_BIN PORT_BASE=$((PORT_BASE + 100)) "$BENCH_DIR/$script"
+        echo '```'
+    } | tee -a "$result"
+done

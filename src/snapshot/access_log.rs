@@ -260,9 +260,17 @@ pub enum Template {
         omit_empty: bool,
     },
     Json {
-        entries: Vec<(String, Vec<Piece>)>,
+        entries: Vec<JsonEntry>,
         omit_empty: bool,
     },
+}
+
+/// One key of a Json template, its JSON escaping done when the template is built: `key` is
+/// the quoted key and its colon, and the value's text pieces are escaped already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonEntry {
+    key: String,
+    pieces: Vec<Piece>,
 }
 
 fn parse_op(name: &str) -> Option<Op> {
@@ -364,7 +372,23 @@ impl Template {
         let mut unknown = Vec::new();
         let entries = entries
             .iter()
-            .map(|(k, v)| (k.clone(), pieces(v, &mut unknown)))
+            .map(|(k, v)| {
+                let mut key = String::with_capacity(k.len() + 3);
+                push_json_str(&mut key, k);
+                key.push(':');
+                let pieces = pieces(v, &mut unknown)
+                    .into_iter()
+                    .map(|p| match p {
+                        Piece::Text(t) => {
+                            let mut escaped = String::with_capacity(t.len());
+                            push_json_escaped(&mut escaped, &t);
+                            Piece::Text(escaped)
+                        }
+                        op => op,
+                    })
+                    .collect();
+                JsonEntry { key, pieces }
+            })
             .collect();
         (
             Template::Json {
@@ -401,19 +425,18 @@ impl Template {
                 // JSON map would sort them), and no value is copied on the way.
                 let mut out = String::with_capacity(256);
                 out.push('{');
-                for (key, pieces) in entries {
+                for JsonEntry { key, pieces } in entries {
                     let entry_start = out.len();
                     if entry_start > 1 {
                         out.push(',');
                     }
-                    push_json_str(&mut out, key);
-                    out.push(':');
+                    out.push_str(key);
                     let value_start = out.len();
                     out.push('"');
                     let mut missing = false;
                     for p in pieces {
                         match p {
-                            Piece::Text(t) => push_json_escaped(&mut out, t),
+                            Piece::Text(t) => out.push_str(t),
                             Piece::Op(op) => match f.value(op) {
                                 Some(v) if !v.is_empty() => v.append_json(&mut out),
                                 _ => missing = true,
@@ -477,6 +500,11 @@ fn push_json_str(out: &mut String, s: &str) {
 /// `s` escaped for the inside of a JSON string (RFC 8259 §7: quote, backslash and control
 /// characters).
 fn push_json_escaped(out: &mut String, s: &str) {
+    // Most values (paths, methods, host names) need no escape: one scan, one copy.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        return;
+    }
     let mut plain_from = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape: &str = match b {

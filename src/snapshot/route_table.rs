@@ -119,6 +119,10 @@ impl RouteTable {
         lengths.sort_unstable();
         lengths.dedup();
         table.regex_key_lengths = lengths;
+        // The list grew by doubling while the compiler pushed to it: up to half of it was
+        // slack, held as long as the table (heaptrack, 100,000 rules: 72 MB in tables'
+        // entry lists).
+        entries.shrink_to_fit();
         table.entries = entries;
         table
     }

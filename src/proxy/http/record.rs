@@ -63,14 +63,16 @@ pub fn request(session: &Session, ctx: &mut RequestCtx) {
         .as_ref()
         .map_or(&[][..], |p| &p.access_logs[..]);
     if !policy_logs.is_empty() {
+        // One clock read for every log of the request (`%START_TIME%`, a record's time).
+        let began = std::time::SystemTime::now() - elapsed;
         let fields = LogFields {
             session,
             ctx,
             status,
             elapsed,
+            began,
             direction: Direction::Outbound,
         };
-        let began = std::time::SystemTime::now() - elapsed;
         for log in policy_logs {
             let fields = LogFields {
                 direction: log.direction,
@@ -93,6 +95,8 @@ struct LogFields<'a> {
     ctx: &'a RequestCtx,
     status: u16,
     elapsed: Duration,
+    /// When the request began (wall clock).
+    began: std::time::SystemTime,
     direction: Direction,
 }
 
@@ -109,7 +113,7 @@ impl Fields for LogFields<'_> {
             })
         }
         Some(match op {
-            Op::StartTime => Value::Time(std::time::SystemTime::now() - self.elapsed),
+            Op::StartTime => Value::Time(self.began),
             Op::Req(names) => {
                 return names.iter().find_map(|n| match n.as_str() {
                     ":method" => Some(Value::Str(req.method.as_str())),

@@ -48,7 +48,7 @@ pub fn http_route(spec: &MeshHttpRoute) -> Lowered<HttpRoute> {
     let mut to = Vec::new();
     for (i, t) in spec.to.iter().enumerate() {
         let at = format!("spec.to[{i}]");
-        let mut rules = Vec::new();
+        let mut rules = Vec::with_capacity(t.rules.as_ref().map_or(0, Vec::len));
         for (j, rule) in t.rules.iter().flatten().enumerate() {
             rules.push(http_rule(rule, &format!("{at}.rules[{j}]"))?);
         }
