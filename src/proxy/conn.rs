@@ -63,9 +63,7 @@ pub fn accepted(conn: tokio::net::TcpStream) -> L4Stream {
     // Without the digest Pingora cannot tell the hooks which local port (listener) or client
     // address a request came from.
     stream.set_socket_digest(SocketDigest::from_raw_fd(fd));
-    // No read buffer (an idle connection would hold it; TLS reads whole records anyway),
-    // Pingora's one-MSS write buffer.
-    stream.set_buffer(L4BufferSettings::default().read(0));
+    stream.set_buffer(write_buffered());
     stream
 }
 
@@ -205,8 +203,17 @@ async fn serve_http1<A>(
                 .keepalive_timeout()
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs);
-            match next_request_bytes(&mut stream, wait).await {
-                Some(bytes) => first_bytes = Some(bytes),
+            let deadline = wait.map(|d| tokio::time::Instant::now() + d);
+            let next_bytes = match plain_stream(stream) {
+                Ok(l4) => plain_next_request(l4, deadline).await,
+                Err(Some(tls)) => next_request_bytes(tls, deadline).await,
+                Err(None) => return,
+            };
+            match next_bytes {
+                Some((s, bytes)) => {
+                    stream = s;
+                    first_bytes = Some(bytes);
+                }
                 None => return,
             }
         }
@@ -270,37 +277,104 @@ where
     Box::pin(app.process_new_http(session, shutdown))
 }
 
-/// The first bytes of the next request on an idle keep-alive connection, read within the
-/// keep-alive `wait` (`None`: no limit); `None` when the client closed, the wait ran out or
-/// the read failed, all of which end the connection silently, as Pingora's own keep-alive
-/// wait does. At most 1 KiB is read here; Pingora's reader takes the rest.
-///
-/// A plain-text connection waits for readiness and holds no buffer meanwhile (1 KiB less per
-/// idle connection, scripts/bench/idle_conns.sh); a TLS one reads into a buffer held while it
-/// waits (its TLS layer holds its own anyway).
-async fn next_request_bytes(stream: &mut Stream, wait: Option<Duration>) -> Option<BytesMut> {
+/// The first bytes of the next request on an idle keep-alive connection, read by the
+/// keep-alive `deadline` (`None`: no limit), with the stream back; `None` when the client
+/// closed, the wait ran out or the read failed, all of which end the connection silently,
+/// as Pingora's own keep-alive wait does. At most 1 KiB is read here; Pingora's reader takes
+/// the rest. A TLS connection reads into a buffer held while it waits (its TLS layer holds
+/// its own anyway); a plain-text one waits in [`plain_next_request`].
+async fn next_request_bytes(
+    mut stream: Stream,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<(Stream, BytesMut)> {
     use tokio::io::AsyncReadExt;
-    let next = async {
-        if let Some(l4) = (**stream).as_any().downcast_ref::<L4Stream>() {
-            loop {
-                l4.readable().await.ok()?;
-                match read_arrived(l4) {
-                    Ok(bytes) => return bytes,
-                    // Spurious readiness: cleared now, wait again.
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => break,
-                    Err(_) => return None,
-                }
+    let mut buf = BytesMut::with_capacity(1024);
+    let read = stream.read_buf(&mut buf);
+    let n = match deadline {
+        Some(t) => tokio::time::timeout_at(t, read).await.ok()?.ok()?,
+        None => read.await.ok()?,
+    };
+    (n > 0).then_some((stream, buf))
+}
+
+/// The plain-text stream inside `stream`; `Err(Some(stream))` when it is another kind (TLS).
+/// (`Err(None)`, the stream lost, cannot happen: the type is checked before the downcast.)
+fn plain_stream(stream: Stream) -> Result<Box<L4Stream>, Option<Stream>> {
+    if !(*stream).as_any().is::<L4Stream>() {
+        return Err(Some(stream));
+    }
+    stream.into_any().downcast::<L4Stream>().map_err(|_| None)
+}
+
+/// How long an idle plain-text connection keeps its write buffer (1.4 KiB, Pingora's one
+/// MSS): a connection idle longer gives it back until its next request arrives. Within the
+/// second, a busy connection's next request finds the buffer in place (no allocation on the
+/// request path); past it, idle connections cost 1.4 KiB less each
+/// (scripts/bench/idle_conns.sh).
+const KEEP_WRITE_BUFFER_IDLE: Duration = Duration::from_secs(1);
+
+/// [`next_request_bytes`] for a plain-text connection: it waits for readiness holding no
+/// buffer (1 KiB less per idle connection), reads what arrived into a buffer of a plain
+/// function, and gives its write buffer back while it idles past
+/// [`KEEP_WRITE_BUFFER_IDLE`].
+async fn plain_next_request(
+    mut l4: Box<L4Stream>,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<(Stream, BytesMut)> {
+    let mut released = false;
+    loop {
+        let until = if released {
+            deadline
+        } else {
+            let keep = tokio::time::Instant::now() + KEEP_WRITE_BUFFER_IDLE;
+            Some(deadline.map_or(keep, |d| d.min(keep)))
+        };
+        let ready = match until {
+            Some(t) => tokio::time::timeout_at(t, l4.readable()).await,
+            None => Ok(l4.readable().await),
+        };
+        match ready {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return None,
+            // The keep-alive wait is over.
+            Err(_) if released || deadline.is_some_and(|d| d <= tokio::time::Instant::now()) => {
+                return None
+            }
+            // Idle past KEEP_WRITE_BUFFER_IDLE: the response was flushed long ago.
+            Err(_) => {
+                l4.set_buffer(L4BufferSettings::new(0, 0));
+                released = true;
+                continue;
             }
         }
-        let mut buf = BytesMut::with_capacity(1024);
-        let n = stream.read_buf(&mut buf).await.ok()?;
-        (n > 0).then_some(buf)
-    };
-    match wait {
-        Some(d) => tokio::time::timeout(d, next).await.ok()?,
-        None => next.await,
+        let arrived = match read_arrived(&l4) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            // Spurious readiness: cleared now, wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            // Bytes put back in the stream: its own read path hands them over.
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                restore_write_buffer(&mut l4, released);
+                return next_request_bytes(l4, deadline).await;
+            }
+            Err(_) => return None,
+        };
+        restore_write_buffer(&mut l4, released);
+        return Some((l4, arrived));
     }
+}
+
+/// Gives an idle connection's write buffer back before its next request is served.
+fn restore_write_buffer(l4: &mut L4Stream, released: bool) {
+    if released {
+        l4.set_buffer(write_buffered());
+    }
+}
+
+/// No read buffer (an idle connection would hold it; TLS reads whole records anyway),
+/// Pingora's one-MSS write buffer.
+fn write_buffered() -> L4BufferSettings {
+    L4BufferSettings::default().read(0)
 }
 
 /// What has arrived on `l4`, read without waiting (into a stack buffer of a plain function,

@@ -176,3 +176,45 @@ fn idle_timeout_closes_a_waiting_keep_alive_connection_only() {
         "closed only {closed:?} after the response"
     );
 }
+
+// A plain-text keep-alive connection idle for more than a second gives its write buffer back
+// (src/proxy/conn.rs) and takes it again for its next request: requests after such a pause,
+// one and two pipelined in one write, are answered whole, and the idle timeout still counts
+// from the last response, not from when the buffer was given back.
+#[test]
+fn a_connection_idle_past_a_second_serves_its_next_requests_and_still_idles_out() {
+    let _v1 = EchoHttp::start("v1");
+    let gw = Gateway::start(&catch_all_files("r", "v1"), &["--idle-timeout", "3"]);
+    let mut conn = Conn::open(gw.lport(1)).expect("connect");
+    let body = vec![b'x'; 20_000];
+    let first = conn.send("POST", "/", "a.test", &[], &body).expect("first");
+    assert_eq!(first.status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let after_pause = conn
+        .send("POST", "/", "a.test", &[], &body)
+        .expect("after a pause");
+    assert_eq!(after_pause.status, 200);
+    assert_eq!(
+        after_pause.echo()["body_len"],
+        20_000,
+        "{}",
+        after_pause.text()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    conn.write_raw(
+        b"GET /one HTTP/1.1\r\nHost: a.test\r\n\r\nGET /two HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    )
+    .expect("pipelined pair");
+    let one = conn.receive("GET").expect("first of the pair");
+    let two = conn.receive("GET").expect("second of the pair");
+    assert_eq!((one.status, one.seen_path()), (200, "/one".to_string()));
+    assert_eq!((two.status, two.seen_path()), (200, "/two".to_string()));
+    let closed = conn
+        .wait_closed(std::time::Duration::from_secs(8))
+        .expect("the idle connection is closed after the idle timeout");
+    assert!(
+        closed >= std::time::Duration::from_millis(2500)
+            && closed <= std::time::Duration::from_millis(4500),
+        "closed {closed:?} after the last response, with a 3 s idle timeout"
+    );
+}
