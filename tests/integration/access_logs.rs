@@ -25,7 +25,7 @@ fn access_log(spec: &str) -> (&'static str, String) {
     ("log.yaml", policy("MeshAccessLog", "log", spec))
 }
 
-// `to` and `from` on a gateway: two lines per request, OUTBOUND (source: the gateway's
+// `to` and `from` on a gateway (`:authority` of an HTTP/1 request is its Host): two lines per request, OUTBOUND (source: the gateway's
 // service, destination `*`) and INBOUND (source `unknown`, destination: the gateway).
 #[test]
 fn outbound_and_inbound_lines_per_request() {
@@ -34,7 +34,7 @@ fn outbound_and_inbound_lines_per_request() {
     let inb = dir.join("in.log");
     let _a = EchoHttp::start("a");
     let mut files = catch_all_files("route", "a");
-    let fmt = "{type: Plain, plain: '%KUMA_TRAFFIC_DIRECTION% %KUMA_SOURCE_SERVICE%->%KUMA_DESTINATION_SERVICE% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %ROUTE_NAME% %UPSTREAM_CLUSTER%'}";
+    let fmt = "{type: Plain, plain: '%KUMA_TRAFFIC_DIRECTION% %KUMA_SOURCE_SERVICE%->%KUMA_DESTINATION_SERVICE% %REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(:PATH)% %RESPONSE_CODE% %ROUTE_NAME% %UPSTREAM_CLUSTER%'}";
     files.push(access_log(&format!(
         "targetRef: {{kind: Mesh}}\nto:\n- targetRef: {{kind: Mesh}}\n  default: {{backends: [{{type: File, file: {{path: {}, format: {fmt}}}}}]}}\nfrom:\n- targetRef: {{kind: Mesh}}\n  default: {{backends: [{{type: File, file: {{path: {}, format: {fmt}}}}}]}}\n",
         out.display(),
@@ -46,12 +46,12 @@ fn outbound_and_inbound_lines_per_request() {
     let i = wait_lines(&inb, 1);
     assert_eq!(
         o,
-        vec!["OUTBOUND edge-gateway->* GET /x?q=1 200 route a"],
+        vec!["OUTBOUND edge-gateway->* GET a.test/x?q=1 200 route a"],
         "{o:?}"
     );
     assert_eq!(
         i,
-        vec!["INBOUND unknown->edge-gateway GET /x?q=1 200 route a"],
+        vec!["INBOUND unknown->edge-gateway GET a.test/x?q=1 200 route a"],
         "{i:?}"
     );
 }

@@ -118,11 +118,15 @@ impl Fields for LogFields<'_> {
                 return names.iter().find_map(|n| match n.as_str() {
                     ":method" => Some(Value::Str(req.method.as_str())),
                     ":path" => req.uri.path_and_query().map(|p| Value::Str(p.as_str())),
-                    ":authority" => req
-                        .uri
-                        .authority()
-                        .map(|a| Value::Str(a.as_str()))
-                        .or_else(|| header(&["host".to_string()], &req.headers)),
+                    ":authority" => {
+                        req.uri
+                            .authority()
+                            .map(|a| Value::Str(a.as_str()))
+                            .or_else(|| {
+                                let host = req.headers.get(http::header::HOST)?;
+                                host.to_str().ok().map(Value::Str)
+                            })
+                    }
                     ":scheme" => Some(Value::Str(if ctx.https { "https" } else { "http" })),
                     _ => header(std::slice::from_ref(n), &req.headers),
                 })
