@@ -55,7 +55,7 @@ for extra in $EXTRAS; do
         exit 1
     }
 done
-DEBOUNCE_MS=${DEBOUNCE_MS:-100}    # meshgate's debounce (src/reload.rs DEBOUNCE)
+DEBOUNCE_MS=${DEBOUNCE_MS:-25}     # meshgate's debounce (src/runtime/reload/watch.rs DEBOUNCE)
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PORT_BASE=${PORT_BASE:-19100}

@@ -23,8 +23,6 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct MergedRule<'a> {
     pub matches: &'a [HttpMatch],
-    /// Where the matches were written (the rule's identity across builds).
-    pub matches_pos: RulePos,
     pub conf: MergedConf<'a>,
     /// The route whose rule won the merge (metrics, access log).
     pub route_name: &'a str,
@@ -63,76 +61,152 @@ impl<'a> MergedConf<'a> {
 }
 
 /// Rule groups keyed by route hostname (`*` = generic).
+#[cfg(test)]
 pub type RuleGroups<'a> = BTreeMap<String, Vec<MergedRule<'a>>>;
 
-/// `routes` must be sorted by name ascending.
-pub fn merge_http_routes<'a>(routes: &[&'a Valid<HttpRoute>]) -> RuleGroups<'a> {
-    // hostname → matches as written (deep equality, as Kuma compares them) → index in the
-    // group's list. Keyed by the borrowed matches and the hash lowering took of them:
-    // serialising each rule's matches to JSON for the key was a tenth of a 10,000-rule
-    // rebuild, hashing them again a tenth of a 100,000-rule one. Rules are taken in
-    // declaration order, so each group's list is in that order without a sort.
-    let mut groups: RuleGroups = BTreeMap::new();
-    let mut index: HashMap<String, HashMap<WrittenMatches<'a>, usize>> = HashMap::default();
-    for (ri, route) in routes.iter().enumerate() {
-        let source = SourceId::of(&route.meta);
-        for (ti, to) in route.spec.to.iter().enumerate() {
-            let generic = ["*".to_string()];
-            let hostnames: &[String] = if to.hostnames.is_empty() {
-                &generic
-            } else {
-                &to.hostnames
+/// One `to[]` entry of a route, as a part of a hostname group.
+#[derive(Clone, Copy)]
+pub struct Block<'a> {
+    pub route: &'a Valid<HttpRoute>,
+    /// The route's place in the name order (blocks of one route share it).
+    pub route_index: usize,
+    pub to_index: usize,
+}
+
+/// A hostname group before merging: its `to[]` entries in priority order, lowest first, and
+/// a digest of where each was written. The merged rules are a function of the blocks' texts
+/// and order, so equal digests mean equal merged rules: a rebuild merges only the groups
+/// whose digest changed (merging all 100,000 rules was a third of a one-file reload).
+pub struct Group<'a> {
+    pub blocks: Vec<Block<'a>>,
+    pub digest: u128,
+}
+
+impl Group<'_> {
+    /// How many rules the group holds before merging.
+    pub fn rule_count(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| b.route.spec.to[b.to_index].rules.len())
+            .sum()
+    }
+}
+
+/// The hostname groups of `routes` (sorted by name ascending), unmerged.
+pub fn group_blocks<'a>(routes: &[&'a Valid<HttpRoute>]) -> BTreeMap<String, Group<'a>> {
+    let mut blocks: BTreeMap<String, Vec<Block<'a>>> = BTreeMap::new();
+    for (route_index, route) in routes.iter().enumerate() {
+        for (to_index, to) in route.spec.to.iter().enumerate() {
+            let block = Block {
+                route,
+                route_index,
+                to_index,
             };
-            for hostname in hostnames {
-                let list = groups.entry(hostname.clone()).or_default();
-                let group_index = index.entry(hostname.clone()).or_default();
-                let block = (ri, ti);
-                for (rule_i, rule) in to.rules.iter().enumerate() {
-                    let pos = (source, ti, rule_i);
-                    let patch = MergedConf {
-                        filters: rule.filters.as_deref().map(|f| (f, pos)),
-                        backend_refs: rule.backend_refs.as_deref().map(|b| (b, pos)),
-                    };
-                    let key = WrittenMatches {
-                        hash: rule.written_matches_hash,
-                        matches: &rule.written_matches,
-                    };
-                    let Some(&i) = group_index.get(&key) else {
-                        group_index.insert(key, list.len());
-                        list.push(MergedRule {
-                            matches: &rule.matches,
-                            matches_pos: pos,
-                            conf: patch,
-                            route_name: &route.meta.name,
-                            other_routes: Vec::new(),
-                            patched_by: block,
-                            set_by_patcher: patch.fields_set(),
-                        });
-                        continue;
-                    };
-                    let Some(existing) = list.get_mut(i) else {
-                        continue;
-                    };
-                    if existing.patched_by == block {
-                        // An earlier rule of this to[] has the same matches: it wins, this
-                        // one only sets what no rule of this to[] set.
-                        fill_unset(&mut existing.conf, &mut existing.set_by_patcher, patch);
-                    } else {
-                        merge_patch(&mut existing.conf, patch);
-                        existing.patched_by = block;
-                        existing.set_by_patcher = patch.fields_set();
+            if to.hostnames.is_empty() {
+                blocks.entry("*".to_string()).or_default().push(block);
+            }
+            for hostname in &to.hostnames {
+                match blocks.get_mut(hostname) {
+                    Some(list) => list.push(block),
+                    None => {
+                        blocks.insert(hostname.clone(), vec![block]);
                     }
-                    if existing.route_name != route.meta.name
-                        && !existing.other_routes.contains(&existing.route_name)
-                    {
-                        existing.other_routes.push(existing.route_name);
-                    }
-                    existing.route_name = &route.meta.name;
                 }
             }
         }
     }
-    groups
+    blocks
+        .into_iter()
+        .map(|(hostname, blocks)| {
+            let digest = digest(&hostname, &blocks);
+            (hostname, Group { blocks, digest })
+        })
+        .collect()
+}
+
+fn digest(hostname: &str, blocks: &[Block]) -> u128 {
+    let mut bytes = Vec::with_capacity(16 + hostname.len() + blocks.len() * 24);
+    bytes.extend_from_slice(&(hostname.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(hostname.as_bytes());
+    for b in blocks {
+        let source = SourceId::of(&b.route.meta);
+        for word in [source.file_hash, source.document as u64, b.to_index as u64] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+    }
+    let low = twox_hash::XxHash64::oneshot(0, &bytes);
+    let high = twox_hash::XxHash64::oneshot(0x9e37_79b9_7f4a_7c15, &bytes);
+    (u128::from(high) << 64) | u128::from(low)
+}
+
+/// Every group of `routes` (sorted by name ascending), merged.
+#[cfg(test)]
+pub fn merge_http_routes<'a>(routes: &[&'a Valid<HttpRoute>]) -> RuleGroups<'a> {
+    group_blocks(routes)
+        .into_iter()
+        .map(|(hostname, group)| (hostname, merge_group(&group)))
+        .collect()
+}
+
+/// One hostname group's rules, merged.
+pub fn merge_group<'a>(group: &Group<'a>) -> Vec<MergedRule<'a>> {
+    // Matches as written (deep equality, as Kuma compares them) → index in the list. Keyed
+    // by the borrowed matches and the hash lowering took of them: serialising each rule's
+    // matches to JSON for the key was a tenth of a 10,000-rule rebuild, hashing them again a
+    // tenth of a 100,000-rule one. Rules are taken in declaration order, so the list is in
+    // that order without a sort.
+    let rules = group.rule_count();
+    let mut list: Vec<MergedRule<'a>> = Vec::with_capacity(rules);
+    let mut index: HashMap<WrittenMatches<'a>, usize> = HashMap::default();
+    index.reserve(rules);
+    for block in &group.blocks {
+        let route = block.route;
+        let source = SourceId::of(&route.meta);
+        let (ti, to) = (block.to_index, &route.spec.to[block.to_index]);
+        let from = (block.route_index, ti);
+        for (rule_i, rule) in to.rules.iter().enumerate() {
+            let pos = (source, ti, rule_i);
+            let patch = MergedConf {
+                filters: rule.filters.as_deref().map(|f| (f, pos)),
+                backend_refs: rule.backend_refs.as_deref().map(|b| (b, pos)),
+            };
+            let key = WrittenMatches {
+                hash: rule.written_matches_hash,
+                matches: &rule.written_matches,
+            };
+            let Some(&i) = index.get(&key) else {
+                index.insert(key, list.len());
+                list.push(MergedRule {
+                    matches: &rule.matches,
+                    conf: patch,
+                    route_name: &route.meta.name,
+                    other_routes: Vec::new(),
+                    patched_by: from,
+                    set_by_patcher: patch.fields_set(),
+                });
+                continue;
+            };
+            let Some(existing) = list.get_mut(i) else {
+                continue;
+            };
+            if existing.patched_by == from {
+                // An earlier rule of this to[] has the same matches: it wins, this one only
+                // sets what no rule of this to[] set.
+                fill_unset(&mut existing.conf, &mut existing.set_by_patcher, patch);
+            } else {
+                merge_patch(&mut existing.conf, patch);
+                existing.patched_by = from;
+                existing.set_by_patcher = patch.fields_set();
+            }
+            if existing.route_name != route.meta.name
+                && !existing.other_routes.contains(&existing.route_name)
+            {
+                existing.other_routes.push(existing.route_name);
+            }
+            existing.route_name = &route.meta.name;
+        }
+    }
+    list
 }
 
 /// A rule's matches as written, hashed by the hash lowering took and compared in full.

@@ -40,7 +40,9 @@ use crate::snapshot::{Liveness, Port, Snapshot};
 use crate::validate::validate;
 use crate::violation::Violation;
 use listeners::PlannedListener;
-use reuse::{CachedFile, FileCache, RegexCache, TableCache, TableKey, World};
+use reuse::{
+    CachedFile, CachedVhost, FileCache, RegexCache, TableCache, TableKey, VhostKey, World,
+};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -61,11 +63,43 @@ pub struct CompileOptions {
 }
 
 /// One policy file as the source holds it: its name (relative to the policy directory, or
-/// the etcd key under the prefix) and its text, or why it could not be read.
+/// the etcd key under the prefix) and its text.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     pub name: String,
-    pub text: Result<String, String>,
+    pub text: SourceText,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceText {
+    Read(String),
+    /// Why the file could not be read.
+    Unreadable(String),
+    /// The same text as when this compiler last built the file, known to the source without
+    /// reading it again; the compiler's copy has this content hash ([`Compiler::holds`]).
+    Unchanged {
+        content_hash: u64,
+    },
+}
+
+impl SourceText {
+    /// The text, or why there is none here.
+    pub fn as_text(&self) -> Result<&str, String> {
+        match self {
+            SourceText::Read(text) => Ok(text),
+            SourceText::Unreadable(e) => Err(e.clone()),
+            SourceText::Unchanged { .. } => Err("not read again (unchanged)".to_string()),
+        }
+    }
+}
+
+impl From<Result<String, String>> for SourceText {
+    fn from(read: Result<String, String>) -> Self {
+        match read {
+            Ok(text) => SourceText::Read(text),
+            Err(e) => SourceText::Unreadable(e),
+        }
+    }
 }
 
 pub struct Built {
@@ -113,6 +147,12 @@ impl Compiler {
         &self.opts
     }
 
+    /// Whether this compiler holds the build of file `name` with the text hashing to
+    /// `content_hash` (so a source may pass it as [`SourceText::Unchanged`]).
+    pub fn holds(&self, name: &str, content_hash: u64) -> bool {
+        self.files.get(name, content_hash).is_some()
+    }
+
     /// Loads, validates and compiles `files` into the snapshot of `generation`. Every
     /// problem is reported, not just the first; a rejected build leaves the caches as the
     /// last successful one left them, except for the per-file results.
@@ -127,9 +167,27 @@ impl Compiler {
         for file in files {
             file.name.hash(&mut fingerprint);
             let text = match &file.text {
-                Ok(text) => text,
-                Err(e) => {
+                SourceText::Read(text) => text,
+                SourceText::Unreadable(e) => {
                     violations.push(Violation::file(&file.name, e.clone()));
+                    continue;
+                }
+                SourceText::Unchanged { content_hash } => {
+                    content_hash.hash(&mut fingerprint);
+                    present.insert(file.name.as_str());
+                    let Some(cached) = self.files.get(&file.name, *content_hash) else {
+                        // A source only says so of files this compiler holds.
+                        violations.push(Violation::file(
+                            &file.name,
+                            "the file was not read (internal error); send SIGHUP to re-read \
+                             every file"
+                                .to_string(),
+                        ));
+                        continue;
+                    };
+                    valid.append(cached.valid.clone());
+                    violations.extend(cached.violations.iter().cloned());
+                    warnings.extend(cached.warnings.iter().cloned());
                     continue;
                 }
             };
@@ -217,6 +275,7 @@ impl Compiler {
             regexes: &mut self.regexes,
             previous: self.tables.reusable_in(world),
             tables: foldhash::HashMap::default(),
+            vhosts: foldhash::HashMap::default(),
             reused_tables: 0,
         };
         let planned = listeners::plan(gateway, &dataplane_tags);
@@ -233,6 +292,7 @@ impl Compiler {
             let next = TableCache::after_build(
                 world,
                 std::mem::take(&mut build.tables),
+                std::mem::take(&mut build.vhosts),
                 std::mem::take(&mut build.resolver.warnings_by_key),
                 &build.resolver.looked_up,
             );
@@ -278,6 +338,8 @@ struct Build<'a> {
     previous: Option<&'a TableCache>,
     /// The tables this build uses, compiled or reused: the next build's cache.
     tables: foldhash::HashMap<TableKey, reuse::CachedTable>,
+    /// The virtual hosts this build made or reused: the next build's cache.
+    vhosts: foldhash::HashMap<VhostKey, CachedVhost>,
     reused_tables: usize,
 }
 

@@ -8,12 +8,11 @@
 //! - [`RegexCache`]: compiled route regexes by pattern (tens of microseconds and tens of
 //!   kilobytes each; a directory repeats patterns and a reload changes few).
 
-use super::merge::MergedRule;
 use crate::model::{Protocol, SourceId, ValidSet};
 use crate::snapshot::backends::Backend;
-use crate::snapshot::matchers::{checked_regex, full_match_regex, Regex};
+use crate::snapshot::matchers::{checked_regex, Regex, RegexCompiler};
 use crate::snapshot::route_table::RouteTable;
-use crate::snapshot::ListenerInfo;
+use crate::snapshot::{ListenerInfo, VirtualHost};
 use crate::violation::Violation;
 use foldhash::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -55,6 +54,13 @@ impl FileCache {
         &self.files[name]
     }
 
+    /// The build of `name` if its text hashes to `content_hash`.
+    pub fn get(&self, name: &str, content_hash: u64) -> Option<&CachedFile> {
+        self.files
+            .get(name)
+            .filter(|f| f.content_hash == content_hash)
+    }
+
     /// Forgets files that are no longer in the source.
     pub fn retain(&mut self, present: &HashSet<&str>) {
         self.files.retain(|name, _| present.contains(name.as_str()));
@@ -92,23 +98,17 @@ impl World {
     }
 }
 
-/// A hostname group's table, as identified across builds.
-#[derive(PartialEq, Eq, Hash)]
+/// A hostname group's table, as identified across builds: its listener and group, and a
+/// 128-bit digest of the group's `to[]` entries ([`super::merge::Group::digest`]) and the
+/// PathPrefix values suppressed in it. Two tables with different rules share a digest with
+/// probability 2^-128; holding the rule list itself cost 17 MB at 100,000 rules (heaptrack).
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TableKey {
     port: u16,
     protocol: Protocol,
     listener_hostname: String,
     group: String,
-    suppressed: Vec<String>,
-    rules: Vec<RuleKey>,
-}
-
-/// A merged rule by where each of its parts was written (route text, `to[]` entry, rule).
-#[derive(PartialEq, Eq, Hash)]
-struct RuleKey {
-    matches: RulePos,
-    filters: Option<RulePos>,
-    backend_refs: Option<RulePos>,
+    content: u128,
 }
 
 pub type RulePos = (SourceId, usize, usize);
@@ -118,24 +118,72 @@ impl TableKey {
         listener: &ListenerInfo,
         group: &str,
         suppressed: &[String],
-        rules: &[MergedRule],
+        group_digest: u128,
     ) -> TableKey {
+        let mut bytes: Vec<u8> = Vec::with_capacity(24 + suppressed.len() * 24);
+        bytes.extend_from_slice(&group_digest.to_le_bytes());
+        bytes.extend_from_slice(&(suppressed.len() as u64).to_le_bytes());
+        for path in suppressed {
+            bytes.extend_from_slice(&(path.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(path.as_bytes());
+        }
         TableKey {
             port: listener.port,
             protocol: listener.protocol,
             listener_hostname: listener.hostname.clone(),
             group: group.to_string(),
-            suppressed: suppressed.to_vec(),
-            rules: rules
-                .iter()
-                .map(|r| RuleKey {
-                    matches: r.matches_pos,
-                    filters: r.conf.filters.map(|(_, pos)| pos),
-                    backend_refs: r.conf.backend_refs.map(|(_, pos)| pos),
-                })
-                .collect(),
+            content: digest128(&bytes),
         }
     }
+}
+
+/// A virtual host as identified across builds: its listener, its name and the groups it
+/// selects, each by name and digest. Which of a group's PathPrefix values the virtual host
+/// suppresses is a function of these, so an equal key means equal tables. A one-file change
+/// touches a few of the hundreds of virtual hosts of a large directory; the others are taken
+/// whole, without collecting their groups' paths.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct VhostKey {
+    port: u16,
+    protocol: Protocol,
+    listener_hostname: String,
+    name: String,
+    groups: u128,
+}
+
+impl VhostKey {
+    pub fn new<'g>(
+        listener: &ListenerInfo,
+        name: &str,
+        groups: impl Iterator<Item = (&'g str, u128)>,
+    ) -> VhostKey {
+        let mut bytes: Vec<u8> = Vec::with_capacity(128);
+        for (group, digest) in groups {
+            bytes.extend_from_slice(&(group.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(group.as_bytes());
+            bytes.extend_from_slice(&digest.to_le_bytes());
+        }
+        VhostKey {
+            port: listener.port,
+            protocol: listener.protocol,
+            listener_hostname: listener.hostname.clone(),
+            name: name.to_string(),
+            groups: digest128(&bytes),
+        }
+    }
+}
+
+/// A virtual host and the keys of the tables it holds.
+pub struct CachedVhost {
+    pub vhost: Arc<VirtualHost>,
+    pub tables: Vec<TableKey>,
+}
+
+/// Two xxHash64 passes with different seeds.
+pub fn digest128(bytes: &[u8]) -> u128 {
+    let low = twox_hash::XxHash64::oneshot(0, bytes);
+    let high = twox_hash::XxHash64::oneshot(0x9e37_79b9_7f4a_7c15, bytes);
+    (u128::from(high) << 64) | u128::from(low)
 }
 
 /// A compiled route table and the distinct backends its entries send to. A build that
@@ -170,6 +218,7 @@ impl CachedTable {
 pub struct TableCache {
     world: Option<World>,
     tables: HashMap<TableKey, CachedTable>,
+    vhosts: HashMap<VhostKey, CachedVhost>,
     /// Warnings resolving each backend of those tables produced (repeated on reuse).
     warnings_by_key: HashMap<String, Vec<String>>,
 }
@@ -184,6 +233,10 @@ impl TableCache {
         self.tables.get(key)
     }
 
+    pub fn vhost(&self, key: &VhostKey) -> Option<&CachedVhost> {
+        self.vhosts.get(key)
+    }
+
     pub fn warnings_for(&self, backend: &Backend) -> &[String] {
         self.warnings_by_key
             .get(&backend.key)
@@ -196,16 +249,23 @@ impl TableCache {
     pub fn after_build(
         world: World,
         tables: HashMap<TableKey, CachedTable>,
+        vhosts: HashMap<VhostKey, CachedVhost>,
         warnings_by_key: HashMap<String, Vec<String>>,
         looked_up: &HashSet<String>,
     ) -> TableCache {
-        let tables = tables
+        let tables: HashMap<TableKey, CachedTable> = tables
             .into_iter()
             .filter(|(_, cached)| !cached.backends.iter().any(|b| looked_up.contains(&b.key)))
+            .collect();
+        // A virtual host is taken whole only while every table it holds could be reused.
+        let vhosts = vhosts
+            .into_iter()
+            .filter(|(_, v)| v.tables.iter().all(|k| tables.contains_key(k)))
             .collect();
         TableCache {
             world: Some(world),
             tables,
+            vhosts,
             warnings_by_key,
         }
     }
@@ -219,6 +279,7 @@ pub struct RegexCache {
     compiled: HashMap<Box<str>, (Arc<Regex>, u64)>,
     builds: u64,
     check_only: bool,
+    compiler: RegexCompiler,
 }
 
 impl RegexCache {
@@ -246,7 +307,7 @@ impl RegexCache {
         let re = Arc::new(if self.check_only {
             checked_regex(pattern)?
         } else {
-            full_match_regex(pattern)?
+            self.compiler.full_match(pattern)?
         });
         self.compiled.insert(pattern.into(), (re.clone(), build));
         Ok(re)

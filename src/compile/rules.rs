@@ -51,26 +51,6 @@ pub fn header_matcher(h: &HeaderMatch, regexes: &mut RegexCache) -> Result<Heade
     })
 }
 
-/// The Exact paths among `matches`.
-pub fn exact_paths<'a>(
-    matches: impl Iterator<Item = &'a HttpMatch>,
-) -> impl Iterator<Item = &'a str> {
-    matches.filter_map(|m| match &m.path {
-        Some(PathMatch::Exact(p)) => Some(p.as_str()),
-        _ => None,
-    })
-}
-
-/// The PathPrefix values (without trailing `/`; `/` for the root) among `matches`.
-pub fn prefix_paths<'a>(
-    matches: impl Iterator<Item = &'a HttpMatch>,
-) -> impl Iterator<Item = &'a str> {
-    matches.filter_map(|m| match &m.path {
-        Some(PathMatch::Prefix(p)) => Some(p.as_str()),
-        _ => None,
-    })
-}
-
 /// PathPrefix expansion (§4.1): `/p` → prefix `/p/` + exact `/p` (unless an explicit Exact
 /// `/p` exists in the virtual host); `/` → one prefix `/`, plus an exact `/` when a prefix
 /// rewrite needs it to map `/` to the replacement without a trailing slash (§5.3).

@@ -316,3 +316,116 @@ fn route_tables_are_reused_only_while_their_rules_and_what_they_refer_to_are_unc
     assert_eq!(upstream_port(&fourth.snapshot, "a.test", "/a"), Some(11));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `host`'s virtual host on port 8080.
+fn vhost_of(snap: &Snapshot, host: &str) -> Arc<crate::snapshot::VirtualHost> {
+    let Some(crate::snapshot::Serving::Http { vhosts }) = snap.port(8080).map(|p| &p.serving)
+    else {
+        panic!("port 8080 serves HTTP");
+    };
+    vhosts.lookup(host).expect("virtual host").clone()
+}
+
+#[test]
+fn virtual_hosts_are_reused_whole_unless_a_group_they_select_changes() {
+    let dir = fresh_dir("reload-vhosts");
+    write(&dir, "gateway.yaml", "type: MeshGateway\nname: gw\nmesh: default\nselectors:\n- match:\n    kuma.io/service: gw\nconf:\n  listeners:\n  - port: 8080\n    protocol: HTTP\n");
+    write(
+        &dir,
+        "dataplanes.yaml",
+        &[
+            dataplane("web-1", "127.0.0.1", 9, "web"),
+            dataplane("api-1", "127.0.0.1", 10, "api"),
+        ]
+        .concat(),
+    );
+    // A generic PathPrefix every virtual host selects, and one route per host.
+    write(
+        &dir,
+        "generic.yaml",
+        "type: MeshHTTPRoute\nname: g\nmesh: default\nspec:\n  targetRef: {kind: MeshGateway, name: gw}\n  to:\n  - targetRef: {kind: Mesh}\n    rules:\n    - matches: [{path: {type: PathPrefix, value: /shared}}]\n      default: {backendRefs: [{kind: MeshService, name: web}]}\n",
+    );
+    write(&dir, "a.yaml", &host_route("a", "a.test", "/a", "web"));
+    write(&dir, "b.yaml", &host_route("b", "b.test", "/b", "api"));
+    let opts = CompileOptions {
+        policy_dir: dir.clone(),
+        ..Default::default()
+    };
+    let mut compiler = Compiler::new(opts.clone());
+    let first = build_with(&mut compiler, &dir, 1)
+        .map_err(|r| r.violations)
+        .expect("valid");
+
+    // b.test gains an Exact /shared: it suppresses the exact half of the generic prefix in
+    // b.test's virtual host only.
+    write(&dir, "b.yaml", &host_route("b", "b.test", "/shared", "api"));
+    let second = build_with(&mut compiler, &dir, 2)
+        .map_err(|r| r.violations)
+        .expect("valid");
+    assert!(
+        Arc::ptr_eq(
+            &vhost_of(&first.snapshot, "a.test"),
+            &vhost_of(&second.snapshot, "a.test")
+        ),
+        "a virtual host whose groups did not change is taken whole"
+    );
+    let (before, after) = (
+        vhost_of(&first.snapshot, "b.test"),
+        vhost_of(&second.snapshot, "b.test"),
+    );
+    assert!(!Arc::ptr_eq(&before, &after));
+    assert!(
+        !Arc::ptr_eq(before.tables.last().unwrap(), after.tables.last().unwrap()),
+        "the generic table is compiled again for the virtual host whose Exact paths changed"
+    );
+    assert!(
+        Arc::ptr_eq(
+            vhost_of(&first.snapshot, "a.test").tables.last().unwrap(),
+            before.tables.last().unwrap()
+        ),
+        "before the change both hosts shared one generic table"
+    );
+
+    // The incremental build routes as a build from scratch does.
+    let fresh = build(&dir, &opts, 2)
+        .map_err(|r| r.violations)
+        .expect("valid");
+    for host in ["a.test", "b.test", "c.test"] {
+        for path in ["/a", "/b", "/shared", "/shared/x", "/other"] {
+            assert_eq!(
+                upstream_port(&second.snapshot, host, path),
+                upstream_port(&fresh.snapshot, host, path),
+                "{host}{path}"
+            );
+        }
+    }
+    assert_eq!(
+        upstream_port(&second.snapshot, "b.test", "/shared"),
+        Some(10)
+    );
+    assert_eq!(
+        upstream_port(&second.snapshot, "a.test", "/shared"),
+        Some(9)
+    );
+    assert_eq!(second.snapshot.route_entries, fresh.snapshot.route_entries);
+
+    // A new host's route adds a virtual host; the others are still taken whole.
+    write(&dir, "c.yaml", &host_route("c", "c.test", "/c", "api"));
+    let third = build_with(&mut compiler, &dir, 3)
+        .map_err(|r| r.violations)
+        .expect("valid");
+    assert!(Arc::ptr_eq(
+        &vhost_of(&second.snapshot, "a.test"),
+        &vhost_of(&third.snapshot, "a.test")
+    ));
+    assert!(Arc::ptr_eq(
+        &vhost_of(&second.snapshot, "b.test"),
+        &vhost_of(&third.snapshot, "b.test")
+    ));
+    assert_eq!(upstream_port(&third.snapshot, "c.test", "/c"), Some(10));
+    assert_eq!(
+        upstream_port(&third.snapshot, "c.test", "/shared/x"),
+        Some(9)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

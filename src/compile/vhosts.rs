@@ -9,17 +9,19 @@
 //! port gets no virtual host for them.
 
 use super::listeners::{attaches, PlannedListener};
-use super::merge::{merge_http_routes, MergedRule, RuleGroups};
+use super::merge::{group_blocks, merge_group, Group, MergedRule};
 use super::policies::PortScope;
-use super::reuse::{CachedTable, TableKey};
-use super::rules::{conditions, exact_paths, expand_path, prefix_paths, specialise};
+use super::reuse::{CachedTable, CachedVhost, TableCache, TableKey, VhostKey};
+use super::rules::{conditions, expand_path, specialise};
 use super::{actions, Build};
+use crate::model::route::PathMatch;
 use crate::model::{HttpRoute, Valid};
 use crate::snapshot::hostname::{self, HostTable};
 use crate::snapshot::route_table::{RouteEntry, RouteTable};
 use crate::snapshot::{HttpsChain, ListenerInfo, Serving, VirtualHost};
 use crate::violation::Violation;
 use foldhash::HashSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 impl<'a> Build<'a> {
@@ -64,8 +66,8 @@ impl<'a> Build<'a> {
         Serving::Https { chains }
     }
 
-    /// The routes attached to `l`, merged into hostname groups, and whether there are any.
-    fn http_groups(&self, l: &PlannedListener) -> (RuleGroups<'a>, bool) {
+    /// The routes attached to `l` as unmerged hostname groups, and whether there are any.
+    fn http_groups(&self, l: &PlannedListener) -> (BTreeMap<String, Group<'a>>, bool) {
         let set = self.set;
         let gateway = &self.gateway.meta;
         let mut routes: Vec<&'a Valid<HttpRoute>> = set
@@ -74,7 +76,7 @@ impl<'a> Build<'a> {
             .filter(|r| attaches(&r.meta, &r.spec.target, gateway, l))
             .collect();
         routes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
-        (merge_http_routes(&routes), !routes.is_empty())
+        (group_blocks(&routes), !routes.is_empty())
     }
 
     /// Virtual hosts per listener of one port, in the order of `ls`.
@@ -121,17 +123,15 @@ impl<'a> Build<'a> {
             // suppress this group's PathPrefix exact entries (§4.1).
             // Keyed by the Exact paths of the *other* groups only: a group's own are the same
             // in every virtual host, and the big groups have thousands of them.
-            let mut tables: foldhash::HashMap<(&str, Vec<&str>), Arc<RouteTable>> =
+            let mut tables: foldhash::HashMap<(&str, Vec<&str>), KeyedTable> =
                 foldhash::HashMap::default();
-            let paths: foldhash::HashMap<&str, GroupPaths> = groups
-                .iter()
-                .map(|(h, rules)| (h.as_str(), GroupPaths::of(rules)))
-                .collect();
+            // Each group's paths, collected when a virtual host that selects it is built.
+            let mut paths: foldhash::HashMap<&str, GroupPaths> = foldhash::HashMap::default();
             for b in &bindings {
                 if owned.iter().any(|o| hostname::contains(o, b)) {
                     continue; // listener isolation: a more exact listener owns these hosts
                 }
-                let mut selected: Vec<(&String, &Vec<MergedRule>)> = groups
+                let mut selected: Vec<(&String, &Group<'a>)> = groups
                     .iter()
                     .filter(|(h, _)| hostname::matches(h, b))
                     .filter(|(h, _)| {
@@ -141,13 +141,28 @@ impl<'a> Build<'a> {
                     .collect();
                 // Kuma's pre-sort order: rules of more exact hostnames first (§4.5 step 8).
                 selected.sort_by(|(a, _), (b, _)| hostname::exactness(a, b));
+                let vhost_key = VhostKey::new(
+                    &l.info,
+                    b,
+                    selected.iter().map(|(h, g)| (h.as_str(), g.digest)),
+                );
+                if let Some(vhost) = self.reuse_vhost(&vhost_key) {
+                    vhosts.push(vhost);
+                    continue;
+                }
+                for (h, group) in &selected {
+                    paths
+                        .entry(h.as_str())
+                        .or_insert_with(|| GroupPaths::of(group));
+                }
                 let selected_paths: Vec<&GroupPaths> =
                     selected.iter().map(|(h, _)| &paths[h.as_str()]).collect();
                 let mut vh_tables = Vec::new();
-                for (h, rules) in &selected {
+                let mut vh_keys = Vec::new();
+                for (h, group) in &selected {
                     let group_paths = &paths[h.as_str()];
                     let key = (h.as_str(), group_paths.extra_suppressed(&selected_paths));
-                    let table = match tables.get(&key) {
+                    let (table, table_key) = match tables.get(&key) {
                         Some(t) => t.clone(),
                         None => {
                             let suppressed = group_paths.suppressed(&key.1);
@@ -156,7 +171,7 @@ impl<'a> Build<'a> {
                                 h,
                                 &suppressed,
                                 &group_paths.exact,
-                                rules,
+                                group,
                                 scope,
                             );
                             tables.insert(key, t.clone());
@@ -165,13 +180,22 @@ impl<'a> Build<'a> {
                     };
                     if !table.is_empty() {
                         vh_tables.push(table);
+                        vh_keys.push(table_key);
                     }
                 }
-                vhosts.push(Arc::new(VirtualHost {
+                let vhost = Arc::new(VirtualHost {
                     name: b.clone(),
                     listener: l.info.clone(),
                     tables: vh_tables,
-                }));
+                });
+                self.vhosts.insert(
+                    vhost_key,
+                    CachedVhost {
+                        vhost: vhost.clone(),
+                        tables: vh_keys,
+                    },
+                );
+                vhosts.push(vhost);
             }
             owned.push(lh);
             out.push(vhosts);
@@ -179,37 +203,72 @@ impl<'a> Build<'a> {
         out
     }
 
-    /// A hostname group's table: the previous build's when its key is unchanged (see
-    /// [`super::reuse::TableCache`]), else compiled. `suppressed`: the group's PathPrefix
-    /// values an Exact path of the virtual host suppresses; `group_exact`: the group's own
-    /// Exact paths ([`GroupPaths`]).
+    /// The previous build's virtual host under `key`, when it and every table it holds can
+    /// be reused; its tables join this build's as [`Self::group_table`] would take them.
+    fn reuse_vhost(&mut self, key: &VhostKey) -> Option<Arc<VirtualHost>> {
+        let previous = self.previous?;
+        let cached = previous.vhost(key)?;
+        let mut tables = Vec::with_capacity(cached.tables.len());
+        for table_key in &cached.tables {
+            tables.push(previous.get(table_key)?);
+        }
+        for (table_key, table) in cached.tables.iter().zip(tables) {
+            if self.tables.contains_key(table_key) {
+                continue; // taken in already, with its backends
+            }
+            self.take_table(table_key.clone(), table, previous);
+        }
+        self.vhosts.insert(
+            key.clone(),
+            CachedVhost {
+                vhost: cached.vhost.clone(),
+                tables: cached.tables.clone(),
+            },
+        );
+        Some(cached.vhost.clone())
+    }
+
+    /// A table of the previous build joins this one: its backends and entries count, and it
+    /// is cached for the next build.
+    fn take_table(&mut self, key: TableKey, cached: &CachedTable, previous: &TableCache) {
+        for backend in cached.backends.iter() {
+            self.resolver.adopt(backend, previous.warnings_for(backend));
+        }
+        self.route_entries += cached.table.len();
+        self.reused_tables += 1;
+        self.tables.insert(key, cached.clone());
+    }
+
+    /// A hostname group's table and its key: the previous build's when the key is unchanged
+    /// (see [`super::reuse::TableCache`]), else merged and compiled. `suppressed`: the
+    /// group's PathPrefix values an Exact path of the virtual host suppresses; `group_exact`:
+    /// the group's own Exact paths ([`GroupPaths`]).
     fn group_table(
         &mut self,
         listener: &ListenerInfo,
         group: &str,
         suppressed: &[String],
         group_exact: &HashSet<&str>,
-        rules: &[MergedRule<'a>],
+        blocks: &Group<'a>,
         scope: &mut PortScope<'a>,
-    ) -> Arc<RouteTable> {
-        let key = TableKey::new(listener, group, suppressed, rules);
+    ) -> (Arc<RouteTable>, TableKey) {
+        let key = TableKey::new(listener, group, suppressed, blocks.digest);
         if let Some(previous) = self.previous {
             if let Some(cached) = previous.get(&key) {
-                for backend in cached.backends.iter() {
-                    self.resolver.adopt(backend, previous.warnings_for(backend));
-                }
-                self.route_entries += cached.table.len();
-                self.reused_tables += 1;
                 let table = cached.table.clone();
-                self.tables.insert(key, cached.clone());
-                return table;
+                if !self.tables.contains_key(&key) {
+                    self.take_table(key.clone(), cached, previous);
+                }
+                return (table, key);
             }
         }
         let mut exact = group_exact.clone();
         exact.extend(suppressed.iter().map(String::as_str));
-        let table = Arc::new(self.route_table(rules, &exact, scope, listener, group));
-        self.tables.insert(key, CachedTable::new(table.clone()));
-        table
+        let rules = merge_group(blocks);
+        let table = Arc::new(self.route_table(&rules, &exact, scope, listener, group));
+        self.tables
+            .insert(key.clone(), CachedTable::new(table.clone()));
+        (table, key)
     }
 
     /// One hostname group's rules as an indexed table. `explicit_exact`: the Exact paths of
@@ -222,19 +281,19 @@ impl<'a> Build<'a> {
         listener: &ListenerInfo,
         group: &str,
     ) -> RouteTable {
-        let mut entries = Vec::new();
+        // Most matches expand to one or two entries (a PathPrefix to its exact and prefix
+        // halves): room for two each spares the big groups' lists their doubling copies.
+        let matches: usize = rules.iter().map(|r| r.matches.len().max(1)).sum();
+        let mut entries = Vec::with_capacity(2 * matches);
         let match_all = [Default::default()];
         for rule in rules {
             let mut routes = Vec::with_capacity(1 + rule.other_routes.len());
             routes.push(rule.route_name);
             routes.extend(rule.other_routes.iter().copied());
             let policies = scope.route(&routes, self.regexes);
-            let limit = scope.http_limit(
-                &policies,
-                self.registry,
-                &self.gateway.meta.name,
-                rule_identity(&self.gateway.meta.name, listener, group, rule),
-            );
+            let limit = scope.http_limit(&policies, self.registry, &self.gateway.meta.name, || {
+                rule_identity(&self.gateway.meta.name, listener, group, rule)
+            });
             let action = Arc::new(actions::action(
                 rule,
                 &mut self.resolver,
@@ -297,6 +356,9 @@ impl<'a> Build<'a> {
     }
 }
 
+/// A compiled or reused table and its key.
+type KeyedTable = (Arc<RouteTable>, TableKey);
+
 /// One hostname group's Exact paths and PathPrefix values, collected once per listener.
 ///
 /// Which of a group's PathPrefix exact entries a virtual host suppresses depends on the
@@ -311,11 +373,24 @@ struct GroupPaths<'r> {
 }
 
 impl<'r> GroupPaths<'r> {
-    fn of(rules: &[MergedRule<'r>]) -> Self {
-        Self::new(
-            exact_paths(rules.iter().flat_map(|r| r.matches)).collect(),
-            prefix_paths(rules.iter().flat_map(|r| r.matches)).collect(),
-        )
+    /// The paths of a group's rules, unmerged (merging only drops rules whose matches equal
+    /// another's, so the sets are the same), in one walk into sets sized ahead.
+    fn of(group: &Group<'r>) -> Self {
+        let rules = group.rule_count();
+        let mut exact = HashSet::with_capacity_and_hasher(rules, Default::default());
+        let mut prefix = HashSet::with_capacity_and_hasher(rules / 2, Default::default());
+        for b in &group.blocks {
+            for rule in &b.route.spec.to[b.to_index].rules {
+                for m in &rule.matches {
+                    match &m.path {
+                        Some(PathMatch::Exact(p)) => exact.insert(p.as_str()),
+                        Some(PathMatch::Prefix(p)) => prefix.insert(p.as_str()),
+                        _ => false,
+                    };
+                }
+            }
+        }
+        Self::new(exact, prefix)
     }
 
     fn new(exact: HashSet<&'r str>, prefix: HashSet<&'r str>) -> Self {

@@ -79,18 +79,16 @@ impl Regex {
     }
 }
 
-/// The literal bytes every match of `anchored` starts with (`^(?:/api/v[0-9]+)$` →
-/// `/api/v`), from `regex-syntax`'s prefix extraction; empty when there is none (a leading
-/// class, alternation without a common start, case-insensitive letters, …).
-fn literal_prefix(anchored: &str) -> Box<[u8]> {
+/// The literal bytes every match of the anchored pattern `hir` starts with
+/// (`^(?:/api/v[0-9]+)$` → `/api/v`), from `regex-syntax`'s prefix extraction; empty when
+/// there is none (a leading class, alternation without a common start, case-insensitive
+/// letters, …).
+fn literal_prefix(hir: &regex_syntax::hir::Hir) -> Box<[u8]> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let Ok(hir) = regex_syntax::Parser::new().parse(anchored) else {
-        return Box::default();
-    };
     let mut extractor = Extractor::new();
     extractor.kind(ExtractKind::Prefix);
     extractor
-        .extract(&hir)
+        .extract(hir)
         .longest_common_prefix()
         .map(Box::from)
         .unwrap_or_default()
@@ -107,17 +105,69 @@ pub struct RequestView<'a> {
 /// Anchors an RE2 pattern so it must match the whole subject, as Envoy's `safe_regex` does,
 /// and compiles it as a sparse DFA, or as a PikeVM when a DFA cannot take it (see [`Engine`]).
 /// Both engines implement the same syntax and leftmost-first semantics, so which one runs is
-/// invisible to routing.
+/// invisible to routing. Many patterns: [`RegexCompiler`].
 pub fn full_match_regex(pattern: &str) -> Result<Regex, String> {
-    let anchored = format!("^(?:{pattern})$");
-    let engine = match sparse_dfa(&anchored) {
-        Some(dfa) => Engine::Dfa(dfa),
-        None => Engine::PikeVm(pike_vm(&anchored)?),
-    };
-    Ok(Regex {
-        engine,
-        literal_prefix: literal_prefix(&anchored),
-    })
+    RegexCompiler::new().full_match(pattern)
+}
+
+/// Compiles route regexes one after another with one NFA compiler and one DFA builder.
+///
+/// A fresh NFA compiler allocates and zeroes its UTF-8 state caches (~330 KB) for every
+/// pattern, and the pattern was parsed once for the NFA and again for its literal prefix:
+/// compiling 25,000 benchmark patterns took 1.10 s that way, 0.89 s with one compiler and
+/// one parse (a cold 100,000-rule build compiles that many).
+pub struct RegexCompiler {
+    nfa: thompson::Compiler,
+    dfa: dense::Builder,
+}
+
+impl Default for RegexCompiler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RegexCompiler {
+    pub fn new() -> Self {
+        let mut nfa = thompson::Compiler::new();
+        nfa.configure(thompson::Config::new().which_captures(WhichCaptures::None));
+        let mut dfa = dense::Builder::new();
+        dfa.configure(
+            dense::Config::new()
+                .start_kind(StartKind::Anchored)
+                .minimize(false)
+                .dfa_size_limit(Some(DFA_SIZE_LIMIT))
+                .determinize_size_limit(Some(DETERMINIZE_SIZE_LIMIT)),
+        );
+        RegexCompiler { nfa, dfa }
+    }
+
+    /// [`full_match_regex`].
+    pub fn full_match(&self, pattern: &str) -> Result<Regex, String> {
+        let anchored = format!("^(?:{pattern})$");
+        // The syntax both engines and the prefix extraction parse with by default.
+        let Ok(hir) = regex_automata::util::syntax::parse(&anchored) else {
+            // Invalid: the PikeVM builder words the error as before.
+            return Err(match pike_vm(&anchored) {
+                Err(e) => e,
+                Ok(_) => format!("invalid regular expression {pattern:?}"),
+            });
+        };
+        let dfa = self
+            .nfa
+            .build_from_hir(&hir)
+            .ok()
+            .and_then(|nfa| self.dfa.build_from_nfa(&nfa).ok())
+            .and_then(|dense| dense.to_sparse().ok());
+        let engine = match dfa {
+            Some(dfa) => Engine::Dfa(dfa),
+            None => Engine::PikeVm(pike_vm(&anchored)?),
+        };
+        Ok(Regex {
+            engine,
+            literal_prefix: literal_prefix(&hir),
+        })
+    }
 }
 
 /// [`full_match_regex`] for a snapshot that is checked and never served (`--check`,
@@ -131,21 +181,6 @@ pub fn checked_regex(pattern: &str) -> Result<Regex, String> {
         engine: Engine::CheckedOnly,
         literal_prefix: Box::default(),
     })
-}
-
-fn sparse_dfa(anchored: &str) -> Option<sparse::DFA<Vec<u8>>> {
-    let dense = dense::Builder::new()
-        .configure(
-            dense::Config::new()
-                .start_kind(StartKind::Anchored)
-                .minimize(false)
-                .dfa_size_limit(Some(DFA_SIZE_LIMIT))
-                .determinize_size_limit(Some(DETERMINIZE_SIZE_LIMIT)),
-        )
-        .thompson(thompson::Config::new().which_captures(WhichCaptures::None))
-        .build(anchored)
-        .ok()?;
-    dense.to_sparse().ok()
 }
 
 fn pike_vm(anchored: &str) -> Result<regex_automata::meta::Regex, String> {

@@ -5,7 +5,7 @@
 //! that gets the request and the request it gets, or the status the client gets.
 
 use super::fixtures::fill;
-use crate::compile::{CompileOptions, Compiler, SourceFile};
+use crate::compile::{CompileOptions, Compiler, SourceFile, SourceText};
 use crate::proxy::http::checks::{refusal, CheckRules};
 use crate::proxy::http::decide::{decide, Decision};
 use crate::proxy::http::{edit, RequestCtx};
@@ -70,7 +70,7 @@ impl Routing {
             .iter()
             .map(|(name, text)| SourceFile {
                 name: name.to_string(),
-                text: Ok(fill(
+                text: SourceText::Read(fill(
                     text,
                     listener_port,
                     |backend| {

@@ -168,7 +168,7 @@ fn build_checks_violations(files: Vec<(String, String)>) -> Result<(), TestCaseE
         .into_iter()
         .map(|(name, text)| SourceFile {
             name,
-            text: Ok(text),
+            text: Ok(text).into(),
         })
         .collect();
     let mut compiler = Compiler::new(CompileOptions::default());

@@ -21,7 +21,9 @@ pub fn store(dir: &Path, revision: i64, files: &[SourceFile]) -> io::Result<()> 
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging)?;
     for file in files {
-        let Ok(text) = &file.text else { continue };
+        let Ok(text) = file.text.as_text() else {
+            continue;
+        };
         let path = staging.join(&file.name);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
@@ -63,7 +65,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let file = |name: &str, text: &str| SourceFile {
             name: name.to_string(),
-            text: Ok(text.to_string()),
+            text: crate::compile::SourceText::Read(text.to_string()),
         };
         store(
             &dir,

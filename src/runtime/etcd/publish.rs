@@ -29,7 +29,7 @@ pub async fn publish(
 ) -> Result<Published, String> {
     let mut wanted: BTreeMap<String, &str> = BTreeMap::new();
     for f in files {
-        let text = f.text.as_deref().map_err(|e| format!("{}: {e}", f.name))?;
+        let text = f.text.as_text().map_err(|e| format!("{}: {e}", f.name))?;
         wanted.insert(format!("{}{}", target.prefix, f.name), text);
     }
     let mut client = access.connect(target).await?;

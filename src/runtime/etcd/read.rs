@@ -72,7 +72,7 @@ pub async fn read_all(client: &mut Client, target: &EtcdTarget) -> Result<Revisi
         if !is_policy_key(&name) {
             continue;
         }
-        let text = text_of(&name, kv.value());
+        let text = text_of(&name, kv.value()).into();
         files.push(SourceFile { name, text });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));

@@ -1,6 +1,6 @@
 //! The thread every snapshot is built on (see [`PolicyBuilder`]).
 
-use super::pipeline::{build_with, release_freed_memory};
+use super::pipeline::{build_reading, release_freed_memory, DirReader};
 use crate::compile::{Built, CompileOptions, Compiler, Rejected, SourceFile};
 use crate::runtime::registry::Registry;
 use log::error;
@@ -51,7 +51,10 @@ pub struct PolicyBuilder {
 /// What a build reads: a policy directory (read on the builder thread) or files another
 /// source already fetched (an etcd revision).
 pub enum Input {
+    /// The files of the directory that may have changed since the last build.
     Dir(std::path::PathBuf),
+    /// Every file of the directory (SIGHUP).
+    DirRereadAll(std::path::PathBuf),
     Files(Vec<SourceFile>),
 }
 
@@ -73,6 +76,7 @@ fn start_worker(
         .name("policy-builder".into())
         .spawn(move || {
             let mut compiler = Compiler::with_registry(opts, registry);
+            let mut reader = DirReader::default();
             for job in queue {
                 match job {
                     Job::Build {
@@ -81,7 +85,13 @@ fn start_worker(
                         reply,
                     } => {
                         let built = in_own_heap(|| match &input {
-                            Input::Dir(dir) => build_with(&mut compiler, dir, generation),
+                            Input::Dir(dir) => {
+                                build_reading(&mut compiler, &mut reader, dir, generation)
+                            }
+                            Input::DirRereadAll(dir) => {
+                                reader.forget();
+                                build_reading(&mut compiler, &mut reader, dir, generation)
+                            }
                             Input::Files(files) => compiler.build(files, generation),
                         });
                         // Reply first: the collection (~10 % of a 10,000-rule rebuild) is
