@@ -129,9 +129,9 @@ fn routes_json(t: &RouteTable) -> Vec<Value> {
             json!({
                 "route": &*e.route_name,
                 "path": {"type": format!("{:?}", e.path.kind), "value": e.path.value},
-                "method": e.conditions.method.as_ref().map(|m| m.as_str()),
-                "headers": e.conditions.headers.len(),
-                "query": e.conditions.query.len(),
+                "method": e.conditions.method().map(|m| m.as_str()),
+                "headers": e.conditions.headers().len(),
+                "query": e.conditions.query().len(),
                 "action": action,
             })
         })

@@ -276,6 +276,8 @@ impl Compiler {
             previous: self.tables.reusable_in(world),
             tables: foldhash::HashMap::default(),
             vhosts: foldhash::HashMap::default(),
+            actions: foldhash::HashMap::default(),
+            route_names: foldhash::HashMap::default(),
             reused_tables: 0,
         };
         let planned = listeners::plan(gateway, &dataplane_tags);
@@ -340,6 +342,10 @@ struct Build<'a> {
     tables: foldhash::HashMap<TableKey, reuse::CachedTable>,
     /// The virtual hosts this build made or reused: the next build's cache.
     vhosts: foldhash::HashMap<VhostKey, CachedVhost>,
+    /// Actions shared by the rules written alike ([`vhosts::ActionKey`]).
+    actions: foldhash::HashMap<vhosts::ActionKey<'a>, Arc<crate::snapshot::action::Action>>,
+    /// One name per route, shared by its entries.
+    route_names: foldhash::HashMap<&'a str, Arc<str>>,
     reused_tables: usize,
 }
 

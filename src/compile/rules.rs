@@ -28,11 +28,7 @@ pub fn conditions(m: &HttpMatch, regexes: &mut RegexCache) -> Result<Conditions,
             ),
         });
     }
-    Ok(Conditions {
-        method: m.method.clone(),
-        headers,
-        query,
-    })
+    Ok(Conditions::new(m.method.clone(), headers, query))
 }
 
 /// One header condition, its regex compiled (through the cache).

@@ -305,26 +305,63 @@ fn first_query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 }
 
 /// Everything an entry checks besides the path. All conditions are ANDed (§4.2–4.4).
+///
+/// Most entries have none, and every entry of a large directory is held in memory: none is
+/// one word, and the entries a match expands to (a PathPrefix's two) share one list. Held
+/// inline the three fields took 72 bytes of every entry (14 MB at 200,000 entries).
 #[derive(Debug, Clone, Default)]
-pub struct Conditions {
-    pub method: Option<Method>,
-    pub headers: Vec<HeaderMatcher>,
-    pub query: Vec<QueryMatcher>,
+pub struct Conditions(Option<Arc<ConditionList>>);
+
+#[derive(Debug)]
+struct ConditionList {
+    method: Option<Method>,
+    headers: Vec<HeaderMatcher>,
+    query: Vec<QueryMatcher>,
 }
 
 impl Conditions {
+    pub fn new(
+        method: Option<Method>,
+        headers: Vec<HeaderMatcher>,
+        query: Vec<QueryMatcher>,
+    ) -> Self {
+        if method.is_none() && headers.is_empty() && query.is_empty() {
+            return Conditions(None);
+        }
+        Conditions(Some(Arc::new(ConditionList {
+            method,
+            headers,
+            query,
+        })))
+    }
+
+    pub fn method(&self) -> Option<&Method> {
+        self.0.as_ref().and_then(|c| c.method.as_ref())
+    }
+
+    pub fn headers(&self) -> &[HeaderMatcher] {
+        self.0.as_ref().map_or(&[], |c| &c.headers)
+    }
+
+    pub fn query(&self) -> &[QueryMatcher] {
+        self.0.as_ref().map_or(&[], |c| &c.query)
+    }
+
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
-        if let Some(m) = &self.method {
+        let Some(c) = &self.0 else {
+            return true;
+        };
+        if let Some(m) = &c.method {
             if m != req.method {
                 return false;
             }
         }
-        self.headers.iter().all(|h| h.matches(req.headers))
-            && self.query.iter().all(|q| q.matches(req.query))
+        c.headers.iter().all(|h| h.matches(req.headers))
+            && c.query.iter().all(|q| q.matches(req.query))
     }
 
     pub fn header_count_for_precedence(&self) -> usize {
-        self.headers
+        self.headers()
             .iter()
             .filter(|h| h.counts_for_precedence())
             .count()
@@ -455,14 +492,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
-        let c = Conditions {
-            method: None,
-            headers: vec![
+        let c = Conditions::new(
+            None,
+            vec![
                 HeaderMatcher::Exact(HeaderName::from_static("x-a"), "1,2".into()),
                 HeaderMatcher::Absent(HeaderName::from_static("x-b")),
             ],
-            query: vec![],
-        };
+            vec![],
+        );
         assert!(c.matches(&view("/", None, &h)));
         h.insert("x-b", HeaderValue::from_static("y"));
         assert!(!c.matches(&view("/", None, &h)));
@@ -471,11 +508,11 @@ mod tests {
     #[test]
     fn query_uses_first_occurrence() {
         let h = HeaderMap::new();
-        let c = Conditions {
-            method: None,
-            headers: vec![],
-            query: vec![QueryMatcher::Exact("a".into(), "1".into())],
-        };
+        let c = Conditions::new(
+            None,
+            vec![],
+            vec![QueryMatcher::Exact("a".into(), "1".into())],
+        );
         assert!(c.matches(&view("/", Some("b=2&a=1&a=3"), &h)));
         assert!(!c.matches(&view("/", Some("a=3&a=1"), &h)));
         assert!(!c.matches(&view("/", None, &h)));
@@ -483,14 +520,14 @@ mod tests {
 
     #[test]
     fn prefix_header_condition_is_not_counted_for_precedence() {
-        let c = Conditions {
-            method: None,
-            headers: vec![
+        let c = Conditions::new(
+            None,
+            vec![
                 HeaderMatcher::Prefix(HeaderName::from_static("x-a"), "a".into()),
                 HeaderMatcher::Present(HeaderName::from_static("x-b")),
             ],
-            query: vec![],
-        };
+            vec![],
+        );
         assert_eq!(c.header_count_for_precedence(), 1);
     }
 }

@@ -27,8 +27,9 @@ pub struct RouteEntry {
     pub path: PathMatcher,
     pub conditions: Conditions,
     pub action: Arc<Action>,
-    /// URLRewrite or redirect path, specialised for this entry.
-    pub path_rewrite: Option<PathRewrite>,
+    /// URLRewrite or redirect path, specialised for this entry (boxed: most entries have
+    /// none, and inline it took 48 bytes of each).
+    pub path_rewrite: Option<Box<PathRewrite>>,
     /// The MeshHTTPRoute that contributed the action (metrics, access log, /config).
     pub route_name: Arc<str>,
 }
@@ -39,9 +40,9 @@ impl RouteEntry {
         Precedence {
             path_kind: self.path.kind,
             longer_path: Reverse(self.path.value.len()),
-            has_method: Reverse(self.conditions.method.is_some()),
+            has_method: Reverse(self.conditions.method().is_some()),
             more_headers: Reverse(self.conditions.header_count_for_precedence()),
-            more_query_params: Reverse(self.conditions.query.len()),
+            more_query_params: Reverse(self.conditions.query().len()),
             path: self.path.value.as_str(),
         }
     }
@@ -265,9 +266,9 @@ fn packed_precedence(e: &RouteEntry) -> u64 {
     const COUNT: u64 = (1 << 15) - 1;
     let kind = e.path.kind as u64;
     let len = (e.path.value.len() as u64).min(LEN);
-    let no_method = u64::from(e.conditions.method.is_none());
+    let no_method = u64::from(e.conditions.method().is_none());
     let headers = (e.conditions.header_count_for_precedence() as u64).min(COUNT);
-    let query = (e.conditions.query.len() as u64).min(COUNT);
+    let query = (e.conditions.query().len() as u64).min(COUNT);
     (kind << 62)
         | ((LEN - len) << 31)
         | (no_method << 30)
@@ -353,8 +354,7 @@ mod tests {
                             for _twice in 0..2 {
                                 let mut e = entry(kind, path, &format!("e{n}"));
                                 n += 1;
-                                e.conditions.method = method.clone();
-                                e.conditions.headers = (0..headers)
+                                let mut header_list: Vec<HeaderMatcher> = (0..headers)
                                     .map(|h| {
                                         HeaderMatcher::Present(HeaderName::from_static(
                                             ["x-a", "x-b", "x-c"][h],
@@ -362,13 +362,17 @@ mod tests {
                                     })
                                     .collect();
                                 // A Prefix header condition does not count.
-                                e.conditions.headers.push(HeaderMatcher::Prefix(
+                                header_list.push(HeaderMatcher::Prefix(
                                     HeaderName::from_static("x-p"),
                                     "v".into(),
                                 ));
-                                e.conditions.query = (0..query)
-                                    .map(|q| QueryMatcher::Exact(format!("q{q}"), "1".into()))
-                                    .collect();
+                                e.conditions = Conditions::new(
+                                    method.clone(),
+                                    header_list,
+                                    (0..query)
+                                        .map(|q| QueryMatcher::Exact(format!("q{q}"), "1".into()))
+                                        .collect(),
+                                );
                                 entries.push(e);
                             }
                         }
@@ -486,12 +490,20 @@ mod tests {
     #[test]
     fn more_header_conditions_first_then_declaration_order() {
         let mut two = entry(PathKind::Prefix, "/", "two");
-        two.conditions.headers = vec![
-            HeaderMatcher::Present(HeaderName::from_static("x-a")),
-            HeaderMatcher::Present(HeaderName::from_static("x-b")),
-        ];
+        two.conditions = Conditions::new(
+            None,
+            vec![
+                HeaderMatcher::Present(HeaderName::from_static("x-a")),
+                HeaderMatcher::Present(HeaderName::from_static("x-b")),
+            ],
+            vec![],
+        );
         let mut one = entry(PathKind::Prefix, "/", "one");
-        one.conditions.headers = vec![HeaderMatcher::Present(HeaderName::from_static("x-a"))];
+        one.conditions = Conditions::new(
+            None,
+            vec![HeaderMatcher::Present(HeaderName::from_static("x-a"))],
+            vec![],
+        );
         let t = RouteTable::new(vec![one, two, entry(PathKind::Prefix, "/", "none")]);
         let mut h = HeaderMap::new();
         h.insert("x-a", HeaderValue::from_static("1"));

@@ -43,7 +43,7 @@ pub fn upstream_request(
 ) -> Result<()> {
     let mut plain = PlainRequest::take(upstream, ADDED_REQUEST_HEADERS);
     let entry = ctx.entry();
-    let rewrite = entry.and_then(|e| e.path_rewrite.as_ref());
+    let rewrite = entry.and_then(|e| e.path_rewrite.as_deref());
     if ctx.path.is_some() || rewrite.is_some() {
         let path = ctx.path.as_deref().unwrap_or(plain.parts.uri.path());
         let path = match rewrite {
