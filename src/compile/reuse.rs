@@ -320,6 +320,7 @@ impl RegexCache {
         let build = self.builds;
         self.compiled
             .retain(|_, (re, used)| *used == build || Arc::strong_count(re) > 1);
+        self.compiler.forget_unused();
     }
 
     #[cfg(test)]

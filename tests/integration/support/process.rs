@@ -291,6 +291,19 @@ impl Gateway {
             .unwrap_or(0.0)
     }
 
+    /// The metric once it reads `want`, or what it reads after `timeout`: a request's
+    /// counters are recorded in its logging phase, after the client has the response.
+    pub fn metric_when(&self, line_start: &str, want: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.metric(line_start);
+            if value == want || Instant::now() >= deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `GET /config` as JSON.
     pub fn config(&self) -> Value {
         let r = self.admin_get("/config");
