@@ -10,7 +10,7 @@
 
 use crate::model::{Protocol, SourceId, ValidSet};
 use crate::snapshot::backends::Backend;
-use crate::snapshot::matchers::{checked_regex, Regex, RegexCompiler};
+use crate::snapshot::regex::{checked_regex, Regex, RegexCompiler};
 use crate::snapshot::route_table::RouteTable;
 use crate::snapshot::{ListenerInfo, VirtualHost};
 use crate::violation::Violation;
@@ -284,7 +284,7 @@ pub struct RegexCache {
 
 impl RegexCache {
     /// `check_only`: the patterns are compiled only as far as their validity needs (see
-    /// [`crate::snapshot::matchers::checked_regex`]).
+    /// [`crate::snapshot::regex::checked_regex`]).
     pub fn new(check_only: bool) -> Self {
         RegexCache {
             check_only,

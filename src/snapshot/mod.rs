@@ -17,6 +17,7 @@ pub mod matchers;
 pub mod outlier;
 pub mod policy;
 pub mod rate_limit;
+pub mod regex;
 pub mod retry;
 pub mod route_table;
 pub mod timeouts;

@@ -289,7 +289,8 @@ fn prefix_segments(prefix: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::super::action::{Action, Redirect};
-    use super::super::matchers::{full_match_regex, HeaderMatcher, QueryMatcher};
+    use super::super::matchers::{HeaderMatcher, QueryMatcher};
+    use super::super::regex::full_match_regex;
     use super::*;
     use http::{HeaderMap, HeaderName, HeaderValue, Method};
 

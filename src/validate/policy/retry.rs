@@ -313,7 +313,7 @@ fn headers(
         }
         if matches!(h.match_type.as_deref(), Some("RegularExpression")) {
             let pattern = h.value.as_deref().unwrap_or("");
-            if let Err(e) = crate::snapshot::matchers::full_match_regex(pattern) {
+            if let Err(e) = crate::snapshot::regex::full_match_regex(pattern) {
                 r.add(
                     &hat.field("value"),
                     format!("invalid regular expression: {e}"),
