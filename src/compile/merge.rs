@@ -11,7 +11,7 @@
 //!
 //! The merged rules keep their declaration order, which is the tie-breaker after Kuma's sort.
 
-use super::reuse::RulePos;
+use super::reuse::{digest128, RulePos};
 use crate::model::route::{BackendRef, Filter, HttpMatch, HttpRoute, TcpRoute};
 use crate::model::{SourceId, Valid};
 use crate::resources::http_route::HttpMatch as RawMatch;
@@ -134,9 +134,7 @@ fn digest(hostname: &str, blocks: &[Block]) -> u128 {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
     }
-    let low = twox_hash::XxHash64::oneshot(0, &bytes);
-    let high = twox_hash::XxHash64::oneshot(0x9e37_79b9_7f4a_7c15, &bytes);
-    (u128::from(high) << 64) | u128::from(low)
+    digest128(&bytes)
 }
 
 /// Every group of `routes` (sorted by name ascending), merged.
