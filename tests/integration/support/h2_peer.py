@@ -9,7 +9,7 @@ Cases:
                 connection ended and how many responses came
   ping_flood    sends 5,000 PINGs without reading; reports whether the connection was cut
   oversized_KIB one stream with a KIB KiB header value, then a normal one
-  continuation_flood  HEADERS without END_HEADERS, then 5,000 empty CONTINUATION frames
+  continuation_flood  HEADERS without END_HEADERS, then empty CONTINUATION frames until cut off
   settings_flood      20,000 SETTINGS frames without reading the ACKs
   connect       CONNECT on one stream, a normal request on the next
   zero_window   asks for a response with a zero stream window and never opens it; reports
@@ -24,6 +24,10 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+
+
+# The most CONTINUATION frames continuation_flood sends before giving up on a cut-off.
+FLOOD_FRAMES = 100_000
 
 
 def connect(port):
@@ -145,24 +149,36 @@ def main(port, case):
         out["goaway"] = goaway[0].error_code.name if goaway else None
         out["closed"] = closed
     elif case == "continuation_flood":
-        # A header block that never ends: HEADERS without END_HEADERS, then thousands of
-        # empty CONTINUATION frames (CVE-2024-27316 and its kin).
+        # A header block that never ends: HEADERS without END_HEADERS, then empty
+        # CONTINUATION frames (CVE-2024-27316 and its kin) until the gateway ends the
+        # connection, at most FLOOD_FRAMES. Paced (100 frames per 5 ms, so the whole flood
+        # takes over 5 s) and read between batches: the kernel's loopback buffers hold
+        # megabytes, so an unpaced flood is written whole before a busy gateway reads any
+        # of it, and "sent" would say nothing about where the gateway cut it off.
         import hyperframe.frame as hf
+        import select
         block = c.encoder.encode(headers("/flood"))
-        frames = [hf.HeadersFrame(1, data=block, flags=["END_STREAM"])]
-        frames += [hf.ContinuationFrame(1, data=b"") for _ in range(5000)]
-        sent = 0
+        batch = b"".join(hf.ContinuationFrame(1, data=b"").serialize() for _ in range(100))
+        events, closed, sent = [], False, 0
+        ended = lambda: closed or any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
         try:
-            for i in range(0, len(frames), 100):
-                s.sendall(b"".join(f.serialize() for f in frames[i:i + 100]))
+            s.sendall(hf.HeadersFrame(1, data=block, flags=["END_STREAM"]).serialize())
+            while sent < FLOOD_FRAMES and not ended():
+                s.sendall(batch)
                 sent += 100
+                time.sleep(0.005)
+                while not closed and select.select([s], [], [], 0)[0]:
+                    data = s.recv(65536)
+                    closed = not data
+                    events.extend(c.receive_data(data) if data else [])
         except OSError:
-            pass
+            closed = True
         out["sent"] = sent
-        events, closed = pump(s, c, lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev), 5)
+        more, more_closed = pump(s, c, lambda ev: ended() or any(isinstance(e, h2.events.ConnectionTerminated) for e in ev), 5)
+        events += more
         goaway = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
         out["goaway"] = goaway[0].error_code.name if goaway else None
-        out["closed"] = closed
+        out["closed"] = closed or more_closed
     elif case == "settings_flood":
         # SETTINGS frames sent as fast as possible without reading the ACKs.
         sent = 0
