@@ -12,9 +12,8 @@
 //! The merged rules keep their declaration order, which is the tie-breaker after Kuma's sort.
 
 use super::reuse::{digest128, RulePos};
-use crate::model::route::{BackendRef, Filter, HttpMatch, HttpRoute, TcpRoute};
+use crate::model::route::{BackendRef, Filter, HttpMatch, HttpRoute, TcpRoute, WrittenMatches};
 use crate::model::{SourceId, Valid};
-use crate::resources::http_route::HttpMatch as RawMatch;
 use foldhash::HashMap;
 use std::collections::BTreeMap;
 
@@ -148,14 +147,12 @@ pub fn merge_http_routes<'a>(routes: &[&'a Valid<HttpRoute>]) -> RuleGroups<'a> 
 
 /// One hostname group's rules, merged.
 pub fn merge_group<'a>(group: &Group<'a>) -> Vec<MergedRule<'a>> {
-    // Matches as written (deep equality, as Kuma compares them) → index in the list. Keyed
-    // by the borrowed matches and the hash lowering took of them: serialising each rule's
-    // matches to JSON for the key was a tenth of a 10,000-rule rebuild, hashing them again a
-    // tenth of a 100,000-rule one. Rules are taken in declaration order, so the list is in
-    // that order without a sort.
+    // Matches as written (deep equality, as Kuma compares them, by their digest) → index in
+    // the list. Rules are taken in declaration order, so the list is in that order without a
+    // sort.
     let rules = group.rule_count();
     let mut list: Vec<MergedRule<'a>> = Vec::with_capacity(rules);
-    let mut index: HashMap<WrittenMatches<'a>, usize> = HashMap::default();
+    let mut index: HashMap<&'a WrittenMatches, usize> = HashMap::default();
     index.reserve(rules);
     for block in &group.blocks {
         let route = block.route;
@@ -168,10 +165,7 @@ pub fn merge_group<'a>(group: &Group<'a>) -> Vec<MergedRule<'a>> {
                 filters: rule.filters.as_deref().map(|f| (f, pos)),
                 backend_refs: rule.backend_refs.as_deref().map(|b| (b, pos)),
             };
-            let key = WrittenMatches {
-                hash: rule.written_matches_hash,
-                matches: &rule.written_matches,
-            };
+            let key = &rule.written_matches;
             let Some(&i) = index.get(&key) else {
                 index.insert(key, list.len());
                 list.push(MergedRule {
@@ -206,26 +200,6 @@ pub fn merge_group<'a>(group: &Group<'a>) -> Vec<MergedRule<'a>> {
     }
     list
 }
-
-/// A rule's matches as written, hashed by the hash lowering took and compared in full.
-struct WrittenMatches<'a> {
-    hash: u64,
-    matches: &'a [RawMatch],
-}
-
-impl std::hash::Hash for WrittenMatches<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-impl PartialEq for WrittenMatches<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.matches == other.matches
-    }
-}
-
-impl Eq for WrittenMatches<'_> {}
 
 /// A later rule of the same to[] with the same matches: it sets only the fields the earlier
 /// ones (`set`) left unset, which is what applying the rules last-first as patches gives.
@@ -322,6 +296,33 @@ spec:
         assert_eq!(service(&conf.backend_refs()[0]), "v2");
         assert_eq!(conf.filters().len(), 1);
         assert_eq!(rules[0].route_name, "beta");
+    }
+
+    #[test]
+    fn only_matches_written_alike_merge() {
+        // §4.7 compares the matches as written: lowering makes the first three equal (the
+        // default header type spelled out, an Exact header match with an empty value dropped),
+        // Kuma keeps them apart.
+        let rule = |matches: &str, svc: &str| {
+            format!("    - matches: [{matches}]\n      default: {{backendRefs: [{{kind: MeshService, name: {svc}}}]}}\n")
+        };
+        let yaml = format!(
+            "type: MeshHTTPRoute\nname: a\nmesh: default\nspec:\n  targetRef: {{kind: MeshGateway, name: gw}}\n  to:\n  - targetRef: {{kind: Mesh}}\n    rules:\n{}{}{}{}",
+            rule("{path: {type: PathPrefix, value: /a}, headers: [{name: x-h, value: v}]}", "v1"),
+            rule("{path: {type: PathPrefix, value: /a}, headers: [{type: Exact, name: x-h, value: v}]}", "v2"),
+            rule("{path: {type: PathPrefix, value: /a}, headers: [{name: x-h, value: v}, {name: x-e, value: ''}]}", "v3"),
+            rule("{headers: [{name: x-h, value: v}], path: {value: /a, type: PathPrefix}}", "v4"),
+        );
+        let r = routes(&yaml);
+        let refs: Vec<&Valid<HttpRoute>> = r.iter().collect();
+        let rules = &merge_http_routes(&refs)["*"];
+        let services: Vec<&str> = rules
+            .iter()
+            .map(|m| service(&m.conf.backend_refs()[0]))
+            .collect();
+        // The fourth is the first written in another key order: the same matches, merged into
+        // the first's place, where the first of two identical rules of one to[] wins.
+        assert_eq!(services, ["v1", "v2", "v3"]);
     }
 
     #[test]

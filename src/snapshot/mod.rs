@@ -12,6 +12,7 @@ pub mod balancer;
 pub mod certs;
 pub mod cluster;
 pub mod endpoint_state;
+pub mod exact_paths;
 pub mod hostname;
 pub mod matchers;
 pub mod outlier;

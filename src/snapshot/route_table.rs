@@ -4,7 +4,7 @@
 //! Scanning that list per request costs O(routes); instead the sorted list is indexed by path
 //! kind, which preserves "first match in sorted order" because the order puts every exact entry
 //! before every prefix entry before every regex entry:
-//! 1. exact paths: a hash map from path to the entries for it (already in sorted order);
+//! 1. exact paths: a hash index from path to the entries for it (already in sorted order);
 //! 2. prefixes: a segment trie; the entries on the trie path of the request, deepest node
 //!    first, are exactly the matching prefix entries, longest first;
 //! 3. regexes last, indexed by the literal prefix every match of their pattern starts with
@@ -17,6 +17,7 @@
 //! Each candidate still checks its method/header/query conditions.
 
 use super::action::{Action, PathRewrite};
+use super::exact_paths::ExactPaths;
 use super::matchers::{Conditions, PathKind, PathMatcher, RequestView};
 use foldhash::HashMap;
 use std::cmp::Reverse;
@@ -79,7 +80,7 @@ const REGEX_KEY_MAX: usize = 16;
 #[derive(Debug, Default)]
 pub struct RouteTable {
     entries: Vec<RouteEntry>,
-    exact: HashMap<String, Vec<u32>>,
+    exact: ExactPaths,
     prefixes: PrefixNode,
     /// Regex entries by the (cut) literal prefix of their pattern; the empty key holds the
     /// patterns with no literal prefix, which every path may match.
@@ -93,11 +94,14 @@ impl RouteTable {
     /// the stable sort keeps that order among full ties (§4.5 step 8).
     pub fn new(entries: Vec<RouteEntry>) -> Self {
         let entries = in_precedence_order(entries);
-        let mut table = RouteTable::default();
+        let mut table = RouteTable {
+            exact: ExactPaths::new(&entries),
+            ..RouteTable::default()
+        };
         for (i, e) in entries.iter().enumerate() {
             let i = i as u32;
             match e.path.kind {
-                PathKind::Exact => table.exact.entry(e.path.value.clone()).or_default().push(i),
+                PathKind::Exact => {}
                 PathKind::Prefix => {
                     let mut node = &mut table.prefixes;
                     for seg in prefix_segments(&e.path.value) {
@@ -156,7 +160,7 @@ impl RouteTable {
         let searched = |kind: PathKind| bound.is_none_or(|b| kind <= b.path_kind);
         // The table's own first match is its best: if that does not beat the bound, nothing
         // later in the table does.
-        if let Some(ids) = self.exact.get(req.path) {
+        if let Some(ids) = self.exact.get(&self.entries, req.path) {
             if let Some(i) = self.first_matching(ids, req) {
                 return beats(i).then_some(i);
             }
@@ -179,8 +183,12 @@ impl RouteTable {
         self.entries.get(self.find_index(req)?)
     }
 
-    fn first_matching(&self, ids: &[u32], req: &RequestView<'_>) -> Option<usize> {
-        ids.iter().map(|&i| i as usize).find(|&i| {
+    fn first_matching(
+        &self,
+        ids: impl IntoIterator<Item = u32>,
+        req: &RequestView<'_>,
+    ) -> Option<usize> {
+        ids.into_iter().map(|i| i as usize).find(|&i| {
             self.entries
                 .get(i)
                 .is_some_and(|e| e.conditions.matches(req))
@@ -197,7 +205,7 @@ impl RouteTable {
                 }
             }
         }
-        self.first_matching(&node.entries, req)
+        self.first_matching(node.entries.iter().copied(), req)
     }
 
     /// Regexes whose literal prefix the path starts with, bucket by bucket; each bucket is
@@ -322,6 +330,41 @@ mod tests {
             headers,
         })
         .map(|e| &*e.route_name)
+    }
+
+    #[test]
+    fn the_exact_index_lists_each_paths_entries_in_order_and_nothing_else() {
+        let entries = vec![
+            entry(PathKind::Exact, "/a", "a1"),
+            entry(PathKind::Prefix, "/a/", "p"),
+            entry(PathKind::Exact, "/b", "b"),
+            entry(PathKind::Exact, "/a", "a2"),
+            entry(PathKind::Regex, "/c", "r"),
+            entry(PathKind::Exact, "/a", "a3"),
+        ];
+        let index = ExactPaths::new(&entries);
+        let get = |path: &str| index.get(&entries, path).map(Iterator::collect::<Vec<_>>);
+        assert_eq!(get("/a"), Some(vec![0, 3, 5]));
+        assert_eq!(get("/b"), Some(vec![2]));
+        assert_eq!(get("/a/"), None, "prefix entries are not exact");
+        assert_eq!(get("/c"), None, "regex entries are not exact");
+        assert_eq!(get(""), None);
+        assert_eq!(get("/"), None);
+    }
+
+    #[test]
+    fn the_exact_index_finds_every_path_of_a_large_table() {
+        let entries: Vec<RouteEntry> = (0..20_000)
+            .map(|i| entry(PathKind::Exact, &format!("/p/{}", i / 2), "x"))
+            .collect();
+        let index = ExactPaths::new(&entries);
+        for k in 0..10_000u32 {
+            let ids: Option<Vec<u32>> = index
+                .get(&entries, &format!("/p/{k}"))
+                .map(Iterator::collect);
+            assert_eq!(ids, Some(vec![2 * k, 2 * k + 1]), "/p/{k}");
+        }
+        assert!(index.get(&entries, "/p/10000").is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use super::{required, unreadable, Lowered};
 use crate::model::route::{
     BackendRef, BackendTarget, Filter, HeaderMatch, HeaderModifier, HttpMatch, HttpRoute, HttpRule,
     HttpTo, Mirror, PathMatch, PathRewrite, QueryMatch, Redirect, ServicePortRef, TcpRoute, TcpTo,
-    UrlRewrite,
+    UrlRewrite, WrittenMatches,
 };
 use crate::model::target::{ProxyType, TargetRef};
 use crate::resources::common::{BackendRef as RawBackendRef, TargetRef as RawTargetRef};
@@ -69,7 +69,7 @@ pub fn http_route(spec: &MeshHttpRoute) -> Lowered<HttpRoute> {
 }
 
 fn http_rule(rule: &raw::HttpRule, at: &str) -> Lowered<HttpRule> {
-    let written = rule.matches.clone().unwrap_or_default();
+    let written: &[raw::HttpMatch] = rule.matches.as_deref().unwrap_or_default();
     let mut matches = Vec::with_capacity(written.len());
     for (k, m) in written.iter().enumerate() {
         matches.push(http_match(m, &format!("{at}.matches[{k}]"))?);
@@ -89,14 +89,9 @@ fn http_rule(rule: &raw::HttpRule, at: &str) -> Lowered<HttpRule> {
         None => None,
         Some(refs) => Some(backend_refs(refs, &format!("{at}.default.backendRefs"))?),
     };
-    let written_matches_hash = {
-        use std::hash::BuildHasher;
-        foldhash::fast::FixedState::default().hash_one(&written)
-    };
     Ok(HttpRule {
         matches,
-        written_matches: written,
-        written_matches_hash,
+        written_matches: WrittenMatches::new(written),
         filters,
         backend_refs,
     })
@@ -137,7 +132,7 @@ fn http_match(m: &raw::HttpMatch, at: &str) -> Lowered<HttpMatch> {
         m.headers.as_deref().unwrap_or_default(),
         &format!("{at}.headers"),
     )?;
-    let mut query = Vec::new();
+    let mut query = Vec::with_capacity(m.query_params.as_ref().map_or(0, Vec::len));
     for (k, q) in m.query_params.iter().flatten().enumerate() {
         query.push(match q.match_type.as_deref().unwrap_or("Exact") {
             // Kuma drops an Exact query match with an empty value too (§4.4).
@@ -158,7 +153,9 @@ fn http_match(m: &raw::HttpMatch, at: &str) -> Lowered<HttpMatch> {
 /// Header conditions (`at` names the list). Kuma quirk (§4.3): an Exact match with an
 /// empty value is dropped.
 pub fn header_matches(list: &[raw::HeaderMatch], at: &str) -> Lowered<Vec<HeaderMatch>> {
-    let mut headers = Vec::new();
+    // Sized ahead: pushing into an empty Vec reserves four, and a 100,000-rule directory
+    // keeps every rule's header conditions (12.8 MB of them, heaptrack).
+    let mut headers = Vec::with_capacity(list.len());
     for (k, h) in list.iter().enumerate() {
         let hat = format!("{at}[{k}]");
         let name = header_name(&h.name, &format!("{hat}.name"))?;
