@@ -8,6 +8,7 @@
 //! and compares it once, as the map did; the entry it reads is the one it goes on to check
 //! the conditions of.
 
+use super::matchers::PathKind;
 use super::route_table::RouteEntry;
 use foldhash::fast::RandomState;
 use foldhash::HashMap;
@@ -35,7 +36,7 @@ struct Slot {
 impl ExactPaths {
     /// Indexes the exact-path entries of `entries` (in precedence order).
     pub fn new(entries: &[RouteEntry]) -> ExactPaths {
-        let exact = |e: &&RouteEntry| e.path.kind == super::matchers::PathKind::Exact;
+        let exact = |e: &&RouteEntry| e.path.kind == PathKind::Exact;
         // Grouped through a map borrowing the paths (freed on return); `order` keeps the
         // first-seen order so equal inputs give equal layouts.
         let mut groups: HashMap<&str, Vec<u32>> = HashMap::default();
