@@ -101,7 +101,7 @@ impl RouteTable {
         for (i, e) in entries.iter().enumerate() {
             let i = i as u32;
             match e.path.kind {
-                PathKind::Exact => {}
+                PathKind::Exact => {} // indexed by `ExactPaths::new` above
                 PathKind::Prefix => {
                     let mut node = &mut table.prefixes;
                     for seg in prefix_segments(&e.path.value) {
