@@ -8,7 +8,8 @@
 #   cargo test   unit tests, then tests/integration (one binary: in-process semantics tests
 #                and black-box tests against real meshgate processes) with more threads than
 #                cores, because those tests mostly wait on timers and sockets
-#   pingora      scripts/build/pingora-patch.sh check (vendor/ = Pingora + vendor/pingora.patch)
+#   pingora      scripts/build/pingora-patch.sh check (vendor/ = Pingora + vendor/pingora.patch;
+#                the unit tests of the modules the patch adds)
 #   smoke, upgrade, systemd-unit, install, dockerfile
 #                scripts/ops/*: curl checks of conf/policies, zero-downtime upgrade and reload
 #                under load, the systemd unit, the installer, the Dockerfile

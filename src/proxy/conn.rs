@@ -203,9 +203,11 @@ async fn serve_http1<A>(
                 .keepalive_timeout()
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs);
-            let deadline = wait.map(|d| tokio::time::Instant::now() + d);
+            // One clock read for the keep-alive deadline and the write buffer's.
+            let now = tokio::time::Instant::now();
+            let deadline = wait.map(|d| now + d);
             let next_bytes = match plain_stream(stream) {
-                Ok(l4) => plain_next_request(l4, deadline).await,
+                Ok(l4) => plain_next_request(l4, deadline, now).await,
                 Err(Some(tls)) => next_request_bytes(tls, deadline).await,
                 Err(None) => return,
             };
@@ -255,10 +257,11 @@ fn next_session(
     session
 }
 
-/// One request (and its response) on `session`, boxed: Pingora's request future is tens of
-/// KiB and the session itself ~1 KiB, and inline they would size the connection's task, idle
-/// or not. Measured with scripts/bench/idle_conns.sh (5,000 idle keep-alive connections): 38
-/// KiB per connection with the request future inline.
+/// One request (and its response) on `session`, in the box Pingora's `process_new_http`
+/// builds it in (vendor/README.md): the request future is tens of KiB and the session itself
+/// ~1 KiB, and inline they would size the connection's task, idle or not. Measured with
+/// scripts/bench/idle_conns.sh (5,000 idle keep-alive connections): 38 KiB per connection
+/// with the request future inline.
 fn start<'a, A>(
     app: &'a Arc<A>,
     mut session: ServerSession,
@@ -274,7 +277,7 @@ where
     if *shutdown.borrow() {
         session.set_keepalive(None);
     }
-    Box::pin(app.process_new_http(session, shutdown))
+    app.process_new_http(session, shutdown)
 }
 
 /// The first bytes of the next request on an idle keep-alive connection, read by the
@@ -316,17 +319,18 @@ const KEEP_WRITE_BUFFER_IDLE: Duration = Duration::from_secs(1);
 /// [`next_request_bytes`] for a plain-text connection: it waits for readiness holding no
 /// buffer (1 KiB less per idle connection), reads what arrived into a buffer of a plain
 /// function, and gives its write buffer back while it idles past
-/// [`KEEP_WRITE_BUFFER_IDLE`].
+/// [`KEEP_WRITE_BUFFER_IDLE`] from `idle_since`.
 async fn plain_next_request(
     mut l4: Box<L4Stream>,
     deadline: Option<tokio::time::Instant>,
+    idle_since: tokio::time::Instant,
 ) -> Option<(Stream, BytesMut)> {
     let mut released = false;
     loop {
         let until = if released {
             deadline
         } else {
-            let keep = tokio::time::Instant::now() + KEEP_WRITE_BUFFER_IDLE;
+            let keep = idle_since + KEEP_WRITE_BUFFER_IDLE;
             Some(deadline.map_or(keep, |d| d.min(keep)))
         };
         let ready = match until {
@@ -347,7 +351,7 @@ async fn plain_next_request(
                 continue;
             }
         }
-        let arrived = match read_arrived(&l4) {
+        let arrived = match read_arrived(&mut l4) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return None,
             // Spurious readiness: cleared now, wait again.
@@ -379,7 +383,7 @@ fn write_buffered() -> L4BufferSettings {
 
 /// What has arrived on `l4`, read without waiting (into a stack buffer of a plain function,
 /// so it is not part of the waiting future); `Ok(None)` when the client closed.
-fn read_arrived(l4: &L4Stream) -> std::io::Result<Option<BytesMut>> {
+fn read_arrived(l4: &mut L4Stream) -> std::io::Result<Option<BytesMut>> {
     let mut buf = [0u8; 1024];
     let n = l4.try_read_now(&mut buf)?;
     Ok((n > 0).then(|| BytesMut::from(&buf[..n])))

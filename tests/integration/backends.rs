@@ -3,6 +3,7 @@
 //! Kuma, see kumahq/kuma#3311).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -543,8 +544,13 @@ fn all_zero_weights_are_rejected_or_answer_500() {
 
 /// The kernel's view of meshgate's connections to `port`: one `ss` line each, with its timer.
 fn sockets_to(port: u16) -> Vec<String> {
+    sockets_in_state("established", port)
+}
+
+/// Connections to `port` in TCP `state` (as `ss` names it), one line each.
+fn sockets_in_state(state: &str, port: u16) -> Vec<String> {
     let out = std::process::Command::new("ss")
-        .args(["-tnoH", "state", "established"])
+        .args(["-tnoH", "state", state])
         .arg(format!("( dport = :{port} )"))
         .output()
         .expect("run ss (iproute2)");
@@ -594,5 +600,95 @@ fn pooled_upstream_connections_are_reused_and_probed_by_tcp_keepalive() {
     assert!(
         (40..=60).contains(&secs),
         "first probe {secs} s away, expected up to 60 s: {timer}"
+    );
+}
+
+/// Waits up to `limit` for `done`, polling every 50 ms; how long it took.
+fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if done() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// A keep-alive HTTP/1.1 backend that answers each request `ok` and closes a connection once
+/// it has been idle for `close_idle_after`.
+fn closing_backend(name: &str, close_idle_after: Duration) -> u16 {
+    let listener = bind_unique();
+    let port = listener.local_addr().expect("addr").port();
+    register_backend_port(name, port);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = conn.set_read_timeout(Some(close_idle_after));
+                let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+                let mut writer = conn;
+                // A read that times out ends the loop and drops (closes) the connection.
+                while let Ok(Some(_)) = crate::support::http1::read_request_head(&mut reader) {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if writer.write_all(answer).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+// A backend that closes an idle keep-alive connection: meshgate closes its end of the pooled
+// connection within a couple of seconds (the pool's sweep), rather than holding the socket in
+// CLOSE-WAIT until a request would take it. The next request opens a fresh connection.
+#[test]
+fn a_pooled_connection_the_backend_closed_is_closed_by_the_gateway_too() {
+    let port = closing_backend("v1", Duration::from_millis(300));
+    let gw = start_with(&catch_all_rule("v1"), &dataplanes(&["v1"]));
+    gw.assert_status(1, "/", "a.test", 200);
+    assert_eq!(sockets_to(port).len(), 1, "one pooled connection");
+    let closed = within(Duration::from_secs(5), || {
+        sockets_to(port).is_empty() && sockets_in_state("close-wait", port).is_empty()
+    });
+    assert!(
+        closed.is_some(),
+        "meshgate still holds the connection the backend closed: {:?}",
+        sockets_in_state("close-wait", port)
+    );
+    gw.assert_status(1, "/", "a.test", 200);
+}
+
+// MeshTimeout `idleTimeout` on the `to` side is the upstream cluster's idle timeout (Envoy
+// closes a pooled connection idle that long): meshgate closes it ~1 s after its last use, and
+// a connection within the timeout is reused.
+#[test]
+fn an_upstream_connection_idle_past_the_mesh_timeout_idle_timeout_is_closed() {
+    let v1 = EchoHttp::start("v1");
+    let timeout = policy(
+        "MeshTimeout",
+        "upstream-idle",
+        "targetRef: {kind: Mesh}\nto:\n- targetRef: {kind: Mesh}\n  default:\n    idleTimeout: 1s\n",
+    );
+    let gw = start_with(
+        &catch_all_rule("v1"),
+        &format!("{}---\n{}", dataplanes(&["v1"]), timeout),
+    );
+    gw.assert_status(1, "/", "a.test", 200);
+    gw.assert_status(1, "/", "a.test", 200);
+    assert_eq!(v1.connections(), 1, "reused within the idle timeout");
+    let closed = within(Duration::from_secs(5), || sockets_to(v1.port).is_empty());
+    let took = closed.expect("the idle pooled connection was not closed");
+    assert!(
+        took >= Duration::from_millis(700),
+        "closed {took:?} after the last use, before the 1 s idle timeout"
+    );
+    gw.assert_status(1, "/", "a.test", 200);
+    assert_eq!(
+        v1.connections(),
+        2,
+        "a fresh connection after the idle one was closed"
     );
 }

@@ -268,6 +268,10 @@ impl ProxyHttp for HttpGateway {
                 mirror.offer(body.as_ref(), end_of_stream);
             }
         }
+        if end_of_stream && body.as_ref().is_none_or(Bytes::is_empty) && session.is_body_empty() {
+            // A request without a body: its attempt began complete (`upstream_peer`).
+            return Ok(());
+        }
         let now = Instant::now();
         let request_timeout = ctx.port_policy.as_ref().and_then(|p| p.listener.request);
         if let Some(limit) = request_timeout.filter(|_| !session.was_upgraded()) {
@@ -455,15 +459,18 @@ impl ProxyHttp for HttpGateway {
         Ok(())
     }
 
-    /// Response bytes keep the attempt's idle limit from firing.
+    /// Response bytes keep the attempt's idle limit from firing (the last ones need not:
+    /// nothing more is read).
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
         _body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
-        ctx.attempt.activity(Instant::now());
+        if !end_of_stream {
+            ctx.attempt.activity(Instant::now());
+        }
         Ok(None)
     }
 

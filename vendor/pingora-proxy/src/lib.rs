@@ -45,6 +45,7 @@ use once_cell::sync::Lazy;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::fmt::Debug;
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::str;
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
@@ -1551,14 +1552,14 @@ impl SubrequestSpawner {
     }
 }
 
-#[async_trait]
-impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+impl<SV, C> HttpProxy<SV, C>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
+    /// The body of [`HttpServerApp::process_new_http`].
+    async fn serve_new_http(
         self: &Arc<Self>,
         mut session: HttpSession,
         shutdown: &ShutdownWatch,
@@ -1594,6 +1595,42 @@ where
         }
 
         self.process_request(session, ctx).await
+    }
+}
+
+/// Boxes the future `make` returns, built in its box: `Box::pin(make())` builds it on the
+/// stack and copies it, which for a request future is a copy of tens of KiB. The box is
+/// allocated first, so the future can be written straight into it.
+#[inline(always)]
+fn box_in_place<'a, F>(make: impl FnOnce() -> F) -> Pin<Box<dyn Future<Output = F::Output> + Send + 'a>>
+where
+    F: Future + Send + 'a,
+{
+    Box::into_pin(Box::<std::mem::MaybeUninit<F>>::write(Box::new_uninit(), make()))
+}
+
+#[async_trait]
+impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+    C: custom::Connector,
+{
+    // Written out rather than left to `async_trait`, whose `Box::pin(async move { .. })`
+    // builds the request future (tens of KiB) on the stack and then copies it into its box:
+    // one memcpy of the whole future per request, 3-4 % of a proxied request's CPU (perf).
+    // `box_in_place` lets the compiler build it in the box instead.
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
+        session: HttpSession,
+        shutdown: &'life1 ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        box_in_place(move || self.serve_new_http(session, shutdown))
     }
 
     async fn http_cleanup(&self) {

@@ -23,6 +23,7 @@
 //! passed.
 
 use std::future::Future;
+use std::task::Poll;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -69,17 +70,20 @@ impl ReadDeadline {
 
 /// Runs `read` until it completes, `read_timeout` passes (counted from now), or `deadline`
 /// passes; `None` on a timeout. The read future is kept across re-checks, never dropped
-/// half-way. Timers tick at 10 ms, as Pingora's own read timeouts do.
+/// half-way. Timers tick at 10 ms, as Pingora's own read timeouts do. A read that completes
+/// at once (a body already buffered) reads no clock and arms no timer.
 pub(crate) async fn read_within<F: Future>(
     read_timeout: Option<Duration>,
     deadline: Option<&ReadDeadline>,
     read: F,
 ) -> Option<F::Output> {
-    let started = Instant::now();
-    let read_by = read_timeout.map(|t| started + t);
     tokio::pin!(read);
+    if let Poll::Ready(out) = futures::poll!(read.as_mut()) {
+        return Some(out);
+    }
+    let mut now = Instant::now();
+    let read_by = read_timeout.map(|t| now + t);
     loop {
-        let now = Instant::now();
         let by = match (read_by, deadline.and_then(ReadDeadline::get)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -96,6 +100,7 @@ pub(crate) async fn read_within<F: Future>(
             return Some(out);
         }
         // The timer fired: done unless the deadline moved later meanwhile.
+        now = Instant::now();
     }
 }
 

@@ -23,6 +23,7 @@ pub mod conditional_filter;
 pub mod custom;
 pub mod date;
 pub mod deadline;
+mod ready_first;
 pub mod error_resp;
 pub mod server;
 pub mod subrequest;

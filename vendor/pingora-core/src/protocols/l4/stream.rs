@@ -648,15 +648,28 @@ impl Stream {
     /// clears the readiness [`Stream::readable`] waits for), `Unsupported` when the stream
     /// holds bytes already or is a virtual socket (read it through `AsyncRead` then). The read
     /// bypasses the receive-timestamp and read-time accounting of `AsyncRead`.
-    pub fn try_read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+    ///
+    /// It goes through tokio's `poll_read` (with a waker that does nothing: the caller waits
+    /// in [`Stream::readable`]) rather than `try_read`, because `poll_read` also clears the
+    /// readiness after a read shorter than `buf`, which drained the socket: with `try_read`
+    /// the next `readable` returned at once and the read after it found nothing, one wasted
+    /// `recvfrom` per keep-alive request (strace).
+    pub fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.holds_read_bytes() {
             return Err(io::ErrorKind::Unsupported.into());
         }
-        match &self.stream().get_ref().stream {
-            RawStream::Tcp(s) => s.try_read(buf),
+        let mut read = ReadBuf::new(buf);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let polled = match &mut self.stream_mut().get_mut().stream {
+            RawStream::Tcp(s) => Pin::new(s).poll_read(&mut cx, &mut read),
             #[cfg(unix)]
-            RawStream::Unix(s) => s.try_read(buf),
-            RawStream::Virtual(_) => Err(io::ErrorKind::Unsupported.into()),
+            RawStream::Unix(s) => Pin::new(s).poll_read(&mut cx, &mut read),
+            RawStream::Virtual(_) => return Err(io::ErrorKind::Unsupported.into()),
+        };
+        match polled {
+            Poll::Ready(Ok(())) => Ok(read.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 

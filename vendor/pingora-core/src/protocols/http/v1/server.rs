@@ -25,7 +25,7 @@ use once_cell::sync::Lazy;
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 use pingora_error::{Error, ErrorType, ErrorType::*, OrErr, Result};
 use pingora_http::{IntoCaseHeaderName, RequestHeader, ResponseHeader};
-use pingora_timeout::timeout;
+use crate::protocols::http::ready_first::timeout;
 use regex::bytes::Regex;
 use std::any::Any;
 use std::collections::VecDeque;
@@ -361,11 +361,10 @@ impl HttpSession {
         let max_bytes = limits
             .max_bytes
             .map_or(MAX_HEADER_SIZE, |m| m.min(MAX_HEADER_SIZE));
-        // The head deadline runs from the head's first byte (a pipelined prefix is one).
-        let mut deadline = limits
-            .deadline
-            .filter(|_| already_read > 0)
-            .map(|d| Instant::now() + d);
+        // The head deadline runs from the head's first byte (a pipelined prefix is one). It is
+        // read off the clock when a read has to wait for more of the head, a few microseconds
+        // after that byte: a head that arrives whole reads no clock.
+        let mut deadline: Option<Instant> = None;
         self.head_facts = RequestHeadFacts::default();
         loop {
             if already_read > max_bytes {
@@ -389,8 +388,10 @@ impl HttpSession {
             if skip_next_read {
                 skip_next_read = false;
             } else {
-                let read = match deadline {
-                    Some(at) => {
+                let wait = limits.deadline.filter(|_| already_read > 0);
+                let read = match wait {
+                    Some(d) => {
+                        let at = *deadline.get_or_insert_with(|| Instant::now() + d);
                         let left = at.saturating_duration_since(Instant::now());
                         match timeout(left, self.read_request_buf(&mut buf, already_read)).await {
                             Ok(read) => read?,
@@ -407,9 +408,6 @@ impl HttpSession {
                 let Some(n) = read else {
                     return Ok(None);
                 };
-                if already_read == 0 {
-                    deadline = limits.deadline.map(|d| Instant::now() + d);
-                }
                 already_read += n;
             }
 
