@@ -618,27 +618,19 @@ fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
 /// A keep-alive HTTP/1.1 backend that answers each request `ok` and closes a connection once
 /// it has been idle for `close_idle_after`.
 fn closing_backend(name: &str, close_idle_after: Duration) -> u16 {
-    let listener = bind_unique();
-    let port = listener.local_addr().expect("addr").port();
-    register_backend_port(name, port);
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = conn.set_read_timeout(Some(close_idle_after));
-                let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
-                let mut writer = conn;
-                // A read that times out ends the loop and drops (closes) the connection.
-                while let Ok(Some(_)) = crate::support::http1::read_request_head(&mut reader) {
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if writer.write_all(answer).is_err() {
-                        break;
-                    }
-                }
-            });
+    raw_backend(name, move |conn| {
+        use std::io::Write;
+        let _ = conn.set_read_timeout(Some(close_idle_after));
+        let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+        let mut writer = conn;
+        // A read that times out ends the loop and drops (closes) the connection.
+        while let Ok(Some(_)) = crate::support::http1::read_request_head(&mut reader) {
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            if writer.write_all(answer).is_err() {
+                break;
+            }
         }
-    });
-    port
+    })
 }
 
 // A backend that closes an idle keep-alive connection: meshgate closes its end of the pooled

@@ -384,16 +384,7 @@ fn an_oversized_header_list_is_refused_on_its_stream() {
 #[test]
 fn a_stalled_reader_is_ended_by_the_stream_idle_timeout() {
     let _a = EchoHttp::start("a");
-    let mut files = catch_all_files("route", "a");
-    files.push((
-        "timeout.yaml",
-        policy(
-            "MeshTimeout",
-            "idle",
-            "targetRef: {kind: Mesh}\nfrom:\n- targetRef: {kind: Mesh}\n  default: {http: {streamIdleTimeout: 1s}}\n",
-        ),
-    ));
-    let gw = Gateway::start(&files, &[]);
+    let gw = Gateway::start(&catch_all_files_with_1s_stream_idle("route", "a"), &[]);
     let r = h2_peer(gw.lport(1), "zero_window");
     assert!(r["ended_by"].is_string() || r["closed"] == true, "{r}");
     let after = r["after_s"].as_f64().unwrap_or(99.0);

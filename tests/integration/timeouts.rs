@@ -221,33 +221,25 @@ fn a_connection_idle_past_a_second_serves_its_next_requests_and_still_idles_out(
 
 /// A backend that answers every request with a 64 MiB body, written as fast as it is taken.
 fn endless_backend(name: &str) -> u16 {
-    let listener = bind_unique();
-    let port = listener.local_addr().expect("addr").port();
-    register_backend_port(name, port);
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
-                let mut writer = conn;
-                if !matches!(
-                    crate::support::http1::read_request_head(&mut reader),
-                    Ok(Some(_))
-                ) {
-                    return;
-                }
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", 64 << 20);
-                let chunk = vec![0u8; 64 << 10];
-                let _ = writer.write_all(head.as_bytes());
-                for _ in 0..1024 {
-                    if writer.write_all(&chunk).is_err() {
-                        return;
-                    }
-                }
-            });
+    raw_backend(name, |conn| {
+        use std::io::Write;
+        let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+        let mut writer = conn;
+        if !matches!(
+            crate::support::http1::read_request_head(&mut reader),
+            Ok(Some(_))
+        ) {
+            return;
         }
-    });
-    port
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", 64 << 20);
+        let chunk = vec![0u8; 64 << 10];
+        let _ = writer.write_all(head.as_bytes());
+        for _ in 0..1024 {
+            if writer.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    })
 }
 
 // An HTTP/1.1 client that stops reading a response cannot hold its stream open: once the
@@ -257,16 +249,7 @@ fn endless_backend(name: &str) -> u16 {
 fn an_http1_client_that_stops_reading_is_ended_by_the_stream_idle_timeout() {
     use std::io::{Read, Write};
     endless_backend("big");
-    let mut files = catch_all_files("route", "big");
-    files.push((
-        "timeout.yaml",
-        policy(
-            "MeshTimeout",
-            "idle",
-            "targetRef: {kind: Mesh}\nfrom:\n- targetRef: {kind: Mesh}\n  default: {http: {streamIdleTimeout: 1s}}\n",
-        ),
-    ));
-    let gw = Gateway::start(&files, &[]);
+    let gw = Gateway::start(&catch_all_files_with_1s_stream_idle("route", "big"), &[]);
     let mut client = std::net::TcpStream::connect(("127.0.0.1", gw.lport(1))).expect("connect");
     client
         .write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\n\r\n")

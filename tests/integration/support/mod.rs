@@ -90,6 +90,25 @@ pub fn bind_unique() -> TcpListener {
     panic!("could not find a port no other test was handed");
 }
 
+/// Starts backend `name` on a fresh port and hands each connection it accepts to `serve`, on a
+/// thread of its own; returns the port. For backends whose wire behaviour a test writes itself.
+pub fn raw_backend<F>(name: &str, serve: F) -> u16
+where
+    F: Fn(std::net::TcpStream) + Send + Sync + 'static,
+{
+    let listener = bind_unique();
+    let port = listener.local_addr().expect("addr").port();
+    register_backend_port(name, port);
+    let serve = std::sync::Arc::new(serve);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(conn));
+        }
+    });
+    port
+}
+
 // ------------------------------------------------------------------------------------ backend registry
 
 thread_local! {

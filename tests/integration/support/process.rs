@@ -3,7 +3,7 @@
 use super::client::{admin_get, backend_of, try_send, Response};
 use super::policy::PolicyDir;
 use super::{BIN, READY_TIMEOUT, RELOAD_TIMEOUT};
-use meshgate::testkit::{catch_all_route, dataplanes, gateway_one_http, http_route};
+use meshgate::testkit::{catch_all_route, dataplanes, gateway_one_http, http_route, policy};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fs;
@@ -47,6 +47,24 @@ pub fn catch_all_files(route: &str, service: &str) -> Vec<(&'static str, String)
         ("route.yaml", catch_all_route(route, service)),
         ("dataplanes.yaml", dataplanes(&[service])),
     ]
+}
+
+/// [`catch_all_files`] plus a MeshTimeout that gives the gateway's listeners a 1 s stream idle
+/// timeout (`from`, `http.streamIdleTimeout`): for tests of stalled streams.
+pub fn catch_all_files_with_1s_stream_idle(
+    route: &str,
+    service: &str,
+) -> Vec<(&'static str, String)> {
+    let mut files = catch_all_files(route, service);
+    files.push((
+        "timeout.yaml",
+        policy(
+            "MeshTimeout",
+            "idle",
+            "targetRef: {kind: Mesh}\nfrom:\n- targetRef: {kind: Mesh}\n  default: {http: {streamIdleTimeout: 1s}}\n",
+        ),
+    ));
+    files
 }
 
 impl Gateway {
