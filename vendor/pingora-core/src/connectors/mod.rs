@@ -480,7 +480,6 @@ impl PreferredHttpVersion {
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
-/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 /// Whether a pooled `stream` is connected to `peer`, as `Peer::matches_fd` checks, first from
 /// the address recorded in the stream's digest when it connected (meshgate's patch): a
 /// pooled stream owns its fd, so that address cannot have changed, and `matches_fd` costs a
@@ -495,6 +494,7 @@ fn connected_to<P: Peer>(peer: &P, stream: &Stream) -> bool {
     recorded || peer.matches_fd(stream.id())
 }
 
+/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
