@@ -43,7 +43,8 @@ pub(crate) struct IdlePool<S> {
 
 struct Inner<S> {
     next_seq: u64,
-    /// Each key's connections in release order (oldest first).
+    /// Each key's connections in release order (oldest first); a queue emptied by `take`
+    /// stays until the next sweep.
     by_key: HashMap<u64, VecDeque<Idle<S>>>,
     /// (seq, key) of every connection in release order, for eviction. Entries of connections
     /// taken since are skipped when met, and dropped once they outnumber the live ones.
@@ -157,9 +158,8 @@ impl<S> IdlePool<S> {
             other => other,
         };
         let removed = usize::from(found.is_some()) + expired.len() - before;
-        if queue.is_empty() {
-            inner.by_key.remove(&key);
-        }
+        // An emptied queue stays (the sweep drops it): a busy key's connection goes back in
+        // within microseconds, and removing it would free and reallocate the queue then.
         inner.len -= removed;
         found.map(|i| i.stream)
     }
@@ -278,6 +278,10 @@ mod tests {
         assert_eq!(pool.len(), 1);
         assert_eq!(taken(&pool, 1, t0), None);
         assert_eq!(taken(&pool, 2, t0), Some("alive"));
+        // The queue "alive" left stays for the next release, until a sweep drops it.
+        assert!(pool.lock().by_key.contains_key(&2));
+        assert!(pool.sweep(t0, |_| true).is_empty());
+        assert!(pool.lock().by_key.is_empty());
     }
 
     #[test]
