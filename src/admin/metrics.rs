@@ -28,6 +28,8 @@ pub struct Metrics {
     pub upstream_connect_failures: IntCounterVec,
     pub upstream_timeouts: IntCounterVec,
     pub downstream_active: IntGaugeVec,
+    /// Idle plain-text keep-alive connections holding only their socket (`proxy::conn::Parked`).
+    pub downstream_parked: IntGaugeVec,
     pub downstream_total: IntCounterVec,
     pub tcp_connections: IntCounterVec,
     pub reloads: IntCounterVec,
@@ -132,6 +134,16 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("valid metric definition");
     r.register(Box::new(downstream_active.clone()))
+        .expect("metric registered once");
+    let downstream_parked = IntGaugeVec::new(
+        Opts::new(
+            "meshgate_downstream_connections_parked",
+            "Idle plain-text keep-alive connections parked: only their socket held until their next request",
+        ),
+        &["listener"],
+    )
+    .expect("valid metric definition");
+    r.register(Box::new(downstream_parked.clone()))
         .expect("metric registered once");
     let last_reload_success_timestamp = Gauge::new(
         "meshgate_config_last_reload_success_timestamp_seconds",
@@ -277,6 +289,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["backend"],
         ),
         downstream_active,
+        downstream_parked,
         downstream_total: counter(
             &r,
             "meshgate_downstream_connections_total",

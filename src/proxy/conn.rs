@@ -32,6 +32,8 @@ use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::parked::{KeepAlive, Parked};
+
 /// Largest request head accepted (Envoy's default `max_request_headers_kb` is 60 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most header fields accepted (Envoy's default `max_headers_count`).
@@ -139,12 +141,16 @@ async fn opening(stream: &mut L4Stream, header_timeout: Option<Duration>) -> Ope
 ///
 /// The stream comes boxed (the box it is served in later): an `L4Stream` argument would keep
 /// its ~380 bytes in the connection's task after moving into that box.
+///
+/// Returns the connection parked when it idles between requests past [`PARK_AFTER`], for the
+/// caller to hand to a `parked::ParkedConnection` of its own.
 pub async fn serve_plain<A>(
     app: &Arc<A>,
     mut stream: Box<L4Stream>,
     budgets: HttpBudgets,
     shutdown: &ShutdownWatch,
-) where
+) -> Option<Parked>
+where
     A: HttpServerApp + Send + Sync + 'static,
 {
     // Boxed, as everything a connection does only once: its 2 KiB buffer would otherwise
@@ -155,9 +161,10 @@ pub async fn serve_plain<A>(
         // task would otherwise carry (`serve_plain` was 7.7 KiB, measured with size_of_val).
         Opening::H2 => {
             Box::pin(app.process_new(stream, shutdown)).await;
+            None
         }
         Opening::Http1(left) => serve_http1(app, stream, budgets, left, shutdown).await,
-        Opening::Abandoned => {}
+        Opening::Abandoned => None,
     }
 }
 
@@ -173,10 +180,12 @@ where
         Box::pin(app.process_new(stream, shutdown)).await;
         return;
     }
-    serve_http1(app, stream, budgets, budgets.header_timeout, shutdown).await
+    // A TLS connection never parks: its TLS state is most of what it holds (rustls'
+    // buffers), and it stays within 1.25x of nginx's without (BENCHMARKS.md).
+    let _never_parked = serve_http1(app, stream, budgets, budgets.header_timeout, shutdown).await;
 }
 
-/// HTTP/1 requests on `stream` until it closes; the first must start within
+/// HTTP/1 requests on `stream` until it closes or parks; the first must start within
 /// `first_head_timeout`.
 async fn serve_http1<A>(
     app: &Arc<A>,
@@ -184,17 +193,55 @@ async fn serve_http1<A>(
     budgets: HttpBudgets,
     first_head_timeout: Option<Duration>,
     shutdown: &ShutdownWatch,
-) where
+) -> Option<Parked>
+where
     A: HttpServerApp + Send + Sync + 'static,
 {
-    let mut next = start(
+    let first = start(
         app,
         first_session(stream, first_head_timeout),
         budgets,
         shutdown,
     )
     .await;
-    while let Some((mut stream, persistent)) = next.map(|r| r.consume()) {
+    keep_alive_requests(app, first, budgets, shutdown).await
+}
+
+/// Serves a parked connection's next request, whose `first_bytes` woke it, and the requests
+/// after it until the connection closes or parks again. Boxed here, in a plain function: a
+/// serving future built inside the parked connection's task would size that task, idle or
+/// not (rustc keeps a moved-from future's space in the state of the async function it was
+/// built in).
+pub(crate) fn serve_woken<A>(
+    app: Arc<A>,
+    parked: Parked,
+    first_bytes: BytesMut,
+    budgets: HttpBudgets,
+    shutdown: ShutdownWatch,
+) -> std::pin::Pin<Box<dyn Future<Output = Option<Parked>> + Send>>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    Box::pin(async move {
+        let (tcp, keep_alive) = parked.into_parts();
+        let stream: Stream = Box::new(rewrapped(tcp));
+        let session = next_session(stream, Some(keep_alive.settings()), Some(first_bytes));
+        let next = start(&app, session, budgets, &shutdown).await;
+        keep_alive_requests(&app, next, budgets, &shutdown).await
+    })
+}
+
+/// The requests that follow `served` on its connection, until it closes or parks.
+async fn keep_alive_requests<A>(
+    app: &Arc<A>,
+    mut served: Option<pingora::apps::ReusedHttpStream>,
+    budgets: HttpBudgets,
+    shutdown: &ShutdownWatch,
+) -> Option<Parked>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    while let Some((mut stream, persistent)) = served.map(|r| r.consume()) {
         // Between requests the connection waits here, in this small future, for the next
         // request's first bytes, not inside Pingora's request future (see `start`).
         let mut first_bytes = None;
@@ -203,25 +250,33 @@ async fn serve_http1<A>(
                 .keepalive_timeout()
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs);
-            // One clock read for the keep-alive deadline and the write buffer's.
+            // One clock read for the keep-alive deadline and the parking time.
             let now = tokio::time::Instant::now();
             let deadline = wait.map(|d| now + d);
+            let keep_alive = KeepAlive::of(p);
             let next_bytes = match plain_stream(stream) {
-                Ok(l4) => plain_next_request(l4, deadline, now).await,
+                Ok(l4) => match plain_next_request(l4, deadline, now, keep_alive.is_some()).await {
+                    PlainWait::Arrived(s, bytes) => Some((s, bytes)),
+                    PlainWait::Idle(tcp) => {
+                        return keep_alive.map(|k| Parked::new(tcp, k, deadline));
+                    }
+                    PlainWait::Ended => None,
+                },
                 Err(Some(tls)) => next_request_bytes(tls, deadline).await,
-                Err(None) => return,
+                Err(None) => return None,
             };
             match next_bytes {
                 Some((s, bytes)) => {
                     stream = s;
                     first_bytes = Some(bytes);
                 }
-                None => return,
+                None => return None,
             }
         }
         let session = next_session(stream, persistent, first_bytes);
-        next = start(app, session, budgets, shutdown).await;
+        served = start(app, session, budgets, shutdown).await;
     }
+    None
 }
 
 // The sessions are built in plain functions: a session (~1 KiB) borrowed inside the async
@@ -309,29 +364,42 @@ fn plain_stream(stream: Stream) -> Result<Box<L4Stream>, Option<Stream>> {
     stream.into_any().downcast::<L4Stream>().map_err(|_| None)
 }
 
-/// How long an idle plain-text connection keeps its write buffer (1.4 KiB, Pingora's one
-/// MSS): a connection idle longer gives it back until its next request arrives. Within the
-/// second, a busy connection's next request finds the buffer in place (no allocation on the
-/// request path); past it, idle connections cost 1.4 KiB less each
-/// (scripts/bench/idle_conns.sh).
-const KEEP_WRITE_BUFFER_IDLE: Duration = Duration::from_secs(1);
+/// How long a plain-text keep-alive connection waits for its next request as it is (its
+/// stream with Pingora's one-MSS write buffer, its digest, its session's future) before it
+/// parks: only its socket is kept until the next request arrives, in the connection's own
+/// small task (`parked::ParkedConnection`). Within the second, a busy connection's next request finds
+/// everything in place (nothing allocated on the request path); past it, idle connections
+/// cost a fraction (scripts/bench/idle_conns.sh, BENCHMARKS.md).
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// How [`plain_next_request`] ended.
+enum PlainWait {
+    /// The next request's first bytes arrived.
+    Arrived(Stream, BytesMut),
+    /// Idle past [`PARK_AFTER`]: the socket, to be parked.
+    Idle(tokio::net::TcpStream),
+    /// The client closed, the keep-alive wait ran out or the read failed.
+    Ended,
+}
 
 /// [`next_request_bytes`] for a plain-text connection: it waits for readiness holding no
-/// buffer (1 KiB less per idle connection), reads what arrived into a buffer of a plain
-/// function, and gives its write buffer back while it idles past
-/// [`KEEP_WRITE_BUFFER_IDLE`] from `idle_since`.
+/// buffer (1 KiB less per idle connection) and reads what arrived into a buffer of a plain
+/// function. Idle past [`PARK_AFTER`] from `idle_since`, it gives its socket up for parking;
+/// a stream that cannot give it up (never expected: checked) keeps waiting here without its
+/// write buffer.
 async fn plain_next_request(
     mut l4: Box<L4Stream>,
     deadline: Option<tokio::time::Instant>,
     idle_since: tokio::time::Instant,
-) -> Option<(Stream, BytesMut)> {
+    may_park: bool,
+) -> PlainWait {
     let mut released = false;
     loop {
         let until = if released {
             deadline
         } else {
-            let keep = idle_since + KEEP_WRITE_BUFFER_IDLE;
-            Some(deadline.map_or(keep, |d| d.min(keep)))
+            let park = idle_since + PARK_AFTER;
+            Some(deadline.map_or(park, |d| d.min(park)))
         };
         let ready = match until {
             Some(t) => tokio::time::timeout_at(t, l4.readable()).await,
@@ -339,13 +407,19 @@ async fn plain_next_request(
         };
         match ready {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return None,
+            Ok(Err(_)) => return PlainWait::Ended,
             // The keep-alive wait is over.
             Err(_) if released || deadline.is_some_and(|d| d <= tokio::time::Instant::now()) => {
-                return None
+                return PlainWait::Ended
             }
-            // Idle past KEEP_WRITE_BUFFER_IDLE: the response was flushed long ago.
+            // Idle past PARK_AFTER: the response was flushed long ago.
             Err(_) => {
+                if may_park {
+                    match l4.into_tcp() {
+                        Ok(tcp) => return PlainWait::Idle(tcp),
+                        Err(stream) => l4 = Box::new(stream),
+                    }
+                }
                 l4.set_buffer(L4BufferSettings::new(0, 0));
                 released = true;
                 continue;
@@ -353,18 +427,21 @@ async fn plain_next_request(
         }
         let arrived = match read_arrived(&mut l4) {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return None,
+            Ok(None) => return PlainWait::Ended,
             // Spurious readiness: cleared now, wait again.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             // Bytes put back in the stream: its own read path hands them over.
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
                 restore_write_buffer(&mut l4, released);
-                return next_request_bytes(l4, deadline).await;
+                return match next_request_bytes(l4, deadline).await {
+                    Some((stream, bytes)) => PlainWait::Arrived(stream, bytes),
+                    None => PlainWait::Ended,
+                };
             }
-            Err(_) => return None,
+            Err(_) => return PlainWait::Ended,
         };
         restore_write_buffer(&mut l4, released);
-        return Some((l4, arrived));
+        return PlainWait::Arrived(l4, arrived);
     }
 }
 
@@ -373,6 +450,16 @@ fn restore_write_buffer(l4: &mut L4Stream, released: bool) {
     if released {
         l4.set_buffer(write_buffered());
     }
+}
+
+/// A woken socket as the stream Pingora expects, as [`accepted`] makes it (`TCP_NODELAY`
+/// stays set on the socket).
+fn rewrapped(tcp: tokio::net::TcpStream) -> L4Stream {
+    let fd = tcp.as_raw_fd();
+    let mut stream: L4Stream = tcp.into();
+    stream.set_socket_digest(SocketDigest::from_raw_fd(fd));
+    stream.set_buffer(write_buffered());
+    stream
 }
 
 /// No read buffer (an idle connection would hold it; TLS reads whole records anyway),

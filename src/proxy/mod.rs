@@ -7,5 +7,6 @@ pub mod conn;
 pub mod h2;
 pub mod http;
 pub mod mirror;
+pub mod parked;
 pub mod tcp;
 pub mod tls;

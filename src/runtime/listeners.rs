@@ -15,6 +15,7 @@
 use crate::admin::metrics::METRICS;
 use crate::proxy::conn::{self, HttpBudgets};
 use crate::proxy::http::HttpGateway;
+use crate::proxy::parked::{ParkedConnection, ParkingObserver};
 use crate::proxy::tcp;
 use crate::proxy::tls::PortAcceptor;
 use crate::runtime::state::{GatewayState, ListenerStatus};
@@ -26,6 +27,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::Service;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::io::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -216,7 +218,7 @@ async fn accept_loop(
                 Ok((conn, peer)) => {
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();
-                    tokio::spawn(async move { serve_connection(ctx, conn, peer, shutdown).await });
+                    on_a_worker(conn, move |conn| serve_connection(ctx, conn, peer, shutdown));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -235,17 +237,67 @@ async fn accept_loop(
     debug!("accept loop for port {} stopped", ctx.port);
 }
 
-/// Decrements connection counts however the connection ends.
-struct ConnGuard<'a> {
-    ctx: &'a PortContext,
+/// Serves an accepted connection (`serve`) on one of the listener service's worker threads
+/// (Pingora's `threads`), chosen at random as Pingora's own listeners choose
+/// (`pingora_runtime::current_handle`), with its socket moved to that thread's reactor so
+/// the thread that serves it also polls it. A plain `tokio::spawn` kept every connection on
+/// the accept loop's thread: with `threads: 2`, one worker served all the traffic and the
+/// other none (`ps -L`; tests/integration/dynamic_listeners.rs).
+fn on_a_worker<F, Fut>(conn: tokio::net::TcpStream, serve: F)
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let worker = pingora_runtime::current_handle();
+    if worker.id() == tokio::runtime::Handle::current().id() {
+        tokio::spawn(serve(conn));
+        return;
+    }
+    // Off this reactor (its registration would keep waking this thread), onto the worker's.
+    let conn = match conn.into_std() {
+        Ok(conn) => conn,
+        Err(e) => {
+            debug!("accepted connection lost moving to a worker: {e}");
+            return;
+        }
+    };
+    worker.spawn(async move {
+        match tokio::net::TcpStream::from_std(conn) {
+            Ok(conn) => serve(conn).await,
+            Err(e) => warn!("cannot serve an accepted connection: {e}"),
+        }
+    });
 }
 
-impl Drop for ConnGuard<'_> {
+/// Decrements connection counts however the connection ends (it owns the port's context, so
+/// a parked connection's task can take it over).
+struct ConnGuard {
+    ctx: Arc<PortContext>,
+}
+
+impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.ctx.active.fetch_sub(1, Ordering::Relaxed);
         self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
         METRICS
             .downstream_active
+            .with_label_values(&[&self.ctx.label])
+            .dec();
+    }
+}
+
+/// Counts the connection in `meshgate_downstream_connections_parked` while it is parked.
+impl ParkingObserver for ConnGuard {
+    fn parked(&self) {
+        METRICS
+            .downstream_parked
+            .with_label_values(&[&self.ctx.label])
+            .inc();
+    }
+
+    fn unparked(&self) {
+        METRICS
+            .downstream_parked
             .with_label_values(&[&self.ctx.label])
             .dec();
     }
@@ -312,7 +364,7 @@ async fn serve_connection(
         .downstream_total
         .with_label_values(&[&ctx.label])
         .inc();
-    let _guard = ConnGuard { ctx: &ctx };
+    let guard = ConnGuard { ctx: ctx.clone() };
     let Some(admitted) = admit(&ctx, active, total) else {
         return;
     };
@@ -324,13 +376,19 @@ async fn serve_connection(
             Box::pin(serve_https(&ctx, conn, peer, budgets, &shutdown)).await
         }
         Admitted::Http(_, budgets) => {
-            Box::pin(conn::serve_plain(
+            let parked = Box::pin(conn::serve_plain(
                 &ctx.http,
                 Box::new(conn::accepted(conn)),
                 budgets,
                 &shutdown,
             ))
-            .await
+            .await;
+            // An idle connection moves to a task of its own, smaller than this one (sized
+            // for TLS handshakes and a first request's set-up), which ends here.
+            if let Some(parked) = parked {
+                let app = ctx.http.clone();
+                tokio::spawn(ParkedConnection::new(app, guard, parked, budgets, shutdown));
+            }
         }
         Admitted::Tcp(snap) => {
             Box::pin(tcp::serve(

@@ -292,3 +292,68 @@ fn runtime_added_listener_survives_graceful_upgrade() {
     let _ = new.kill();
     let _ = new.wait();
 }
+
+/// CPU ticks (user + system) of each of meshgate's listener worker threads (named after the
+/// `meshgate-listeners` service, cut to 15 bytes by the kernel).
+fn listener_worker_ticks(pid: u32) -> Vec<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc task list");
+    let mut ticks = Vec::new();
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("meshgate-listen") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        ticks.push(field(14).unwrap_or(0) + field(15).unwrap_or(0));
+    }
+    ticks
+}
+
+// Pingora's `threads: 2` (one single-threaded scheduler per worker, `work_stealing: false`):
+// the connections meshgate accepts itself are spread over both of the listener service's
+// workers, as Pingora's own listeners spread theirs, not all served by the thread that
+// accepts them.
+#[test]
+fn accepted_connections_are_served_on_every_listener_worker_thread() {
+    let _web = EchoHttp::start("web");
+    let dir = PolicyDir::new(&[
+        ("gateway.yaml", gateway_with(&[(1, "HTTP")])),
+        ("route.yaml", catch_all_route("web-route", "web")),
+        ("dataplanes.yaml", dataplanes(&["web"])),
+    ]);
+    let conf = dir.root.join("pingora.yaml");
+    std::fs::write(&conf, "version: 1\nthreads: 2\nwork_stealing: false\n").unwrap();
+    let conf_arg = conf.display().to_string();
+    let gw = Gateway::start_dir(dir, &["-c", &conf_arg]);
+    let port = gw.lport(1);
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(port).expect("connect");
+                for n in 0..150 {
+                    let r = conn.send("GET", "/", "a.test", &[], b"").expect("request");
+                    assert_eq!(r.status, 200, "client {i}, request {n}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let ticks = listener_worker_ticks(gw.pid());
+    assert_eq!(ticks.len(), 2, "listener worker threads: {ticks:?}");
+    let total: u64 = ticks.iter().sum();
+    assert!(
+        total >= 20,
+        "too little CPU to compare the threads: {ticks:?}"
+    );
+    // 16 connections placed at random: each worker serves several of them.
+    assert!(
+        ticks.iter().all(|t| *t * 8 >= total),
+        "one worker served (nearly) everything: {ticks:?} CPU ticks"
+    );
+}

@@ -177,19 +177,23 @@ fn idle_timeout_closes_a_waiting_keep_alive_connection_only() {
     );
 }
 
-// A plain-text keep-alive connection idle for more than a second gives its write buffer back
-// (src/proxy/conn.rs) and takes it again for its next request: requests after such a pause,
-// one and two pipelined in one write, are answered whole, and the idle timeout still counts
-// from the last response, not from when the buffer was given back.
+// A plain-text keep-alive connection idle for more than a second parks: it keeps only its
+// socket until its next request arrives (src/proxy/conn.rs, `Parked`), counted by
+// `meshgate_downstream_connections_parked`. Requests after such a pause, one (whose body
+// goes on past the first 1 KiB read) and two pipelined in one write, are answered whole, and
+// the idle timeout still counts from the last response, not from when the connection parked.
 #[test]
-fn a_connection_idle_past_a_second_serves_its_next_requests_and_still_idles_out() {
+fn a_connection_idle_past_a_second_parks_serves_its_next_requests_and_still_idles_out() {
+    const PARKED: &str = "meshgate_downstream_connections_parked{listener=";
     let _v1 = EchoHttp::start("v1");
     let gw = Gateway::start(&catch_all_files("r", "v1"), &["--idle-timeout", "3"]);
     let mut conn = Conn::open(gw.lport(1)).expect("connect");
     let body = vec![b'x'; 20_000];
     let first = conn.send("POST", "/", "a.test", &[], &body).expect("first");
     assert_eq!(first.status, 200);
+    assert_eq!(gw.metric(PARKED), 0.0, "parked while busy");
     std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(gw.metric(PARKED), 1.0, "idle for 1.5 s, not parked");
     let after_pause = conn
         .send("POST", "/", "a.test", &[], &body)
         .expect("after a pause");
@@ -217,6 +221,41 @@ fn a_connection_idle_past_a_second_serves_its_next_requests_and_still_idles_out(
             && closed <= std::time::Duration::from_millis(4500),
         "closed {closed:?} after the last response, with a 3 s idle timeout"
     );
+    assert_eq!(gw.metric(PARKED), 0.0, "a closed connection still counted");
+}
+
+// A parked connection whose client goes away is closed and uncounted at once, not kept until
+// the idle timeout; connections parked together are each served when they wake.
+#[test]
+fn a_parked_connection_the_client_closes_is_released() {
+    const PARKED: &str = "meshgate_downstream_connections_parked{listener=";
+    const ACTIVE: &str = "meshgate_downstream_connections_active{listener=";
+    let _v1 = EchoHttp::start("v1");
+    let gw = Gateway::start(&catch_all_files("r", "v1"), &["--idle-timeout", "60"]);
+    let mut conns: Vec<Conn> = (0..3)
+        .map(|i| {
+            let mut c = Conn::open(gw.lport(1)).expect("connect");
+            let r = c.send("GET", "/", "a.test", &[], b"").expect("request");
+            assert_eq!(r.status, 200, "connection {i}");
+            c
+        })
+        .collect();
+    let parked = gw.metric_when(PARKED, 3.0, std::time::Duration::from_secs(5));
+    assert_eq!(parked, 3.0, "three idle connections, parked");
+    assert_eq!(gw.metric(ACTIVE), 3.0);
+    drop(conns.remove(0));
+    assert_eq!(
+        gw.metric_when(ACTIVE, 2.0, std::time::Duration::from_secs(5)),
+        2.0,
+        "the closed connection is still open on the gateway"
+    );
+    assert_eq!(gw.metric(PARKED), 2.0);
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = c.send("GET", &format!("/woken{i}"), "a.test", &[], b"");
+        let r = r.expect("a parked connection answers");
+        assert_eq!((r.status, r.seen_path()), (200, format!("/woken{i}")));
+    }
+    assert_eq!(gw.metric(PARKED), 0.0, "woken connections still counted");
 }
 
 /// A backend that answers every request with a 64 MiB body, written as fast as it is taken.

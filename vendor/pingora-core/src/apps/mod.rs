@@ -158,6 +158,39 @@ impl HttpPersistentSettings {
         self.pipelined_prefix.as_ref().is_some_and(|p| !p.is_empty())
     }
 
+    /// How many more times the connection may be reused (`None`: no limit).
+    pub fn keepalive_reuses_remaining(&self) -> Option<u32> {
+        self.keepalive_reuses_remaining
+    }
+
+    /// Whether pipelining was enabled on the previous session.
+    pub fn pipelining_enabled(&self) -> bool {
+        self.pipelining_enabled
+    }
+
+    /// Whether a user context is set for the next request.
+    pub fn has_user_context(&self) -> bool {
+        self.user_context.is_some()
+    }
+
+    /// The settings [`Self::for_session`] records, with no user context and no pipelined
+    /// bytes: for a server that keeps an idle connection's settings in a smaller form of
+    /// its own (these are 80 bytes, their scalars 32) and rebuilds them when the next
+    /// request arrives.
+    pub fn new(
+        keepalive_timeout: Option<u64>,
+        keepalive_reuses_remaining: Option<u32>,
+        pipelining_enabled: bool,
+    ) -> Self {
+        HttpPersistentSettings {
+            keepalive_timeout,
+            keepalive_reuses_remaining,
+            user_context: None,
+            pipelined_prefix: None,
+            pipelining_enabled,
+        }
+    }
+
     pub fn apply_to_session(self, session: &mut ServerSession) {
         let Self {
             keepalive_timeout,

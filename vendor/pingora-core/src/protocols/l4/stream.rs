@@ -673,6 +673,25 @@ impl Stream {
         }
     }
 
+    /// The TCP socket itself, for a server that keeps an idle keep-alive connection in less
+    /// than a `Stream` (about 400 bytes with its buffers and digests, boxed as a `dyn IO`)
+    /// and wraps the socket again with `Stream::from` when the next request arrives.
+    /// `Err(self)` unless the stream is TCP, holds no bytes already read, has nothing left
+    /// to write, and has no tracer (whose disconnect event would be lost).
+    pub fn into_tcp(mut self) -> Result<TcpStream, Self> {
+        let idle = !self.holds_read_bytes()
+            && self.stream().writer().buffer().is_empty()
+            && self.tracer.is_none();
+        if !idle || !matches!(self.stream().get_ref().stream, RawStream::Tcp(_)) {
+            return Err(self);
+        }
+        // `Drop` below skips a stream taken out.
+        match self.stream.take().map(|s| s.into_inner().stream) {
+            Some(RawStream::Tcp(tcp)) => Ok(tcp),
+            _ => unreachable!("checked to be a TCP stream above"),
+        }
+    }
+
     /// Whether bytes already read from the socket wait in the stream.
     fn holds_read_bytes(&self) -> bool {
         !self.rewind_read_buf.is_empty()
@@ -865,8 +884,12 @@ impl Drop for Stream {
         if let Some(t) = self.tracer.as_ref() {
             t.0.on_disconnected();
         }
+        // `into_tcp` took the socket out: nothing left to check or flush.
+        let Some(buffered) = self.stream.as_ref() else {
+            return;
+        };
         /* use nodelay/local_addr function to detect socket status */
-        let ret = match &self.stream().get_ref().stream {
+        let ret = match &buffered.get_ref().stream {
             RawStream::Tcp(s) => s.nodelay().err(),
             #[cfg(unix)]
             RawStream::Unix(s) => s.local_addr().err(),
