@@ -224,16 +224,21 @@ fn tcp_half_close_is_passed_through() {
     assert_eq!(String::from_utf8_lossy(&got), "tcp-echo\nlast words");
 }
 
+/// One HTTP listener routing everything to the `web` backend.
+fn web_behind_one_http_listener() -> PolicyDir {
+    PolicyDir::new(&[
+        ("gateway.yaml", gateway_with(&[(1, "HTTP")])),
+        ("route.yaml", catch_all_route("web-route", "web")),
+        ("dataplanes.yaml", dataplanes(&["web"])),
+    ])
+}
+
 // Issue 3 item 4 + issue 4 item 2: a listener added at run time is handed to the new process
 // by a graceful upgrade (`-u` + SIGQUIT), so it keeps answering after the old process exits.
 #[test]
 fn runtime_added_listener_survives_graceful_upgrade() {
     let _web = EchoHttp::start("web");
-    let dir = PolicyDir::new(&[
-        ("gateway.yaml", gateway_with(&[(1, "HTTP")])),
-        ("route.yaml", catch_all_route("web-route", "web")),
-        ("dataplanes.yaml", dataplanes(&["web"])),
-    ]);
+    let dir = web_behind_one_http_listener();
     let sock = dir.root.join("upgrade.sock");
     let conf = dir.root.join("pingora.yaml");
     std::fs::write(
@@ -320,11 +325,7 @@ fn listener_worker_ticks(pid: u32) -> Vec<u64> {
 #[test]
 fn accepted_connections_are_served_on_every_listener_worker_thread() {
     let _web = EchoHttp::start("web");
-    let dir = PolicyDir::new(&[
-        ("gateway.yaml", gateway_with(&[(1, "HTTP")])),
-        ("route.yaml", catch_all_route("web-route", "web")),
-        ("dataplanes.yaml", dataplanes(&["web"])),
-    ]);
+    let dir = web_behind_one_http_listener();
     let conf = dir.root.join("pingora.yaml");
     std::fs::write(&conf, "version: 1\nthreads: 2\nwork_stealing: false\n").unwrap();
     let conf_arg = conf.display().to_string();
