@@ -60,6 +60,12 @@ impl HttpBudgets {
 /// Wraps an accepted socket as the stream Pingora expects.
 pub fn accepted(conn: tokio::net::TcpStream) -> L4Stream {
     let _ = conn.set_nodelay(true);
+    wrapped(conn)
+}
+
+/// A socket as the stream Pingora expects: an accepted one, or a parked one woken by its
+/// next request (`TCP_NODELAY` stays set on the socket).
+fn wrapped(conn: tokio::net::TcpStream) -> L4Stream {
     let fd = conn.as_raw_fd();
     let mut stream: L4Stream = conn.into();
     // Without the digest Pingora cannot tell the hooks which local port (listener) or client
@@ -224,7 +230,7 @@ where
 {
     Box::pin(async move {
         let (tcp, keep_alive) = parked.into_parts();
-        let stream: Stream = Box::new(rewrapped(tcp));
+        let stream: Stream = Box::new(wrapped(tcp));
         let session = next_session(stream, Some(keep_alive.settings()), Some(first_bytes));
         let next = start(&app, session, budgets, &shutdown).await;
         keep_alive_requests(&app, next, budgets, &shutdown).await
@@ -367,9 +373,9 @@ fn plain_stream(stream: Stream) -> Result<Box<L4Stream>, Option<Stream>> {
 /// How long a plain-text keep-alive connection waits for its next request as it is (its
 /// stream with Pingora's one-MSS write buffer, its digest, its session's future) before it
 /// parks: only its socket is kept until the next request arrives, in the connection's own
-/// small task (`parked::ParkedConnection`). Within the second, a busy connection's next request finds
-/// everything in place (nothing allocated on the request path); past it, idle connections
-/// cost a fraction (scripts/bench/idle_conns.sh, BENCHMARKS.md).
+/// small task (`parked::ParkedConnection`). Within the second, a busy connection's next
+/// request finds everything in place (nothing allocated on the request path); past it, an
+/// idle connection costs a third as much (scripts/bench/idle_conns.sh, BENCHMARKS.md).
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// How [`plain_next_request`] ended.
@@ -450,16 +456,6 @@ fn restore_write_buffer(l4: &mut L4Stream, released: bool) {
     if released {
         l4.set_buffer(write_buffered());
     }
-}
-
-/// A woken socket as the stream Pingora expects, as [`accepted`] makes it (`TCP_NODELAY`
-/// stays set on the socket).
-fn rewrapped(tcp: tokio::net::TcpStream) -> L4Stream {
-    let fd = tcp.as_raw_fd();
-    let mut stream: L4Stream = tcp.into();
-    stream.set_socket_digest(SocketDigest::from_raw_fd(fd));
-    stream.set_buffer(write_buffered());
-    stream
 }
 
 /// No read buffer (an idle connection would hold it; TLS reads whole records anyway),
