@@ -26,6 +26,7 @@ use pingora::apps::ServerApp;
 use pingora::proxy::HttpProxy;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::Service;
+use prometheus::{IntCounter, IntGauge};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -67,6 +68,26 @@ struct PortContext {
     tls: Option<Arc<PortAcceptor>>,
     active: AtomicUsize,
     connections: Arc<AtomicUsize>,
+    /// This port's series of the connection metrics, looked up once: `with_label_values`
+    /// hashes the label and takes the metric family's lock, once per connection, and once
+    /// per request for a connection woken from parking.
+    metrics: PortMetrics,
+}
+
+struct PortMetrics {
+    accepted: IntCounter,
+    active: IntGauge,
+    parked: IntGauge,
+}
+
+impl PortMetrics {
+    fn new(label: &str) -> Self {
+        PortMetrics {
+            accepted: METRICS.downstream_total.with_label_values(&[label]),
+            active: METRICS.downstream_active.with_label_values(&[label]),
+            parked: METRICS.downstream_parked.with_label_values(&[label]),
+        }
+    }
 }
 
 impl ListenerManager {
@@ -118,9 +139,11 @@ impl ListenerManager {
             match self.bind(fds, port) {
                 Ok(listener) => {
                     let (stop, stop_rx) = watch::channel(false);
+                    let label: Arc<str> = Arc::from(port.to_string());
                     let ctx = Arc::new(PortContext {
                         port,
-                        label: Arc::from(port.to_string()),
+                        metrics: PortMetrics::new(&label),
+                        label,
                         state: self.state.clone(),
                         http: self.http.clone(),
                         https: PortAcceptor::new(self.state.clone(), port, true)
@@ -279,27 +302,18 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.ctx.active.fetch_sub(1, Ordering::Relaxed);
         self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
-        METRICS
-            .downstream_active
-            .with_label_values(&[&self.ctx.label])
-            .dec();
+        self.ctx.metrics.active.dec();
     }
 }
 
 /// Counts the connection in `meshgate_downstream_connections_parked` while it is parked.
 impl ParkingObserver for ConnGuard {
     fn parked(&self) {
-        METRICS
-            .downstream_parked
-            .with_label_values(&[&self.ctx.label])
-            .inc();
+        self.ctx.metrics.parked.inc();
     }
 
     fn unparked(&self) {
-        METRICS
-            .downstream_parked
-            .with_label_values(&[&self.ctx.label])
-            .dec();
+        self.ctx.metrics.parked.dec();
     }
 }
 
@@ -356,14 +370,8 @@ async fn serve_connection(
 ) {
     let active = ctx.active.fetch_add(1, Ordering::Relaxed) + 1;
     let total = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
-    METRICS
-        .downstream_active
-        .with_label_values(&[&ctx.label])
-        .inc();
-    METRICS
-        .downstream_total
-        .with_label_values(&[&ctx.label])
-        .inc();
+    ctx.metrics.active.inc();
+    ctx.metrics.accepted.inc();
     let guard = ConnGuard { ctx: ctx.clone() };
     let Some(admitted) = admit(&ctx, active, total) else {
         return;
