@@ -464,10 +464,19 @@ fn write_buffered() -> L4BufferSettings {
     L4BufferSettings::default().read(0)
 }
 
-/// What has arrived on `l4`, read without waiting (into a stack buffer of a plain function,
-/// so it is not part of the waiting future); `Ok(None)` when the client closed.
+/// What has arrived on `l4`, read without waiting; `Ok(None)` when the client closed.
 fn read_arrived(l4: &mut L4Stream) -> std::io::Result<Option<BytesMut>> {
+    arrived_bytes(|buf| l4.try_read_now(buf))
+}
+
+/// The first bytes of an idle connection's next request, as `read_now` (a read that does
+/// not wait) gets them: at most 1 KiB (Pingora's reader takes the rest), into a stack buffer
+/// of this plain function, so that no waiting future holds it; `Ok(None)` when the client
+/// closed.
+pub(super) fn arrived_bytes(
+    read_now: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+) -> std::io::Result<Option<BytesMut>> {
     let mut buf = [0u8; 1024];
-    let n = l4.try_read_now(&mut buf)?;
+    let n = read_now(&mut buf)?;
     Ok((n > 0).then(|| BytesMut::from(&buf[..n])))
 }

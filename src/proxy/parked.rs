@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::conn::{serve_woken, HttpBudgets};
+use super::conn::{arrived_bytes, serve_woken, HttpBudgets};
 
 /// The keep-alive settings a parked connection's next request continues with: Pingora's
 /// [`HttpPersistentSettings`] (80 bytes) less what a parked connection cannot have, a user
@@ -113,22 +113,20 @@ impl Parked {
     }
 }
 
-/// What has arrived on a parked socket, read without waiting (at most 1 KiB: Pingora's
-/// reader takes the rest). Through `poll_read`, which clears the readiness after a short
-/// read: `try_read` would leave it set, and the next keep-alive wait would pay a `recvfrom`
-/// that finds nothing.
+/// What has arrived on a parked socket, read without waiting (`conn::arrived_bytes`).
+/// Through `poll_read`, which clears the readiness after a short read, as Pingora's
+/// `Stream::try_read_now` does: `try_read` would leave it set, and the next keep-alive wait
+/// would pay a `recvfrom` that finds nothing.
 fn read_now(tcp: &mut TcpStream) -> std::io::Result<Option<BytesMut>> {
-    let mut buf = [0u8; 1024];
-    let mut read = ReadBuf::new(&mut buf);
-    let mut cx = Context::from_waker(Waker::noop());
-    match Pin::new(tcp).poll_read(&mut cx, &mut read) {
-        Poll::Ready(Ok(())) => {
-            let filled = read.filled();
-            Ok((!filled.is_empty()).then(|| BytesMut::from(filled)))
+    arrived_bytes(|buf| {
+        let mut read = ReadBuf::new(buf);
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(tcp).poll_read(&mut cx, &mut read) {
+            Poll::Ready(Ok(())) => Ok(read.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
         }
-        Poll::Ready(Err(e)) => Err(e),
-        Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
-    }
+    })
 }
 
 /// Told when a connection parks and when it stops being parked (woken or closed): the
