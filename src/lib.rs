@@ -13,6 +13,7 @@ pub mod build_info;
 pub mod compile;
 pub mod config;
 pub mod logging;
+pub mod memory;
 pub mod model;
 pub mod proxy;
 pub mod resources;

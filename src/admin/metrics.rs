@@ -28,7 +28,7 @@ pub struct Metrics {
     pub upstream_connect_failures: IntCounterVec,
     pub upstream_timeouts: IntCounterVec,
     pub downstream_active: IntGaugeVec,
-    /// Idle plain-text keep-alive connections holding only their socket (`proxy::conn::Parked`).
+    /// Idle plain-text keep-alive connections holding only their socket (`proxy::parked`).
     pub downstream_parked: IntGaugeVec,
     pub downstream_total: IntCounterVec,
     pub tcp_connections: IntCounterVec,

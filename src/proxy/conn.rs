@@ -149,7 +149,7 @@ async fn opening(stream: &mut L4Stream, header_timeout: Option<Duration>) -> Ope
 /// its ~380 bytes in the connection's task after moving into that box.
 ///
 /// Returns the connection parked when it idles between requests past [`PARK_AFTER`], for the
-/// caller to hand to a `parked::ParkedConnection` of its own.
+/// caller to hand to its worker thread's `parked::ParkingLot`.
 pub async fn serve_plain<A>(
     app: &Arc<A>,
     mut stream: Box<L4Stream>,
@@ -214,27 +214,23 @@ where
 }
 
 /// Serves a parked connection's next request, whose `first_bytes` woke it, and the requests
-/// after it until the connection closes or parks again. Boxed here, in a plain function: a
-/// serving future built inside the parked connection's task would size that task, idle or
-/// not (rustc keeps a moved-from future's space in the state of the async function it was
-/// built in).
-pub(crate) fn serve_woken<A>(
+/// after it until the connection closes or parks again (in its own task, spawned by the
+/// parking lot).
+pub(crate) async fn serve_woken<A>(
     app: Arc<A>,
-    parked: Parked,
+    tcp: tokio::net::TcpStream,
+    keep_alive: KeepAlive,
     first_bytes: BytesMut,
     budgets: HttpBudgets,
     shutdown: ShutdownWatch,
-) -> std::pin::Pin<Box<dyn Future<Output = Option<Parked>> + Send>>
+) -> Option<Parked>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
-    Box::pin(async move {
-        let (tcp, keep_alive) = parked.into_parts();
-        let stream: Stream = Box::new(wrapped(tcp));
-        let session = next_session(stream, Some(keep_alive.settings()), Some(first_bytes));
-        let next = start(&app, session, budgets, &shutdown).await;
-        keep_alive_requests(&app, next, budgets, &shutdown).await
-    })
+    let stream: Stream = Box::new(wrapped(tcp));
+    let session = next_session(stream, Some(keep_alive.settings()), Some(first_bytes));
+    let next = start(&app, session, budgets, &shutdown).await;
+    keep_alive_requests(&app, next, budgets, &shutdown).await
 }
 
 /// The requests that follow `served` on its connection, until it closes or parks.
@@ -264,7 +260,7 @@ where
                 Ok(l4) => match plain_next_request(l4, deadline, now, keep_alive.is_some()).await {
                     PlainWait::Arrived(s, bytes) => Some((s, bytes)),
                     PlainWait::Idle(tcp) => {
-                        return keep_alive.map(|k| Parked::new(tcp, k, deadline));
+                        return keep_alive.and_then(|k| Parked::new(tcp, k, deadline));
                     }
                     PlainWait::Ended => None,
                 },
@@ -372,10 +368,10 @@ fn plain_stream(stream: Stream) -> Result<Box<L4Stream>, Option<Stream>> {
 
 /// How long a plain-text keep-alive connection waits for its next request as it is (its
 /// stream with Pingora's one-MSS write buffer, its digest, its session's future) before it
-/// parks: only its socket is kept until the next request arrives, in the connection's own
-/// small task (`parked::ParkedConnection`). Within the second, a busy connection's next
-/// request finds everything in place (nothing allocated on the request path); past it, an
-/// idle connection costs a third as much (scripts/bench/idle_conns.sh, BENCHMARKS.md).
+/// parks: only its socket is kept until the next request arrives, in its worker thread's
+/// `parked::ParkingLot`. Within the second, a busy connection's next request finds
+/// everything in place (nothing allocated on the request path); past it, an idle connection
+/// costs 0.3–0.4 KiB of RSS instead of 2.6 (scripts/bench/idle_conns.sh, BENCHMARKS.md).
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// How [`plain_next_request`] ended.

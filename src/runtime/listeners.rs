@@ -15,7 +15,7 @@
 use crate::admin::metrics::METRICS;
 use crate::proxy::conn::{self, HttpBudgets};
 use crate::proxy::http::HttpGateway;
-use crate::proxy::parked::{ParkedConnection, ParkingObserver};
+use crate::proxy::parked::{LotHandle, Parked, ParkingObserver};
 use crate::proxy::tcp;
 use crate::proxy::tls::PortAcceptor;
 use crate::runtime::state::{GatewayState, ListenerStatus};
@@ -27,6 +27,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::Service;
 use prometheus::{IntCounter, IntGauge};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -317,6 +318,39 @@ impl ParkingObserver for ConnGuard {
     }
 }
 
+thread_local! {
+    /// This worker thread's parking lot, started by its first parked connection.
+    static LOT: RefCell<Option<LotHandle<ConnGuard>>> = const { RefCell::new(None) };
+}
+
+/// Parks an idle plain-text connection in this worker thread's lot (`proxy::parked`).
+fn park(
+    app: &Arc<HttpApp>,
+    parked: Parked,
+    guard: ConnGuard,
+    budgets: HttpBudgets,
+    shutdown: &ShutdownWatch,
+) {
+    LOT.with_borrow_mut(|lot| {
+        let (parked, guard) = match lot.as_ref() {
+            Some(handle) => match handle.park(parked, guard, budgets) {
+                Ok(()) => return,
+                Err(refused) => refused,
+            },
+            None => (parked, guard),
+        };
+        // No lot on this thread yet, or one left by a runtime that shut down.
+        match LotHandle::start(app.clone(), shutdown.clone()) {
+            Ok(started) => {
+                // Refused only by a lot already shut down: the connection closes.
+                let _ = started.park(parked, guard, budgets);
+                *lot = Some(started);
+            }
+            Err(e) => warn!("cannot park idle connections: {e}"),
+        }
+    });
+}
+
 /// How an admitted connection is served, read from the snapshot it was accepted under.
 enum Admitted {
     /// HTTP and HTTPS: each request looks the current snapshot up, so the connection holds
@@ -391,11 +425,9 @@ async fn serve_connection(
                 &shutdown,
             ))
             .await;
-            // An idle connection moves to a task of its own, smaller than this one (sized
-            // for TLS handshakes and a first request's set-up), which ends here.
+            // An idle connection moves to its worker thread's parking lot; this task ends.
             if let Some(parked) = parked {
-                let app = ctx.http.clone();
-                tokio::spawn(ParkedConnection::new(app, guard, parked, budgets, shutdown));
+                park(&ctx.http, parked, guard, budgets, &shutdown);
             }
         }
         Admitted::Tcp(snap) => {

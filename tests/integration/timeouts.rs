@@ -258,6 +258,68 @@ fn a_parked_connection_the_client_closes_is_released() {
     assert_eq!(gw.metric(PARKED), 0.0, "woken connections still counted");
 }
 
+// More parked connections than the parking lot takes from its epoll set in one wait (256)
+// wake in the same moment: each is served, parks again and is closed at its idle timeout.
+#[test]
+fn hundreds_of_parked_connections_woken_at_once_are_all_served_and_idle_out() {
+    const PARKED: &str = "meshgate_downstream_connections_parked{listener=";
+    const ACTIVE: &str = "meshgate_downstream_connections_active{listener=";
+    const N: usize = 300;
+    let _v1 = EchoHttp::start("v1");
+    let gw = Gateway::start(&catch_all_files("r", "v1"), &["--idle-timeout", "5"]);
+    // Opened from 30 threads: one after another they would take 14 s (the echo backend's
+    // responses wait ~45 ms each for a delayed ACK), and the first would idle out before
+    // the last parks.
+    let port = gw.lport(1);
+    let mut conns: Vec<Conn> = std::thread::scope(|s| {
+        let openers: Vec<_> = (0..30)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..N / 30)
+                        .map(|i| {
+                            let mut c = Conn::open(port).expect("connect");
+                            let r = c.send("GET", "/", "a.test", &[], b"").expect("request");
+                            assert_eq!(r.status, 200, "connection {i} of opener {t}");
+                            c
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        openers
+            .into_iter()
+            .flat_map(|o| o.join().expect("opener"))
+            .collect()
+    });
+    let parked = gw.metric_when(PARKED, N as f64, std::time::Duration::from_secs(5));
+    assert_eq!(parked, N as f64, "idle connections parked");
+    for (i, c) in conns.iter_mut().enumerate() {
+        let request = format!("GET /woken{i} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+        c.write_raw(request.as_bytes()).expect("wake");
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = c.receive("GET").expect("a woken connection answers");
+        assert_eq!((r.status, r.seen_path()), (200, format!("/woken{i}")));
+    }
+    let parked = gw.metric_when(PARKED, N as f64, std::time::Duration::from_secs(5));
+    assert_eq!(parked, N as f64, "served connections parked again");
+    let mut waits = conns.iter_mut().enumerate().map(|(i, c)| {
+        c.wait_closed(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("connection {i} still open after its idle timeout"))
+    });
+    let first = waits.next().expect("connections");
+    assert!(
+        first >= std::time::Duration::from_secs(3),
+        "closed {first:?} after the responses, with a 5 s idle timeout"
+    );
+    assert_eq!(waits.count(), N - 1);
+    assert_eq!(
+        gw.metric_when(ACTIVE, 0.0, std::time::Duration::from_secs(2)),
+        0.0
+    );
+    assert_eq!(gw.metric(PARKED), 0.0, "closed connections still counted");
+}
+
 /// A backend that answers every request with a 64 MiB body, written as fast as it is taken.
 fn endless_backend(name: &str) -> u16 {
     raw_backend(name, |conn| {

@@ -1,7 +1,8 @@
 //! The thread every snapshot is built on (see [`PolicyBuilder`]).
 
-use super::pipeline::{build_reading, release_freed_memory, DirReader};
+use super::pipeline::{build_reading, DirReader};
 use crate::compile::{Built, CompileOptions, Compiler, Rejected, SourceFile};
+use crate::memory::release_freed_by_all_threads;
 use crate::runtime::registry::Registry;
 use log::error;
 use std::sync::Arc;
@@ -97,9 +98,9 @@ fn start_worker(
                         // Reply first: the collection (~10 % of a 10,000-rule rebuild) is
                         // not something the new routes should wait for.
                         let _ = reply.send(built);
-                        release_freed_memory();
+                        release_freed_by_all_threads();
                     }
-                    Job::Collect => release_freed_memory(),
+                    Job::Collect => release_freed_by_all_threads(),
                 }
             }
         })?;

@@ -163,14 +163,6 @@ fn compile_files(
     }
 }
 
-/// Returns the memory a rebuild freed (the parsed YAML of every policy file) to the OS.
-/// mimalloc keeps freed pages for reuse otherwise, and a 10,000-route directory parses into
-/// far more memory than its compiled snapshot keeps.
-pub fn release_freed_memory() {
-    // SAFETY: mi_collect only walks mimalloc's own heaps; `force` also frees abandoned pages.
-    unsafe { libmimalloc_sys::mi_collect(true) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
