@@ -102,8 +102,8 @@ pub trait ParkingObserver: Send + Unpin + 'static {
     fn unparked(&self);
 }
 
-/// A connection on its way into a lot: what it needs to be served when it wakes.
-struct Arrival<O> {
+/// A connection in a lot (or on its way in): what it needs to be served when it wakes.
+struct Occupant<O> {
     parked: Parked,
     owner: O,
     budgets: HttpBudgets,
@@ -111,7 +111,7 @@ struct Arrival<O> {
 
 /// Where this worker thread's connections park: a handle on its [`ParkingLot`] task.
 pub struct LotHandle<O> {
-    arrivals: mpsc::UnboundedSender<Arrival<O>>,
+    arrivals: mpsc::UnboundedSender<Occupant<O>>,
 }
 
 impl<O> Clone for LotHandle<O> {
@@ -139,7 +139,7 @@ impl<O: ParkingObserver> LotHandle<O> {
     /// Parks `parked` (owned by `owner`, served under `budgets` when it wakes). `Err` gives
     /// the connection back when the lot is gone (its runtime shut down).
     pub fn park(&self, parked: Parked, owner: O, budgets: HttpBudgets) -> Result<(), (Parked, O)> {
-        let arrival = Arrival {
+        let arrival = Occupant {
             parked,
             owner,
             budgets,
@@ -162,12 +162,12 @@ pub struct ParkingLot<A, O: ParkingObserver> {
     shutdown: ShutdownWatch,
     /// Given to each woken connection's task, which parks the connection here again.
     handle: LotHandle<O>,
-    arrivals: mpsc::UnboundedReceiver<Arrival<O>>,
+    arrivals: mpsc::UnboundedReceiver<Occupant<O>>,
     epoll: AsyncFd<mio::Poll>,
     registry: Registry,
     events: Events,
     /// Keyed by the slab index, which is also the socket's epoll token.
-    slots: Slab<Arrival<O>>,
+    slots: Slab<Occupant<O>>,
     deadlines: Deadlines,
     timer: Pin<Box<Sleep>>,
     /// The deadline `timer` is set to.
@@ -193,7 +193,7 @@ where
         app: Arc<A>,
         shutdown: ShutdownWatch,
         handle: LotHandle<O>,
-        arrivals: mpsc::UnboundedReceiver<Arrival<O>>,
+        arrivals: mpsc::UnboundedReceiver<Occupant<O>>,
     ) -> std::io::Result<Self> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
@@ -221,10 +221,10 @@ where
 
     /// Registers an arriving connection's socket (edge-triggered: `EPOLL_CTL_ADD` reports
     /// bytes that came before it, so none are missed between the last read and parking).
-    fn park(&mut self, arrival: Arrival<O>) {
+    fn park(&mut self, occupant: Occupant<O>) {
         let entry = self.slots.vacant_entry();
         let key = entry.key();
-        let fd = arrival.parked.tcp.as_raw_fd();
+        let fd = occupant.parked.tcp.as_raw_fd();
         if let Err(e) = self
             .registry
             .register(&mut SourceFd(&fd), Token(key), Interest::READABLE)
@@ -232,48 +232,48 @@ where
             log::debug!("parking a connection: {e}");
             return; // dropped: the connection closes
         }
-        if let Some(deadline) = arrival.parked.deadline {
+        if let Some(deadline) = occupant.parked.deadline {
             self.deadlines
-                .push(arrival.parked.keep_alive.timeout, deadline, key);
+                .push(occupant.parked.keep_alive.timeout, deadline, key);
         }
-        arrival.owner.parked();
-        entry.insert(arrival);
+        occupant.owner.parked();
+        entry.insert(occupant);
     }
 
     /// Takes the connection at `key` out of the lot. Dropped, it closes, which takes its
     /// socket out of the epoll set too.
-    fn take(&mut self, key: usize) -> Arrival<O> {
-        let arrival = self.slots.remove(key);
-        arrival.owner.unparked();
-        arrival
+    fn take(&mut self, key: usize) -> Occupant<O> {
+        let occupant = self.slots.remove(key);
+        occupant.owner.unparked();
+        occupant
     }
 
     /// A readiness event on the connection at `key`: its next request's first bytes (it is
     /// served), the client's close or a failed read (it closes), or nothing (it stays).
     fn on_ready(&mut self, key: usize) {
-        let Some(arrival) = self.slots.get(key) else {
+        let Some(occupant) = self.slots.get(key) else {
             return; // closed by its deadline earlier in this batch
         };
-        let read = read_now(&arrival.parked.tcp);
+        let read = read_now(&occupant.parked.tcp);
         if matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
             return;
         }
-        let arrival = self.take(key);
-        if arrival.parked.deadline.is_some() {
+        let occupant = self.take(key);
+        if occupant.parked.deadline.is_some() {
             let slots = &self.slots;
             self.deadlines
-                .forget(arrival.parked.keep_alive.timeout, |k, d| {
+                .forget(occupant.parked.keep_alive.timeout, |k, d| {
                     is_parked_until(slots, k, d)
                 });
         }
         let Ok(Some(first_bytes)) = read else {
             return; // the client closed or the read failed: the connection closes
         };
-        let Arrival {
+        let Occupant {
             parked,
             owner,
             budgets,
-        } = arrival;
+        } = occupant;
         let fd = parked.tcp.as_raw_fd();
         let _ = self.registry.deregister(&mut SourceFd(&fd));
         let tcp = match tokio::net::TcpStream::from_std(parked.tcp) {
@@ -404,8 +404,8 @@ where
 impl<A, O: ParkingObserver> Drop for ParkingLot<A, O> {
     /// Connections parked when the runtime shuts down close, counted out.
     fn drop(&mut self) {
-        for (_, arrival) in self.slots.iter() {
-            arrival.owner.unparked();
+        for (_, occupant) in self.slots.iter() {
+            occupant.owner.unparked();
         }
     }
 }
@@ -417,7 +417,7 @@ fn read_now(mut tcp: &std::net::TcpStream) -> std::io::Result<Option<BytesMut>> 
 
 /// Whether the connection at `key` is parked with keep-alive deadline `deadline` (a deadline
 /// entry may outlive its connection, and its slot be taken by another).
-fn is_parked_until<O>(slots: &Slab<Arrival<O>>, key: usize, deadline: Instant) -> bool {
+fn is_parked_until<O>(slots: &Slab<Occupant<O>>, key: usize, deadline: Instant) -> bool {
     slots
         .get(key)
         .is_some_and(|a| a.parked.deadline == Some(deadline))
@@ -538,7 +538,7 @@ mod tests {
             fn parked(&self) {}
             fn unparked(&self) {}
         }
-        let size = std::mem::size_of::<Arrival<Owner>>();
+        let size = std::mem::size_of::<Occupant<Owner>>();
         assert!(size <= 80, "{size} bytes");
         assert_eq!(std::mem::size_of::<(Instant, usize)>(), 24);
     }
