@@ -70,8 +70,8 @@ struct PortContext {
     active: AtomicUsize,
     connections: Arc<AtomicUsize>,
     /// This port's series of the connection metrics, looked up once: `with_label_values`
-    /// hashes the label and takes the metric family's lock, once per connection, and once
-    /// per request for a connection woken from parking.
+    /// hashes the label and takes the metric family's lock, and would otherwise run twice
+    /// per connection and twice more each time it parks and wakes.
     metrics: PortMetrics,
 }
 
@@ -294,7 +294,8 @@ where
 }
 
 /// Decrements connection counts however the connection ends (it owns the port's context, so
-/// a parked connection's task can take it over).
+/// it can go with the connection into its worker's parking lot and the task that serves it
+/// when it wakes).
 struct ConnGuard {
     ctx: Arc<PortContext>,
 }

@@ -177,9 +177,9 @@ fn idle_timeout_closes_a_waiting_keep_alive_connection_only() {
     );
 }
 
-// A plain-text keep-alive connection idle for more than a second parks: it keeps only its
-// socket until its next request arrives (src/proxy/conn.rs, `Parked`), counted by
-// `meshgate_downstream_connections_parked`. Requests after such a pause, one (whose body
+// A plain-text keep-alive connection idle for more than a second parks: only its socket is
+// kept, in its worker's parking lot (src/proxy/parked.rs), until its next request arrives,
+// counted by `meshgate_downstream_connections_parked`. Requests after such a pause, one (whose body
 // goes on past the first 1 KiB read) and two pipelined in one write, are answered whole, and
 // the idle timeout still counts from the last response, not from when the connection parked.
 #[test]
