@@ -255,6 +255,15 @@ cpu_ticks() {
     echo $((fields[11] + fields[12]))
 }
 
+# user-mode CPU ticks of PID alone (field 14): the request path's own code, against the
+# kernel's share (sockets, epoll) that every proxy pays alike
+user_ticks() {
+    local rest fields
+    read -r rest <"/proc/$1/stat"
+    read -ra fields <<<"${rest##*) }"
+    echo "${fields[11]}"
+}
+
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 backend_accepts() {
@@ -358,7 +367,7 @@ only_run() {
 # --- load ------------------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
 RAW=$RUN_DIR/raw.tsv
-echo "# round peer requests seconds rps p50_ms p99_ms non2xx sock_errors cpu_ticks clk_tck rss_kib upstream_conns" >"$RAW"
+echo "# round peer requests seconds rps p50_ms p99_ms non2xx sock_errors cpu_ticks clk_tck rss_kib upstream_conns user_ticks" >"$RAW"
 
 wrk_run() { # PEER SECONDS OUTFILE
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$2"s --latency -H "Host: $HOST_HEADER" \
@@ -366,17 +375,19 @@ wrk_run() { # PEER SECONDS OUTFILE
 }
 
 measure() { # ROUND PEER
-    local pid=${MEASURE[$2]} wrk_out=$RUN_DIR/wrk-$2-$1.txt t0 t1 a0 a1 fig
+    local pid=${MEASURE[$2]} wrk_out=$RUN_DIR/wrk-$2-$1.txt t0 t1 u0 u1 a0 a1 fig
     only_run "$2"
     t0=$(cpu_ticks "$pid")
+    u0=$(user_ticks "$pid")
     a0=$(backend_accepts)
     wrk_run "$2" "$DURATION" "$wrk_out"
     t1=$(cpu_ticks "$pid")
+    u1=$(user_ticks "$pid")
     a1=$(backend_accepts)
     fig=$(python3 "$BENCH_DIR/benchlib.py" parse-wrk "$wrk_out")
     # -1: the status request that read a1 is itself one accepted connection.
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$fig" "$((t1 - t0))" "$CLK_TCK" \
-        "$(rss_kib "$pid")" "$((a1 - a0 - 1))" >>"$RAW"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$fig" "$((t1 - t0))" "$CLK_TCK" \
+        "$(rss_kib "$pid")" "$((a1 - a0 - 1))" "$((u1 - u0))" >>"$RAW"
     log "round $1 $2: $(cut -f3 <<<"$fig") req/s"
 }
 

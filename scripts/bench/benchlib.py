@@ -183,7 +183,7 @@ def cmd_reload(args):
 # --- report -------------------------------------------------------------------------------
 
 COLUMNS = ["round", "peer", "requests", "seconds", "rps", "p50_ms", "p99_ms", "non2xx",
-           "sock_errors", "cpu_ticks", "clk_tck", "rss_kib", "upstream_conns"]
+           "sock_errors", "cpu_ticks", "clk_tck", "rss_kib", "upstream_conns", "user_ticks"]
 
 
 def read_tsv(path, columns, text_columns):
@@ -197,6 +197,8 @@ def read_tsv(path, columns, text_columns):
             for k in columns[text_columns:]:
                 row[k] = float(row[k])
             row["cpu_us"] = row["cpu_ticks"] / row["clk_tck"] * 1e6 / max(row["requests"], 1)
+            if "user_ticks" in row:
+                row["user_us"] = row["user_ticks"] / row["clk_tck"] * 1e6 / max(row["requests"], 1)
             yield row
 
 
@@ -285,29 +287,35 @@ def cmd_report(args):
     has = set(peers)
     rounds = len({r["round"] for r in runs})
     print(f"Rounds: {rounds}; per run `wrk -t1 -c32 --latency`, peers interleaved per round.\n")
-    print("| peer | req/s median | req/s range | p50 ms | p99 ms | CPU µs/req | RSS MiB "
-          "| req/s ÷ nginx | req/s ÷ bare | CPU ÷ nginx | new upstream conns | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| peer | req/s median | req/s range | p50 ms | p99 ms | CPU µs/req | of it user, system "
+          "| RSS MiB | req/s ÷ nginx | req/s ÷ bare | CPU ÷ nginx | user CPU ÷ nginx "
+          "| new upstream conns | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     summary = {}
     for p in peers:
         rs = [r for r in runs if r["peer"] == p]
         med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
         s = {
             "rps": med("rps"), "lo": min(r["rps"] for r in rs), "hi": max(r["rps"] for r in rs),
-            "p50": med("p50_ms"), "p99": med("p99_ms"), "cpu": med("cpu_us"),
+            "p50": med("p50_ms"), "p99": med("p99_ms"), "cpu": med("cpu_us"), "user": med("user_us"),
             "rss": max(r["rss_kib"] for r in rs) / 1024.0,
             "conns": int(sum(r["upstream_conns"] for r in rs)),
             "errors": int(sum(r["non2xx"] + r["sock_errors"] for r in rs)),
             "vs_nginx": per_round_ratio(runs, p, "nginx", "rps") if "nginx" in has and p != "nginx" else None,
             "vs_bare": per_round_ratio(runs, p, "bare", "rps") if "bare" in has and p != "bare" else None,
             "cpu_vs_nginx": per_round_ratio(runs, p, "nginx", "cpu_us") if "nginx" in has and p != "nginx" else None,
+            "user_vs_nginx": per_round_ratio(runs, p, "nginx", "user_us") if "nginx" in has and p != "nginx" else None,
         }
         summary[p] = s
         print(f"| {p} | {fmt(s['rps'])} | {fmt(s['lo'])}–{fmt(s['hi'])} | {fmt(s['p50'], 2)} "
-              f"| {fmt(s['p99'], 2)} | {fmt(s['cpu'], 1)} | {fmt(s['rss'], 1)} "
+              f"| {fmt(s['p99'], 2)} | {fmt(s['cpu'], 1)} "
+              f"| {fmt(s['user'], 1)}, {fmt(s['cpu'] - s['user'], 1)} | {fmt(s['rss'], 1)} "
               f"| {ratio_cell(s['vs_nginx'])} | {ratio_cell(s['vs_bare'])} "
-              f"| {ratio_cell(s['cpu_vs_nginx'])} | {s['conns']} | {s['errors']} |")
-    print("\nRatios are medians (min–max) of per-round ratios; RSS is the largest VmRSS seen after a "
+              f"| {ratio_cell(s['cpu_vs_nginx'])} | {ratio_cell(s['user_vs_nginx'])} "
+              f"| {s['conns']} | {s['errors']} |")
+    print("\nRatios are medians (min–max) of per-round ratios; CPU is split into user mode (the "
+          "proxy's own code) and system (the kernel's socket and epoll work); "
+          "RSS is the largest VmRSS seen after a "
           "run; \"new upstream conns\" counts connections the backend accepted during the measured "
           "runs (all rounds; 0 = every request reused a pooled connection); errors = wrk non-2xx "
           "responses + socket errors.")
