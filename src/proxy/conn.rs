@@ -285,11 +285,23 @@ where
 // function above would keep its space in the connection's task for the connection's life,
 // moved away or not.
 
+/// An HTTP/1 session whose request headers keep only lower-cased names: Pingora's second,
+/// case-preserving map would be built per request and copied into the upstream request, and
+/// the gateway sends names lower-cased anyway, as Kuma's gateway (Envoy) does (see
+/// `http::plain_header`).
+fn http1_session(stream: Stream) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    if let ServerSession::H1(h1) = &mut session {
+        h1.set_preserve_header_case(false);
+    }
+    session
+}
+
 /// The session of a connection's first request, which must start within
 /// `first_head_timeout`: a read timeout (not the keep-alive wait, which ends silently) so
 /// Pingora reports it to the `request_head_error` hook, which counts it.
 fn first_session(stream: Stream, first_head_timeout: Option<Duration>) -> ServerSession {
-    let mut session = ServerSession::new_http1(stream);
+    let mut session = http1_session(stream);
     session.set_keepalive(None);
     if let ServerSession::H1(h1) = &mut session {
         h1.set_read_timeout(first_head_timeout);
@@ -304,7 +316,7 @@ fn next_session(
     persistent: Option<pingora::apps::HttpPersistentSettings>,
     first_bytes: Option<BytesMut>,
 ) -> ServerSession {
-    let mut session = ServerSession::new_http1(stream);
+    let mut session = http1_session(stream);
     if let Some(persistent) = persistent {
         persistent.apply_to_session(&mut session);
     }

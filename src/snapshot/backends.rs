@@ -275,6 +275,9 @@ fn make_peer(
     peer.options.http_upstream_request_policy.h1_upgrade =
         pingora::upstreams::peer::H1UpgradePolicy::Preserve;
     peer.options.tcp_keepalive = Some(UPSTREAM_TCP_KEEPALIVE);
+    // Response field names are sent on lower-cased (`proxy::http::plain_header`), so the
+    // spelling is not kept in a second map per response.
+    peer.options.h1_preserve_header_case = false;
     if tls.enabled {
         peer.options.verify_cert = tls.verify_cert;
         peer.options.verify_hostname = tls.verify_hostname;

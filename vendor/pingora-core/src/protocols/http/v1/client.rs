@@ -17,7 +17,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, header::AsHeaderName, HeaderValue, StatusCode, Version};
 use log::{debug, trace};
-use pingora_error::{Error, ErrorType::*, OrErr, Result, RetryType};
+use pingora_error::{Error, ErrorType::*, OkOrErr, OrErr, Result, RetryType};
 use pingora_http::{HMap, IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use crate::protocols::http::ready_first::timeout;
 use std::io::ErrorKind;
@@ -59,6 +59,9 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     pub(crate) digest: Box<Digest>,
     response_header: Option<Box<ResponseHeader>>,
+    /// Read off `response_header` when it is parsed, so that the session still knows them
+    /// after [`Self::read_resp_header_parts`] has handed the header itself to the caller.
+    response_facts: Option<ResponseFacts>,
     request_written: Option<Box<RequestHeader>>,
     bytes_sent: usize,
     /// Total response body payload bytes received from upstream
@@ -73,6 +76,9 @@ pub struct HttpSession {
     // If allowed, does not fail with error on invalid content-length
     // (treats as close-delimited response).
     allow_h1_response_invalid_content_length: bool,
+    /// Whether a parsed response header keeps each field name's spelling (see
+    /// [`Self::set_preserve_header_case`]).
+    preserve_header_case: bool,
 }
 
 /// HTTP 1.x client session
@@ -96,6 +102,7 @@ impl HttpSession {
             body_writer: BodyWriter::new(),
             keepalive_timeout: KeepaliveStatus::Off,
             response_header: None,
+            response_facts: None,
             request_written: None,
             read_timeout: None,
             read_deadline: None,
@@ -107,6 +114,7 @@ impl HttpSession {
             received_upgrade_req_body: false,
             close_delimited_resp: false,
             allow_h1_response_invalid_content_length: false,
+            preserve_header_case: true,
         }
     }
 
@@ -117,6 +125,7 @@ impl HttpSession {
             session.set_allow_h1_response_invalid_content_length(
                 options.allow_h1_response_invalid_content_length,
             );
+            session.set_preserve_header_case(options.h1_preserve_header_case);
         }
         session
     }
@@ -291,7 +300,12 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
-                        let mut response_header = match ResponseHeader::build(
+                        let build = if self.preserve_header_case {
+                            ResponseHeader::build
+                        } else {
+                            ResponseHeader::build_no_case
+                        };
+                        let mut response_header = match build(
                             resp.code.unwrap(),
                             Some(resp.headers.len()),
                         ) {
@@ -347,6 +361,12 @@ impl HttpSession {
                         if let Err(e) = self.validate_response() {
                             return self.fail_response_header_read(e);
                         }
+                        self.response_facts = self.response_header.as_deref().map(|header| {
+                            ResponseFacts {
+                                status: header.status,
+                                keepalive: self.header_keepalive(header),
+                            }
+                        });
                         // convert to upgrade body type
                         // https://datatracker.ietf.org/doc/html/rfc9110#status.101
                         // as an "informational" header, this cannot have a body
@@ -439,14 +459,19 @@ impl HttpSession {
         }
     }
 
-    /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
+    /// Similar to [`Self::read_response()`], read the response header and then hand it over:
+    /// [`Self::resp_header()`] is `None` afterwards. What the session itself needs of it (the
+    /// status, the keep-alive it allows) was read off it when it was parsed, so a proxy does
+    /// not pay for a copy of every response header (its maps, one reference count per field).
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
-        // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        self.response_header
+            .take()
+            .or_err(InternalError, "response header read but missing")
     }
 
-    /// Return a reference of the [`ResponseHeader`] if the response is read
+    /// Return a reference of the [`ResponseHeader`] if the response is read (and not handed
+    /// over by [`Self::read_resp_header_parts`])
     pub fn resp_header(&self) -> Option<&ResponseHeader> {
         self.response_header.as_deref()
     }
@@ -468,7 +493,7 @@ impl HttpSession {
 
     /// Return the status code of the response if read
     pub fn get_status(&self) -> Option<StatusCode> {
-        self.response_header.as_ref().map(|h| h.status)
+        self.response_facts.map(|f| f.status)
     }
 
     async fn do_read_body(&mut self) -> Result<Option<BufRef>> {
@@ -528,6 +553,13 @@ impl HttpSession {
         self.allow_h1_response_invalid_content_length = allow;
     }
 
+    /// Whether a parsed response header keeps each field name as the server spelled it, in a
+    /// second map beside the header's own (the default), or only lower-cased: less to build,
+    /// copy and drop per response when the caller does not send the spelling on.
+    pub fn set_preserve_header_case(&mut self, preserve: bool) {
+        self.preserve_header_case = preserve;
+    }
+
     pub(super) fn get_headers_raw(&self) -> &[u8] {
         // TODO: these get_*() could panic. handle them better
         self.raw_header.as_ref().unwrap().get(&self.buf[..])
@@ -576,32 +608,34 @@ impl HttpSession {
             return;
         }
 
+        self.set_keepalive(self.response_facts.and_then(|f| f.keepalive));
+    }
+
+    /// The keep-alive `header` allows: `None` to close, `Some(0)` for no limit, `Some(s)`
+    /// for `s` seconds.
+    fn header_keepalive(&self, header: &ResponseHeader) -> Option<u64> {
         // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
         // if Transfer-Encoding is received in HTTP/1.0 response, connection MUST be closed after processing.
-        if self.resp_header().map(|h| h.version) == Some(Version::HTTP_10)
-            && self
-                .resp_header()
-                .and_then(|h| h.headers.get(header::TRANSFER_ENCODING))
-                .is_some()
+        if header.version == Version::HTTP_10
+            && header.headers.get(header::TRANSFER_ENCODING).is_some()
         {
-            self.set_keepalive(None);
-            return;
+            return None;
         }
-        if let Some(keepalive) = self.is_connection_keepalive() {
+        if let Some(keepalive) = self.is_connection_keepalive(header) {
             if keepalive {
-                let (timeout, _max_use) = self.get_keepalive_values();
+                let (timeout, _max_use) = get_keepalive_values(header);
                 // TODO: respect max_use
                 match timeout {
-                    Some(d) => self.set_keepalive(Some(d)),
-                    None => self.set_keepalive(Some(0)), // infinite
+                    Some(d) => Some(d),
+                    None => Some(0), // infinite
                 }
             } else {
-                self.set_keepalive(None);
+                None
             }
-        } else if self.resp_header().map(|h| h.version) == Some(Version::HTTP_11) {
-            self.set_keepalive(Some(0)); // on by default for http 1.1
+        } else if header.version == Version::HTTP_11 {
+            Some(0) // on by default for http 1.1
         } else {
-            self.set_keepalive(None); // off by default for http 1.0
+            None // off by default for http 1.0
         }
     }
 
@@ -610,7 +644,7 @@ impl HttpSession {
         !matches!(self.keepalive_timeout, KeepaliveStatus::Off)
     }
 
-    fn is_connection_keepalive(&self) -> Option<bool> {
+    fn is_connection_keepalive(&self, header: &ResponseHeader) -> Option<bool> {
         let request_keepalive = self
             .request_written
             .as_ref()
@@ -619,36 +653,8 @@ impl HttpSession {
         match request_keepalive {
             // ignore what the server sends if request disables keepalive explicitly
             Some(false) => Some(false),
-            _ => is_buf_keepalive(self.get_header(header::CONNECTION)),
+            _ => is_buf_keepalive(header.headers.get(header::CONNECTION)),
         }
-    }
-
-    /// `Keep-Alive: timeout=5, max=1000` => 5, 1000
-    /// This is defined in the below spec, this not part of any RFC, so
-    /// it's behavior is different on different platforms.
-    /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
-    fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        let Some(keep_alive_header) = self.get_header("Keep-Alive") else {
-            return (None, None);
-        };
-
-        let Ok(header_value) = str::from_utf8(keep_alive_header.as_bytes()) else {
-            return (None, None);
-        };
-
-        let mut timeout = None;
-        let mut max = None;
-
-        for param in header_value.split(',') {
-            let parts = param.split_once('=').map(|(k, v)| (k.trim(), v));
-            match parts {
-                Some(("timeout", timeout_value)) => timeout = timeout_value.trim().parse().ok(),
-                Some(("max", max_value)) => max = max_value.trim().parse().ok(),
-                _ => {}
-            }
-        }
-
-        (timeout, max)
     }
 
     /// Close the connection abruptly. This allows to signal the server that the connection is closed
@@ -958,6 +964,43 @@ impl UniqueID for HttpSession {
     }
 }
 
+/// `Keep-Alive: timeout=5, max=1000` => 5, 1000
+/// This is defined in the below spec, this not part of any RFC, so
+/// it's behavior is different on different platforms.
+/// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
+fn get_keepalive_values(header: &ResponseHeader) -> (Option<u64>, Option<usize>) {
+    let Some(keep_alive_header) = header.headers.get("Keep-Alive") else {
+        return (None, None);
+    };
+
+    let Ok(header_value) = str::from_utf8(keep_alive_header.as_bytes()) else {
+        return (None, None);
+    };
+
+    let mut timeout = None;
+    let mut max = None;
+
+    for param in header_value.split(',') {
+        let parts = param.split_once('=').map(|(k, v)| (k.trim(), v));
+        match parts {
+            Some(("timeout", timeout_value)) => timeout = timeout_value.trim().parse().ok(),
+            Some(("max", max_value)) => max = max_value.trim().parse().ok(),
+            _ => {}
+        }
+    }
+
+    (timeout, max)
+}
+
+/// What an [`HttpSession`] keeps of a response header it has parsed.
+#[derive(Clone, Copy, Debug)]
+struct ResponseFacts {
+    status: StatusCode,
+    /// The keep-alive the header allows: `None` to close, `Some(0)` for no limit, `Some(s)`
+    /// for `s` seconds.
+    keepalive: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests_stream {
     use super::*;
@@ -969,6 +1012,52 @@ mod tests_stream {
 
     fn init_log() {
         let _ = env_logger::builder().is_test(true).try_init();
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_response_header_still_decides_status_and_keepalive() {
+        let input = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=7\r\nContent-Length: 0\r\n\r\n";
+        let mock_io = Builder::new().read(&input[..]).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        let header = http_stream.read_resp_header_parts().await.unwrap();
+        assert_eq!(header.headers.get("keep-alive").unwrap(), "timeout=7");
+        assert!(http_stream.resp_header().is_none(), "handed over, not copied");
+        assert_eq!(http_stream.get_status(), Some(StatusCode::OK));
+        assert!(!http_stream.should_read_resp_header());
+        assert!(http_stream.is_body_done());
+        http_stream.respect_keepalive();
+        assert_eq!(
+            http_stream.keepalive_timeout,
+            KeepaliveStatus::Timeout(Duration::from_secs(7))
+        );
+
+        // An HTTP/1.0 response with Transfer-Encoding still closes the connection.
+        let input = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let mock_io = Builder::new().read(&input[..]).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.read_resp_header_parts().await.unwrap();
+        while http_stream.read_body_bytes().await.unwrap().is_some() {}
+        http_stream.respect_keepalive();
+        assert_eq!(http_stream.keepalive_timeout, KeepaliveStatus::Off);
+    }
+
+    #[tokio::test]
+    async fn a_response_read_without_header_case_keeps_lower_cased_names_only() {
+        let input = b"HTTP/1.1 200 OK\r\nX-Custom-Name: 1\r\nContent-Length: 0\r\n\r\n";
+        let mock_io = Builder::new().read(&input[..]).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.set_preserve_header_case(false);
+        let header = http_stream.read_resp_header_parts().await.unwrap();
+        assert!(!header.has_case());
+        assert_eq!(header.headers.get("x-custom-name").unwrap(), "1");
+        let mut wire = BytesMut::new();
+        header.header_to_h1_wire(&mut wire);
+        assert!(wire.starts_with(b"x-custom-name: 1\r\n"), "{wire:?}");
+
+        let mock_io = Builder::new().read(&input[..]).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        let header = http_stream.read_resp_header_parts().await.unwrap();
+        assert!(header.has_case(), "Pingora's default keeps the spelling");
     }
 
     #[tokio::test]
@@ -2271,6 +2360,12 @@ mod tests_stream {
             KeepaliveStatus::Off
         );
 
+        impl HttpSession {
+            fn keepalive_values_of_header(&self) -> (Option<u64>, Option<usize>) {
+                get_keepalive_values(self.resp_header().expect("response read"))
+            }
+        }
+
         async fn build_resp_with_keepalive_values(keep_alive: &str) -> HttpSession {
             let input = format!("HTTP/1.1 200 OK\r\nKeep-Alive: {keep_alive}\r\n\r\n");
             let mock_io = Builder::new().read(input.as_bytes()).build();
@@ -2284,49 +2379,49 @@ mod tests_stream {
         assert_eq!(
             build_resp_with_keepalive_values("timeout=5, max=1000")
                 .await
-                .get_keepalive_values(),
+                .keepalive_values_of_header(),
             (Some(5), Some(1000))
         );
 
         assert_eq!(
             build_resp_with_keepalive_values("max=1000, timeout=5")
                 .await
-                .get_keepalive_values(),
+                .keepalive_values_of_header(),
             (Some(5), Some(1000))
         );
 
         assert_eq!(
             build_resp_with_keepalive_values(" timeout = 5, max = 1000 ")
                 .await
-                .get_keepalive_values(),
+                .keepalive_values_of_header(),
             (Some(5), Some(1000))
         );
 
         assert_eq!(
             build_resp_with_keepalive_values("timeout=5")
                 .await
-                .get_keepalive_values(),
+                .keepalive_values_of_header(),
             (Some(5), None)
         );
 
         assert_eq!(
             build_resp_with_keepalive_values("max=1000")
                 .await
-                .get_keepalive_values(),
+                .keepalive_values_of_header(),
             (None, Some(1000))
         );
 
         assert_eq!(
             build_resp_with_keepalive_values("a=b")
                 .await
-                .get_keepalive_values(),
+                .keepalive_values_of_header(),
             (None, None)
         );
 
         assert_eq!(
             build_resp_with_keepalive_values("")
                 .await
-                .get_keepalive_values(),
+                .keepalive_values_of_header(),
             (None, None)
         );
     }

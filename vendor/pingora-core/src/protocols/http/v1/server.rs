@@ -199,6 +199,9 @@ pub struct HttpSession {
     head_limits: RequestHeadLimits,
     /// What [`Self::read_request`] saw of the last head.
     head_facts: RequestHeadFacts,
+    /// Whether a parsed request header keeps each field name's spelling (see
+    /// [`Self::set_preserve_header_case`]).
+    preserve_header_case: bool,
 }
 
 impl HttpSession {
@@ -249,7 +252,16 @@ impl HttpSession {
             pipelined_idle_bytes_stashed: false,
             head_limits: RequestHeadLimits::default(),
             head_facts: RequestHeadFacts::default(),
+            preserve_header_case: true,
         }
+    }
+
+    /// Whether a parsed request header keeps each field name as the client spelled it, in a
+    /// second map beside the header's own (the default), or only lower-cased: less to build,
+    /// copy (a proxy copies the request for its upstream) and drop per request when the
+    /// application does not send the spelling on.
+    pub fn set_preserve_header_case(&mut self, preserve: bool) {
+        self.preserve_header_case = preserve;
     }
 
     /// Sets the limits [`Self::read_request()`] applies to the next request heads.
@@ -444,7 +456,12 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, req.headers);
 
-                        let mut request_header = Box::new(RequestHeader::build(
+                        let build = if self.preserve_header_case {
+                            RequestHeader::build
+                        } else {
+                            RequestHeader::build_no_case
+                        };
+                        let mut request_header = Box::new(build(
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
@@ -1981,6 +1998,27 @@ mod tests_stream {
         let res = http_stream.read_request().await;
         assert_eq!(input.len(), res.unwrap().unwrap());
         assert_eq!(0, http_stream.req_header().headers.len());
+    }
+
+    #[tokio::test]
+    async fn a_request_read_without_header_case_keeps_lower_cased_names_only() {
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\nX-Custom-Name: 1\r\n\r\n";
+        let mock_io = Builder::new().read(&input[..]).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.set_preserve_header_case(false);
+        http_stream.read_request().await.unwrap();
+        let header = http_stream.req_header();
+        assert!(!header.has_case());
+        assert_eq!(header.headers.get("x-custom-name").unwrap(), "1");
+        let mut wire = BytesMut::new();
+        header.header_to_h1_wire(&mut wire);
+        // Without the spelling, Pingora writes standard names title-cased, others lower-cased.
+        assert_eq!(&wire[..], b"Host: a\r\nx-custom-name: 1\r\n");
+
+        let mock_io = Builder::new().read(&input[..]).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.read_request().await.unwrap();
+        assert!(http_stream.req_header().has_case(), "Pingora's default keeps the spelling");
     }
 
     #[cfg(feature = "patched_http1")]
