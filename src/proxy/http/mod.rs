@@ -193,7 +193,7 @@ impl ProxyHttp for HttpGateway {
         let decision = decide::decide(&snapshot, session.req_header(), sni, ctx);
         ctx.snapshot = Some(snapshot);
         if let Some(tracing) = ctx.port_policy.as_ref().and_then(|p| p.tracing.as_ref()) {
-            ctx.span = trace::begin(tracing, session.req_header(), ctx);
+            ctx.span = trace::begin(tracing, session.req_header(), ctx).map(Box::new);
         }
         let close = self.state.is_draining();
         let answer = match decision {
@@ -522,7 +522,7 @@ impl ProxyHttp for HttpGateway {
             let req = session.req_header();
             let http11 = req.version == http::Version::HTTP_11
                 && matches!(session.as_downstream(), ServerSession::H1(_));
-            ctx.gzip = compress::start(req, resp, http11);
+            ctx.gzip = compress::start(req, resp, http11).map(Box::new);
         }
         Ok(())
     }

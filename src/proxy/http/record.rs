@@ -56,7 +56,7 @@ pub fn request(session: &Session, ctx: &mut RequestCtx) {
         ctx.span.take(),
         ctx.port_policy.as_ref().and_then(|p| p.tracing.as_ref()),
     ) {
-        super::trace::end(span, tracing, session.req_header(), ctx, status);
+        super::trace::end(*span, tracing, session.req_header(), ctx, status);
     }
     let policy_logs = ctx
         .port_policy
