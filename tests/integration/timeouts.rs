@@ -381,3 +381,53 @@ fn an_http1_client_that_stops_reading_is_ended_by_the_stream_idle_timeout() {
         "the whole body arrived ({total} bytes, {ended}): the stall was not timed out"
     );
 }
+
+// A client that hangs up while its request waits for a silent backend ends the upstream
+// request at once (Envoy resets the upstream stream when the downstream one goes), not when
+// the 5 s stream timeout fires: the gateway watches the client while it waits, with a body
+// or without one.
+#[test]
+fn a_client_that_hangs_up_ends_its_upstream_request_at_once() {
+    use std::io::{BufReader, Read, Write};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    let (closed_tx, closed_rx) = mpsc::channel::<(String, Duration)>();
+    let closed_tx = std::sync::Mutex::new(closed_tx);
+    raw_backend("v1", move |conn| {
+        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+        let Ok(Some(head)) = crate::support::http1::read_request_head(&mut reader) else {
+            return;
+        };
+        // Never answer; time how long until the gateway closes the connection.
+        let asked = Instant::now();
+        conn.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        let tx = closed_tx.lock().expect("lock").clone();
+        let _ = tx.send((head.target_or_status.clone(), asked.elapsed()));
+    });
+    let gw = catch_all_gateway("r", "v1");
+    for (path, request) in [
+        (
+            "/bodyless",
+            "GET /bodyless HTTP/1.1\r\nHost: a.test\r\n\r\n".to_string(),
+        ),
+        (
+            "/with-body",
+            "POST /with-body HTTP/1.1\r\nHost: a.test\r\ncontent-length: 2\r\n\r\nhi".to_string(),
+        ),
+    ] {
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", gw.lport(1))).expect("connect");
+        client.write_all(request.as_bytes()).expect("request");
+        std::thread::sleep(Duration::from_millis(500));
+        drop(client);
+        let (seen, after) = closed_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the backend connection is closed");
+        assert_eq!(seen, path);
+        assert!(
+            after < Duration::from_secs(2),
+            "{path}: the upstream request outlived its client by {after:?}"
+        );
+    }
+}
