@@ -385,7 +385,7 @@ fn an_http1_client_that_stops_reading_is_ended_by_the_stream_idle_timeout() {
 // A client that hangs up while its request waits for a silent backend ends the upstream
 // request at once (Envoy resets the upstream stream when the downstream one goes), not when
 // the 5 s stream timeout fires: the gateway watches the client while it waits, with a body
-// or without one.
+// or without one, over HTTP/1 or HTTP/2.
 #[test]
 fn a_client_that_hangs_up_ends_its_upstream_request_at_once() {
     use std::io::{BufReader, Read, Write};
@@ -430,4 +430,31 @@ fn a_client_that_hangs_up_ends_its_upstream_request_at_once() {
             "{path}: the upstream request outlived its client by {after:?}"
         );
     }
+    // HTTP/2 with prior knowledge on the same port: curl gives up after half a second and
+    // closes its connection.
+    let url = format!("http://127.0.0.1:{}/h2c", gw.lport(1));
+    let status = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "0.5",
+        ])
+        .args(["-H", "Host: a.test", &url])
+        .status()
+        .expect("curl");
+    assert!(
+        !status.success(),
+        "curl got an answer from a silent backend"
+    );
+    let (seen, after) = closed_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the backend connection is closed");
+    assert_eq!(seen, "/h2c");
+    assert!(
+        after < Duration::from_secs(2),
+        "h2c: the upstream request outlived its client by {after:?}"
+    );
 }

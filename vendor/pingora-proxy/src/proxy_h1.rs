@@ -202,11 +202,12 @@ where
         }
     }
 
-    /// Whether an HTTP/1 exchange can be proxied by [`Self::proxy_response_1to1`]: the
-    /// downstream request is HTTP/1 and has no body, it is no upgrade, and no cache is
-    /// involved. Then the request side has nothing left to stream once the header is sent.
+    /// Whether an exchange can be proxied by [`Self::proxy_response_1to1`]: the downstream
+    /// request (HTTP/1 or HTTP/2) has no body, it is no upgrade, and no cache is involved.
+    /// Then the request side has nothing left to stream once the header is sent.
     fn request_is_over(session: &mut Session, client_session: &HttpSessionV1) -> bool {
-        session.downstream_session.as_http1().is_some()
+        (session.downstream_session.as_http1().is_some()
+            || session.downstream_session.as_http2().is_some())
             && !session.cache.enabled()
             && !session.cache.bypassing()
             && !session.was_upgraded()
@@ -266,8 +267,9 @@ where
         while !response_state.is_done() {
             let first = tokio::select! {
                 task = client_session.read_response_task() => task,
-                // Only an error ends the idle watch of an HTTP/1 client (a close, or bytes
-                // that are no pipelined request); pipelined bytes are kept for the next one.
+                // Only an error ends the idle watch: an HTTP/1 client's close (or bytes that
+                // are no pipelined request; pipelined ones are kept for the next request), an
+                // HTTP/2 stream's reset or close.
                 idle = session.downstream_session.read_body_or_idle(true) => match idle {
                     Err(e) => return (false, false, Some(e.into_down())),
                     Ok(_) => continue,
