@@ -273,6 +273,9 @@ fn main() -> ExitCode {
     // the OTLP exporters' HTTPS client (reqwest without a provider of its own) needs the
     // process default, which Pingora installs only once it sets up its own TLS.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Pingora adds up how long each stream's reads and writes wait, for figures meshgate does
+    // not report: two clock reads per proxied request (the upstream response always waits).
+    pingora::protocols::l4::stream::set_pending_time_tracking(false);
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "publish") {
         let mut rest = vec![args[0].clone()];

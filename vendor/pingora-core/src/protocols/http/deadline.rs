@@ -25,14 +25,21 @@
 use std::future::Future;
 use std::task::Poll;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// An optional instant, settable from any thread.
 #[derive(Debug)]
 pub struct ReadDeadline {
-    base: Instant,
-    /// Nanoseconds after `base`, plus one; zero: no deadline.
+    /// Nanoseconds after [`epoch`], plus one; zero: no deadline.
     at: AtomicU64,
+}
+
+/// The instant deadlines count from: one per process, so that making a deadline (one per
+/// proxied request) reads no clock.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl Default for ReadDeadline {
@@ -45,7 +52,6 @@ impl ReadDeadline {
     /// No deadline yet.
     pub fn new() -> Self {
         ReadDeadline {
-            base: Instant::now(),
             at: AtomicU64::new(0),
         }
     }
@@ -53,7 +59,7 @@ impl ReadDeadline {
     /// Sets (`Some`) or clears (`None`) the deadline.
     pub fn set(&self, at: Option<Instant>) {
         let v = at.map_or(0, |at| {
-            u64::try_from(at.saturating_duration_since(self.base).as_nanos())
+            u64::try_from(at.saturating_duration_since(epoch()).as_nanos())
                 .unwrap_or(u64::MAX - 1)
                 .saturating_add(1)
         });
@@ -63,7 +69,7 @@ impl ReadDeadline {
     pub fn get(&self) -> Option<Instant> {
         match self.at.load(Ordering::Relaxed) {
             0 => None,
-            v => Some(self.base + Duration::from_nanos(v - 1)),
+            v => Some(epoch() + Duration::from_nanos(v - 1)),
         }
     }
 }

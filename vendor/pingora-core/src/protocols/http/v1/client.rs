@@ -465,9 +465,10 @@ impl HttpSession {
     /// not pay for a copy of every response header (its maps, one reference count per field).
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
+        // `or_err_with`: `Option::or_err` builds (allocates) its error before it knows there is one.
         self.response_header
             .take()
-            .or_err(InternalError, "response header read but missing")
+            .or_err_with(InternalError, || "response header read but missing")
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read (and not handed
