@@ -465,7 +465,8 @@ impl HttpSession {
     /// not pay for a copy of every response header (its maps, one reference count per field).
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
-        // `or_err_with`: `Option::or_err` builds (allocates) its error before it knows there is one.
+        // `or_err_with`: `Option::or_err` builds (allocates) its error before it knows there
+        // is one.
         self.response_header
             .take()
             .or_err_with(InternalError, || "response header read but missing")
