@@ -25,9 +25,10 @@
 # swings a third between runs) hits both alike; their req/s ratio is a steadier figure of what
 # each does with the same CPU. Hot-reload figures are measured on RELOAD_PEER (mg10000). Results: markdown on stdout and in
 # target/bench/results-<time>.md (with the raw per-run TSV next to it). See BENCHMARKS.md.
-# EXTRAS="idle protocols" appends scripts/bench/idle_conns.sh (memory per idle keep-alive
-# connection, plain and TLS, against nginx) and scripts/bench/protocols.sh (HTTPS handshakes
-# and keep-alive, h2, h2c, gzip against nginx) to the same results file.
+# EXTRAS="idle protocols load" appends scripts/bench/idle_conns.sh (memory per idle keep-alive
+# connection, plain and TLS, against nginx), scripts/bench/protocols.sh (HTTPS handshakes
+# and keep-alive, h2, h2c, gzip against nginx) and scripts/bench/load_points.sh (CPU per
+# request against nginx with 4, 8 and 32 connections) to the same results file.
 #
 # Not part of `cargo test`. All traffic stays on 127.0.0.1; everything started here is
 # stopped by PID on exit.
@@ -48,10 +49,10 @@ PAIR_DURATION=${PAIR_DURATION:-4}  # seconds per side-by-side run
 RELOADS=${RELOADS:-20}             # reloads under load (0 = skip the hot-reload part)
 RELOAD_TRIALS=${RELOAD_TRIALS:-5}  # idle write -> served timings
 RELOAD_PEER=${RELOAD_PEER:-mg10000} # the meshgate whose hot reload is measured
-EXTRAS=${EXTRAS:-}                 # "idle protocols": the runs against nginx beyond req/s
+EXTRAS=${EXTRAS:-}                 # "idle protocols load": the runs against nginx beyond req/s
 for extra in $EXTRAS; do
-    [[ $extra == idle || $extra == protocols ]] || {
-        echo "bench.sh: unknown extra '$extra' (known: idle protocols)" >&2
+    [[ $extra == idle || $extra == protocols || $extra == load ]] || {
+        echo "bench.sh: unknown extra '$extra' (known: idle protocols load)" >&2
         exit 1
     }
 done
@@ -501,6 +502,7 @@ for extra in $EXTRAS; do
     case $extra in
     idle) script=idle_conns.sh title="Memory per idle keep-alive connection (scripts/bench/idle_conns.sh)" ;;
     protocols) script=protocols.sh title="Protocols against nginx (scripts/bench/protocols.sh)" ;;
+    load) script=load_points.sh title="CPU per request against nginx at several loads (scripts/bench/load_points.sh)" ;;
     esac
     {
         echo
