@@ -28,7 +28,8 @@
 # EXTRAS="idle protocols load" appends scripts/bench/idle_conns.sh (memory per idle keep-alive
 # connection, plain and TLS, against nginx), scripts/bench/protocols.sh (HTTPS handshakes
 # and keep-alive, h2, h2c, gzip against nginx) and scripts/bench/load_points.sh (CPU per
-# request against nginx with 4, 8 and 32 connections) to the same results file.
+# request against nginx with 4, 8 and 32 connections, beside the tokio floor,
+# examples/tokio_floor.rs) to the same results file.
 #
 # Not part of `cargo test`. All traffic stays on 127.0.0.1; everything started here is
 # stopped by PID on exit.
@@ -165,8 +166,8 @@ if [[ $SKIP_BUILD != 1 ]]; then
         log "cargo build --release --bin meshgate"
         cargo build --release --bin meshgate
     fi
-    log "cargo build --release --example bare_pingora_tuned"
-    cargo build --release --example bare_pingora_tuned
+    log "cargo build --release --example bare_pingora_tuned --example tokio_floor"
+    cargo build --release --example bare_pingora_tuned --example tokio_floor
 fi
 BARE_BIN=$ROOT/target/yardstick/examples/bare_pingora
 BARE_TUNED_BIN=$ROOT/target/release/examples/bare_pingora_tuned
@@ -510,7 +511,9 @@ for extra in $EXTRAS; do
         echo
         echo '```'
         # Ports of their own, clear of the peers still running (PORT_BASE ... +40).
-        MESHGATE_BIN=$MESHGATE_BIN PORT_BASE=$((PORT_BASE + 100)) "$BENCH_DIR/$script"
+        # load_points.sh runs the tokio floor too when it is built (SKIP_BUILD=1 may skip it).
+        FLOOR=$([[ -x $ROOT/target/release/examples/tokio_floor ]] && echo 1 || echo 0) \
+            MESHGATE_BIN=$MESHGATE_BIN PORT_BASE=$((PORT_BASE + 100)) "$BENCH_DIR/$script"
         echo '```'
     } | tee -a "$result"
 done

@@ -4,6 +4,7 @@
 #
 #   scripts/bench/load_points.sh                        # release binary, 3 rounds of 6 s
 #   CONNS_LIST="8 32" ROUNDS=5 scripts/bench/load_points.sh
+#   FLOOR=1 scripts/bench/load_points.sh                # also the tokio floor (below)
 #
 # Why several loads: much of a proxy's system CPU per request is waking its peers (a `send` on
 # loopback wakes the reader, on the sender's time) and sleeping and waking itself, and a
@@ -18,6 +19,12 @@
 # LOAD_CPU's idle share of each proxy, and meshgate ÷ nginx. Runs alternate (nginx, meshgate,
 # nginx, ...) and are never side by side: a neighbour would change the idle share being
 # measured. Everything listens on 127.0.0.1 and is stopped on exit. Not part of `cargo test`.
+#
+# FLOOR=1 adds a third proxy to the alternation: examples/tokio_floor.rs, the least an HTTP/1.1
+# keep-alive proxy on tokio can do per request (it forwards the bytes of each head untouched,
+# one upstream connection per client connection; `cargo build --release --example
+# tokio_floor`). Its ratio to nginx bounds what any gateway on tokio, Pingora's included, can
+# reach on this machine.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${MESHGATE_BIN:-$ROOT/target/release/meshgate}
@@ -28,7 +35,13 @@ RULES=${RULES:-10000}
 BASE=${PORT_BASE:-24400}
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
+FLOOR=${FLOOR:-0}
+FLOOR_BIN=${FLOOR_BIN:-$ROOT/target/release/examples/tokio_floor}
 [[ -x $BIN ]] || { echo "load_points.sh: no meshgate binary at $BIN" >&2; exit 1; }
+[[ $FLOOR == 0 || -x $FLOOR_BIN ]] || {
+    echo "load_points.sh: FLOOR=1 needs $FLOOR_BIN (cargo build --release --example tokio_floor)" >&2
+    exit 1
+}
 for tool in nginx wrk taskset curl python3; do
     command -v $tool >/dev/null || { echo "load_points.sh: $tool is needed (scripts/setup.sh)" >&2; exit 1; }
 done
@@ -37,7 +50,7 @@ done
 source "$ROOT/scripts/bench/lib.sh"
 bench_scratch
 
-BACKEND=$BASE NG=$((BASE + 1)) MG=$((BASE + 2)) MG_ADMIN=$((BASE + 3))
+BACKEND=$BASE NG=$((BASE + 1)) MG=$((BASE + 2)) MG_ADMIN=$((BASE + 3)) FL=$((BASE + 4))
 HOST=bench.example.com REQ_PATH=/bench/target
 
 # The backend and nginx as the gateway, from the templates scripts/bench.sh uses.
@@ -61,14 +74,20 @@ taskset -c "$PROXY_CPU" "$BIN" --policies "$RUN/policies" --bind 127.0.0.1 \
     --admin "127.0.0.1:$MG_ADMIN" -c "$RUN/mg.yaml" >"$RUN/mg.log" 2>&1 &
 MG_PID=$!
 PIDS+=("$MG_PID")
+if [[ $FLOOR != 0 ]]; then
+    taskset -c "$PROXY_CPU" "$FLOOR_BIN" --listen "127.0.0.1:$FL" --upstream "127.0.0.1:$BACKEND" \
+        >"$RUN/floor.log" 2>&1 &
+    FLOOR_PID=$!
+    PIDS+=("$FLOOR_PID")
+fi
 
 ready() { [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Host: $HOST" "http://127.0.0.1:$1$REQ_PATH") == 200 ]]; }
 for ((i = 0; i < 600; i++)); do
-    ready "$NG" && ready "$MG" && break
+    ready "$NG" && ready "$MG" && { [[ $FLOOR == 0 ]] || ready "$FL"; } && break
     kill -0 "$MG_PID" 2>/dev/null || { echo "load_points.sh: meshgate exited: $(tail -3 "$RUN/mg.log")" >&2; exit 1; }
     sleep 0.2
 done
-ready "$NG" && ready "$MG" || { echo "load_points.sh: the proxies did not answer 200" >&2; exit 1; }
+ready "$NG" && ready "$MG" && { [[ $FLOOR == 0 ]] || ready "$FL"; } || { echo "load_points.sh: the proxies did not answer 200" >&2; exit 1; }
 # nginx's CPU is its worker's (the master only waits).
 NG_WORKER=$(tr -d ' ' <"/proc/$NGINX_MASTER/task/$NGINX_MASTER/children")
 
@@ -94,6 +113,7 @@ for conns in $CONNS_LIST; do
     for ((round = 1; round <= ROUNDS; round++)); do
         run nginx "$NG_WORKER" "$NG" "$conns" "$round"
         run meshgate "$MG_PID" "$MG" "$conns" "$round"
+        [[ $FLOOR == 0 ]] || run floor "$FLOOR_PID" "$FL" "$conns" "$round"
     done
 done
 
@@ -109,16 +129,19 @@ for line in open(rows):
     runs[(int(conns), proxy)].append((n / secs, user_us, sys_us, 100 * idle / (secs * tck)))
     rounds[(int(conns), rnd)][proxy] = (n / secs, user_us + sys_us)
 med = statistics.median
-print(f"meshgate ({rules} rules) and nginx, each alone; medians of the rounds")
+proxies = [p for p in ("nginx", "meshgate", "floor") if any(k[1] == p for k in runs)]
+print(f"meshgate ({rules} rules), nginx{' and the tokio floor' if 'floor' in proxies else ''},"
+      " each alone; medians of the rounds")
 print(f"{'conns':>5}  {'proxy':<8} {'req/s':>8} {'user+sys µs/req':>16} {'load CPU idle':>13}")
 for conns in sorted({c for c, _ in runs}):
-    for proxy in ("nginx", "meshgate"):
+    for proxy in proxies:
         r = runs[(conns, proxy)]
         u, s = med([x[1] for x in r]), med([x[2] for x in r])
         print(f"{conns:>5}  {proxy:<8} {med([x[0] for x in r]):>8.0f} {u:>7.2f} + {s:<6.2f} {med([x[3] for x in r]):>12.1f}%")
-    pairs = [v for (c, _), v in rounds.items() if c == conns and len(v) == 2]
-    rps = [p["meshgate"][0] / p["nginx"][0] for p in pairs]
-    cpu = [p["meshgate"][1] / p["nginx"][1] for p in pairs]
-    print(f"{conns:>5}  meshgate ÷ nginx: req/s {med(rps):.2f} ({min(rps):.2f}-{max(rps):.2f}),"
-          f" CPU per request {med(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f})")
+    rounds_here = [v for (c, _), v in rounds.items() if c == conns and len(v) == len(proxies)]
+    for proxy in proxies[1:]:
+        rps = [r[proxy][0] / r["nginx"][0] for r in rounds_here]
+        cpu = [r[proxy][1] / r["nginx"][1] for r in rounds_here]
+        print(f"{conns:>5}  {proxy} ÷ nginx: req/s {med(rps):.2f} ({min(rps):.2f}-{max(rps):.2f}),"
+              f" CPU per request {med(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f})")
 PY
