@@ -18,6 +18,7 @@
 //! target/release/examples/tokio_floor --listen 127.0.0.1:6192 --upstream 127.0.0.1:8000
 //! ```
 
+use std::io::{Error, ErrorKind, Result};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: Args) -> std::io::Result<()> {
+async fn serve(args: Args) -> Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
     loop {
         let (client, _) = listener.accept().await?;
@@ -79,20 +80,12 @@ async fn serve(args: Args) -> std::io::Result<()> {
     }
 }
 
-/// Why a connection was closed instead of served.
-#[derive(Debug)]
-enum Refused {
-    Io,
-    Unsupported,
+/// What the yardstick does not proxy: the connection is closed.
+fn unsupported() -> Error {
+    Error::from(ErrorKind::Unsupported)
 }
 
-impl From<std::io::Error> for Refused {
-    fn from(_: std::io::Error) -> Self {
-        Refused::Io
-    }
-}
-
-async fn proxy_connection(mut client: TcpStream, upstream: SocketAddr) -> Result<(), Refused> {
+async fn proxy_connection(mut client: TcpStream, upstream: SocketAddr) -> Result<()> {
     client.set_nodelay(true)?;
     let mut upstream_conn: Option<TcpStream> = None;
     let mut from_client = BytesMut::with_capacity(BUF_SIZE);
@@ -122,12 +115,12 @@ async fn proxy_connection(mut client: TcpStream, upstream: SocketAddr) -> Result
                 break len;
             }
             if conn.read_buf(&mut from_upstream).await? == 0 {
-                return Err(Refused::Io);
+                return Err(Error::from(ErrorKind::UnexpectedEof));
             }
         };
         while from_upstream.len() < response_len {
             if conn.read_buf(&mut from_upstream).await? == 0 {
-                return Err(Refused::Io);
+                return Err(Error::from(ErrorKind::UnexpectedEof));
             }
         }
         client.write_all(&from_upstream[..response_len]).await?;
@@ -136,7 +129,7 @@ async fn proxy_connection(mut client: TcpStream, upstream: SocketAddr) -> Result
 }
 
 /// The length of a complete request head at the start of `buf`, `None` if more is needed.
-fn request_head_len(buf: &[u8]) -> Result<Option<usize>, Refused> {
+fn request_head_len(buf: &[u8]) -> Result<Option<usize>> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut request = httparse::Request::new(&mut fields);
     match request.parse(buf) {
@@ -146,18 +139,18 @@ fn request_head_len(buf: &[u8]) -> Result<Option<usize>, Refused> {
                     || (field.name.eq_ignore_ascii_case("content-length") && field.value != b"0")
             });
             if has_body {
-                return Err(Refused::Unsupported);
+                return Err(unsupported());
             }
             Ok(Some(len))
         }
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(Refused::Unsupported),
+        Err(_) => Err(unsupported()),
     }
 }
 
 /// The length of a complete response (head and `Content-Length` body) starting `buf`, once
 /// its head is there; `None` if the head is not complete yet.
-fn response_len(buf: &[u8]) -> Result<Option<usize>, Refused> {
+fn response_len(buf: &[u8]) -> Result<Option<usize>> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut response = httparse::Response::new(&mut fields);
     match response.parse(buf) {
@@ -168,10 +161,10 @@ fn response_len(buf: &[u8]) -> Result<Option<usize>, Refused> {
                 .find(|field| field.name.eq_ignore_ascii_case("content-length"))
                 .and_then(|field| std::str::from_utf8(field.value).ok())
                 .and_then(|value| value.trim().parse::<usize>().ok())
-                .ok_or(Refused::Unsupported)?;
+                .ok_or_else(unsupported)?;
             Ok(Some(head_len + body_len))
         }
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(Refused::Unsupported),
+        Err(_) => Err(unsupported()),
     }
 }

@@ -82,12 +82,13 @@ if [[ $FLOOR != 0 ]]; then
 fi
 
 ready() { [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Host: $HOST" "http://127.0.0.1:$1$REQ_PATH") == 200 ]]; }
+all_ready() { ready "$NG" && ready "$MG" && { [[ $FLOOR == 0 ]] || ready "$FL"; }; }
 for ((i = 0; i < 600; i++)); do
-    ready "$NG" && ready "$MG" && { [[ $FLOOR == 0 ]] || ready "$FL"; } && break
+    all_ready && break
     kill -0 "$MG_PID" 2>/dev/null || { echo "load_points.sh: meshgate exited: $(tail -3 "$RUN/mg.log")" >&2; exit 1; }
     sleep 0.2
 done
-ready "$NG" && ready "$MG" && { [[ $FLOOR == 0 ]] || ready "$FL"; } || { echo "load_points.sh: the proxies did not answer 200" >&2; exit 1; }
+all_ready || { echo "load_points.sh: the proxies did not answer 200" >&2; exit 1; }
 # nginx's CPU is its worker's (the master only waits).
 NG_WORKER=$(tr -d ' ' <"/proc/$NGINX_MASTER/task/$NGINX_MASTER/children")
 
