@@ -372,9 +372,11 @@ def print_targets(summary, reload, debounce_ms, peer, paired=None):
     s = summary.get(peer)
     if s is None:
         return
-    print(f"\n### Targets ({peer})\n")
-    # Issue 5's targets, except the memory of 100,000 routes, which issue 21 set.
-    print("Issue 5's" + (", RSS issue 21's (100,000 routes)" if peer == "mg100000" else "") + ".\n")
+    # Issue 5's targets are for up to 10,000 routes; issue 21 set the memory of 100,000.
+    count = re.search(r"\d+$", peer)  # mg100000: 100,000 routes
+    routes = int(count.group()) if count else 0
+    rss_limit, rss_from = (160, "issue 21") if routes > 10_000 else (64, "issue 5")
+    print(f"\n### Targets ({peer}: issue 5's, RSS {rss_from}'s)\n")
     lines = []
     if s["vs_bare"]:
         lines.append(("req/s ≥ 1.3× bare Pingora", f"{s['vs_bare'][0]:.2f}×", s["vs_bare"][0] >= 1.3))
@@ -398,7 +400,6 @@ def print_targets(summary, reload, debounce_ms, peer, paired=None):
     if "bare" in summary:
         lines.append(("p99 ≤ bare Pingora p99", f"{s['p99']:.2f} vs {summary['bare']['p99']:.2f} ms",
                       s["p99"] <= summary["bare"]["p99"]))
-    rss_limit = 160 if peer == "mg100000" else 64
     lines.append((f"RSS ≤ {rss_limit} MiB", f"{s['rss']:.1f} MiB", s["rss"] <= rss_limit))
     if reload and reload["idle"]["served_ms"]:
         v = statistics.median(reload["idle"]["served_ms"]) - debounce_ms
